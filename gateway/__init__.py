@@ -1,0 +1,48 @@
+"""Hybrid AI Stack gateway. `create_app()` builds the Flask app; nothing happens at import."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from flask import Flask
+
+from .config import Settings
+
+__all__ = ["create_app"]
+
+
+def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
+    """Build the app: settings (from the environment unless given) -> services -> blueprints.
+
+    `config` may be a Settings, a mapping read like the environment (tests), or None (os.environ).
+    """
+    from .api import native, ops
+    from .api.errors import register_error_handlers
+    from .api.hooks import register_hooks
+    from .logs import configure_logging
+    from .service import GatewayService
+
+    settings = config if isinstance(config, Settings) else Settings.from_env(config)
+    configure_logging(settings.log_level)
+    log = logging.getLogger("gateway")
+
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False
+    app.extensions["gateway"] = GatewayService(settings)
+
+    register_hooks(app)
+    register_error_handlers(app)
+    app.register_blueprint(native.bp)
+    app.register_blueprint(ops.bp)
+
+    if not settings.api_keys:
+        log.warning("GATEWAY_API_KEYS is empty: /api and /v1 are open to anyone who can reach this port")
+    if "anthropic" not in settings.configured_backends:
+        log.warning("ANTHROPIC_API_KEY is not set: requests stay on local models")
+    if settings.redis_url:
+        log.info("REDIS_URL is set but this build keeps stats per process")
+    else:
+        log.warning("no REDIS_URL: stats are counted per worker process")
+    return app

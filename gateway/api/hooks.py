@@ -1,0 +1,77 @@
+"""Per-request plumbing: request id, authentication, one structured log line.
+
+The log line carries ids, the decision and timings; never the prompt, the answer or a key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import re
+import time
+import uuid
+
+from flask import Flask, current_app, g, request
+
+from ..errors import Unauthorized
+
+access_log = logging.getLogger("gateway.access")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+_PROTECTED = ("/api/", "/v1/")
+
+
+def _presented_key() -> str | None:
+    auth = request.headers.get("Authorization", "")
+    if auth[:7].lower() == "bearer ":
+        return auth[7:].strip() or None
+    return request.headers.get("X-API-Key") or None
+
+
+def key_matches(presented: str, keys: tuple[str, ...]) -> bool:
+    """Constant-time comparison against every configured key (no early exit that leaks which one)."""
+    found = False
+    given = presented.encode()
+    for key in keys:
+        found |= hmac.compare_digest(given, key.encode())
+    return found
+
+
+def register_hooks(app: Flask) -> None:
+    @app.before_request
+    def _start():
+        g.started = time.perf_counter()
+        incoming = request.headers.get("X-Request-ID", "")
+        g.request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        g.api_key_id = None
+        keys = current_app.extensions["gateway"].settings.api_keys
+        if keys and request.path.startswith(_PROTECTED):
+            presented = _presented_key()
+            if not presented or not key_matches(presented, keys):
+                raise Unauthorized("missing or invalid API key: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'",
+                                   headers={"WWW-Authenticate": 'Bearer realm="gateway"'})
+            g.api_key_id = hashlib.sha256(presented.encode()).hexdigest()[:12]
+
+    @app.after_request
+    def _finish(response):
+        response.headers["X-Request-ID"] = g.get("request_id", "")
+        latency_ms = round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 2)
+        fields = {"request_id": g.get("request_id"), "method": request.method,
+                  "route": request.url_rule.rule if request.url_rule else "unmatched",
+                  "status": response.status_code, "latency_ms": latency_ms, "key_id": g.get("api_key_id")}
+        outcome, decision = g.get("outcome"), g.get("decision")
+        if decision is not None:
+            fields.update(strategy=decision.strategy, tier=decision.tier, score=decision.score,
+                          decided_model=decision.model)
+        if outcome is not None:
+            fields.update(model=outcome.model, backend=outcome.backend, attempts=len(outcome.attempts),
+                          cost=outcome.cost, cached=outcome.cached,
+                          input_tokens=outcome.completion.usage.input_tokens,
+                          output_tokens=outcome.completion.usage.output_tokens)
+        if g.get("error_type"):
+            fields["error"] = g.error_type
+        if request.path.startswith(("/health", "/metrics")) and response.status_code < 400:
+            access_log.debug("request", extra={"fields": fields})
+        else:
+            access_log.info("request", extra={"fields": fields})
+        return response

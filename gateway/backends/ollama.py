@@ -1,0 +1,127 @@
+"""Ollama's native API: /api/chat (NDJSON streaming), /api/tags (installed) and /api/ps (warm)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+from ..catalog import ModelSpec
+from ..chat import ChatRequest, Completion, StreamDelta, Usage
+from ..config import BackendSettings
+from .base import (
+    Backend,
+    BackendError,
+    BackendHealth,
+    ModelState,
+    http_error,
+    json_body,
+    new_session,
+    translate_requests_errors,
+)
+
+_FINISH = {"stop": "stop", "length": "length"}
+
+
+class OllamaBackend(Backend):
+    name = "ollama"
+
+    def __init__(self, settings: BackendSettings, keep_alive: str = "30m"):
+        self.url = settings.url
+        self.settings = settings
+        self.keep_alive = keep_alive
+        self.session = new_session()
+
+    def _body(self, model: ModelSpec, request: ChatRequest, max_tokens: int, stream: bool) -> dict:
+        messages = ([{"role": "system", "content": request.system}] if request.system else []) + [
+            {"role": m.role, "content": m.content} for m in request.messages
+        ]
+        options: dict = {"num_predict": max_tokens}
+        if request.temperature is not None:
+            options["temperature"] = request.temperature
+        if request.stop:
+            options["stop"] = list(request.stop)
+        return {"model": model.id, "messages": messages, "stream": stream, "options": options,
+                "keep_alive": self.keep_alive}
+
+    def _post(self, model: ModelSpec, body: dict, stream: bool):
+        with translate_requests_errors(self.name):
+            resp = self.session.post(f"{self.url}/api/chat", json=body, stream=stream,
+                                     timeout=(self.settings.connect_timeout, self.settings.timeout))
+        if resp.status_code == 404:
+            resp.close()
+            raise BackendError("model_not_found", f"model {model.id!r} is not installed on Ollama "
+                               f"(run: ollama pull {model.id})", status=404)
+        if resp.status_code >= 400:
+            with translate_requests_errors(self.name):
+                err = http_error(self.name, resp)
+            resp.close()
+            raise err
+        return resp
+
+    def complete(self, model: ModelSpec, request: ChatRequest, max_tokens: int) -> Completion:
+        resp = self._post(model, self._body(model, request, max_tokens, stream=False), stream=False)
+        data = json_body(self.name, resp)
+        if "error" in data:
+            raise BackendError("server_error", f"ollama: {str(data['error'])[:300]}", status=resp.status_code)
+        message = data.get("message")
+        if not isinstance(message, dict) or not isinstance(message.get("content"), str):
+            raise BackendError("malformed", "ollama: response has no message.content", status=resp.status_code)
+        return Completion(message["content"], _usage(data, request), _FINISH.get(data.get("done_reason"), "stop"))
+
+    def stream(self, model: ModelSpec, request: ChatRequest, max_tokens: int) -> Iterator[StreamDelta]:
+        resp = self._post(model, self._body(model, request, max_tokens, stream=True), stream=True)
+        try:
+            with translate_requests_errors(self.name):
+                for line in resp.iter_lines():
+                    if not line:
+                        continue
+                    try:
+                        data = json.loads(line)
+                    except ValueError as exc:
+                        raise BackendError("malformed", "ollama: stream line is not JSON") from exc
+                    if "error" in data:  # an error after the 200 status was sent
+                        raise BackendError("server_error", f"ollama: {str(data['error'])[:300]}")
+                    text = (data.get("message") or {}).get("content") or ""
+                    if data.get("done"):
+                        yield StreamDelta(text, _usage(data, request), _FINISH.get(data.get("done_reason"), "stop"))
+                        return
+                    if text:
+                        yield StreamDelta(text)
+            raise BackendError("connection", "ollama: stream ended before its final line")
+        finally:
+            resp.close()
+
+    def health(self) -> BackendHealth:
+        timeout = (self.settings.connect_timeout, 2.0)
+        try:
+            with translate_requests_errors(self.name):
+                tags = self.session.get(f"{self.url}/api/tags", timeout=timeout)
+                ps = self.session.get(f"{self.url}/api/ps", timeout=timeout)
+            installed = json_body(self.name, tags).get("models") or []
+            loaded = json_body(self.name, ps).get("models") or [] if ps.ok else []
+        except BackendError as exc:
+            return BackendHealth(False, exc.message)
+        warm = {_base(m.get("name", "")) for m in loaded if isinstance(m, dict)}
+        models = {}
+        for m in installed:
+            if isinstance(m, dict) and m.get("name"):
+                models[_base(m["name"])] = ModelState(True, _base(m["name"]) in warm)
+        return BackendHealth(True, f"{len(models)} models installed, {len(warm)} loaded", models)
+
+    def model_state(self, health: BackendHealth, model: ModelSpec) -> ModelState:
+        if not health.ok:
+            return ModelState(False, None)
+        return health.models.get(_base(model.id), ModelState(False, False))
+
+
+def _base(tag: str) -> str:
+    """'tinyllama:latest' and 'tinyllama' name the same model."""
+    return tag[: -len(":latest")] if tag.endswith(":latest") else tag
+
+
+def _usage(data: dict, request: ChatRequest) -> Usage:
+    # Ollama leaves prompt_eval_count out when the whole prompt came from its cache: fall back to
+    # the estimate rather than report zero input tokens.
+    prompt = data.get("prompt_eval_count")
+    return Usage(int(prompt) if isinstance(prompt, int) else request.input_tokens_estimate,
+                 int(data.get("eval_count") or 0))

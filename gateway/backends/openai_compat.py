@@ -1,0 +1,119 @@
+"""A generic OpenAI-compatible upstream: vLLM, llama.cpp server, LM Studio, OpenAI itself.
+
+OPENAI_COMPAT_URL is the base URL including the version prefix (e.g. http://vllm:8000/v1), as for the
+openai SDK's base_url.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+from ..catalog import ModelSpec
+from ..chat import ChatRequest, Completion, StreamDelta, Usage
+from ..config import BackendSettings
+from .base import (
+    Backend,
+    BackendError,
+    BackendHealth,
+    ModelState,
+    http_error,
+    json_body,
+    new_session,
+    translate_requests_errors,
+)
+
+
+class OpenAICompatBackend(Backend):
+    name = "openai_compat"
+
+    def __init__(self, settings: BackendSettings):
+        self.settings = settings
+        self.url = settings.url
+        self.session = new_session()
+        if settings.api_key:
+            self.session.headers["Authorization"] = f"Bearer {settings.api_key}"
+
+    def _post(self, model: ModelSpec, request: ChatRequest, max_tokens: int, stream: bool):
+        messages = ([{"role": "system", "content": request.system}] if request.system else []) + [
+            {"role": m.role, "content": m.content} for m in request.messages
+        ]
+        body: dict = {"model": model.id, "messages": messages, "max_tokens": max_tokens, "stream": stream}
+        if stream:
+            body["stream_options"] = {"include_usage": True}
+        if request.temperature is not None and model.sampling_params:
+            body["temperature"] = request.temperature
+        if request.stop:
+            body["stop"] = list(request.stop)
+        with translate_requests_errors(self.name):
+            resp = self.session.post(f"{self.url}/chat/completions", json=body, stream=stream,
+                                     timeout=(self.settings.connect_timeout, self.settings.timeout))
+            if resp.status_code >= 400:
+                err = http_error(self.name, resp)
+                resp.close()
+                raise err
+        return resp
+
+    def complete(self, model: ModelSpec, request: ChatRequest, max_tokens: int) -> Completion:
+        resp = self._post(model, request, max_tokens, stream=False)
+        data = json_body(self.name, resp)
+        try:
+            choice = data["choices"][0]
+            text = choice["message"]["content"] or ""
+        except (KeyError, IndexError, TypeError) as exc:
+            raise BackendError("malformed", "openai_compat: response has no choices[0].message") from exc
+        return Completion(text, _usage(data.get("usage"), request), choice.get("finish_reason") or "stop")
+
+    def stream(self, model: ModelSpec, request: ChatRequest, max_tokens: int) -> Iterator[StreamDelta]:
+        resp = self._post(model, request, max_tokens, stream=True)
+        usage: Usage | None = None
+        finish = None
+        try:
+            with translate_requests_errors(self.name):
+                for raw in resp.iter_lines():
+                    line = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+                    if not line.startswith("data:"):
+                        continue
+                    payload = line[5:].strip()
+                    if payload == "[DONE]":
+                        yield StreamDelta("", usage or _usage(None, request), finish or "stop")
+                        return
+                    try:
+                        chunk = json.loads(payload)
+                    except ValueError as exc:
+                        raise BackendError("malformed", "openai_compat: stream chunk is not JSON") from exc
+                    if "error" in chunk:
+                        raise BackendError("server_error", f"openai_compat: {str(chunk['error'])[:300]}")
+                    if chunk.get("usage"):
+                        usage = _usage(chunk["usage"], request)
+                    for choice in chunk.get("choices") or []:
+                        finish = choice.get("finish_reason") or finish
+                        text = (choice.get("delta") or {}).get("content")
+                        if text:
+                            yield StreamDelta(text)
+            raise BackendError("connection", "openai_compat: stream ended before [DONE]")
+        finally:
+            resp.close()
+
+    def health(self) -> BackendHealth:
+        try:
+            with translate_requests_errors(self.name):
+                resp = self.session.get(f"{self.url}/models", timeout=(self.settings.connect_timeout, 2.0))
+            if resp.status_code >= 400:
+                return BackendHealth(False, f"HTTP {resp.status_code} from /models")
+            data = json_body(self.name, resp).get("data") or []
+        except BackendError as exc:
+            return BackendHealth(False, exc.message)
+        models = {m["id"]: ModelState(True) for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)}
+        return BackendHealth(True, f"{len(models)} models listed", models)
+
+    def model_state(self, health: BackendHealth, model: ModelSpec) -> ModelState:
+        if not health.ok:
+            return ModelState(False)
+        return health.models.get(model.id, ModelState(not health.models))
+
+
+def _usage(usage: dict | None, request: ChatRequest) -> Usage:
+    if not isinstance(usage, dict):
+        return Usage(request.input_tokens_estimate, 0)
+    return Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))

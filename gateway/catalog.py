@@ -1,0 +1,209 @@
+"""The model catalog: tiers, models, prices and routing weights from configs/models.yaml.
+
+Plain frozen dataclasses so the pure router can take them as input. Parsing validates every
+field and names the offending entry, because a typo here would otherwise surface as a wrong
+routing decision much later.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+BACKENDS = ("ollama", "anthropic", "openai_compat")
+FACTORS = ("length", "reasoning", "code", "question", "steps")
+
+
+class CatalogError(ValueError):
+    """configs/models.yaml is missing, unreadable or inconsistent."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    backend: str
+    id: str
+    tier: str
+    context_window: int
+    price_in_per_mtok: float
+    price_out_per_mtok: float
+    max_output_tokens: int | None = None
+    sampling_params: bool = True
+
+    @property
+    def is_local(self) -> bool:
+        return self.price_in_per_mtok == 0 and self.price_out_per_mtok == 0 and self.backend != "anthropic"
+
+    def cost(self, input_tokens: int, output_tokens: int) -> float:
+        """USD for the given token counts at this model's prices."""
+        return (input_tokens * self.price_in_per_mtok + output_tokens * self.price_out_per_mtok) / 1e6
+
+
+@dataclass(frozen=True)
+class TierSpec:
+    name: str
+    max_score: float
+    min_deployment_tier: int = 1
+
+
+@dataclass(frozen=True)
+class QuestionStyle:
+    simple: tuple[str, ...] = ()
+    open: tuple[str, ...] = ()
+    task: tuple[str, ...] = ()
+    scores: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, eq=False)  # hashed by identity: the router caches compiled keywords per config
+class RoutingConfig:
+    weights: dict[str, float]
+    short_words: int
+    long_words: int
+    reasoning_keywords: tuple[str, ...]
+    reasoning_saturation: int
+    code_fenced_block: float
+    code_per_line: float
+    question: QuestionStyle
+    steps_saturation: int
+    conserve_at: float
+    conserve_min_score: float
+    default_max_tokens: int
+
+
+@dataclass(frozen=True)
+class Catalog:
+    tiers: tuple[TierSpec, ...]
+    models: tuple[ModelSpec, ...]
+    routing: RoutingConfig
+    prices_as_of: str = ""
+
+    def model(self, name: str) -> ModelSpec | None:
+        for m in self.models:
+            if m.name == name:
+                return m
+        return None
+
+    def tier(self, name: str) -> TierSpec | None:
+        for t in self.tiers:
+            if t.name == name:
+                return t
+        return None
+
+    def models_in(self, tier: str) -> tuple[ModelSpec, ...]:
+        return tuple(m for m in self.models if m.tier == tier)
+
+
+def load_catalog(path: str | Path) -> Catalog:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise CatalogError(f"cannot read models config {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise CatalogError(f"models config {path} is not valid YAML: {exc}") from exc
+    return parse_catalog(raw, source=str(path))
+
+
+def parse_catalog(raw: Any, source: str = "models config") -> Catalog:
+    if not isinstance(raw, dict):
+        raise CatalogError(f"{source}: top level must be a mapping")
+    tiers = tuple(_tier(t, source) for t in _list(raw, "tiers", source))
+    names = [t.name for t in tiers]
+    if len(set(names)) != len(names):
+        raise CatalogError(f"{source}: duplicate tier names in {names}")
+    if [t.max_score for t in tiers] != sorted(t.max_score for t in tiers):
+        raise CatalogError(f"{source}: tiers must be ordered by ascending max_score")
+    models = tuple(_model(m, source, set(names)) for m in _list(raw, "models", source))
+    mnames = [m.name for m in models]
+    if len(set(mnames)) != len(mnames):
+        raise CatalogError(f"{source}: duplicate model names in {mnames}")
+    clash = set(mnames) & set(names) | ({"auto"} & (set(mnames) | set(names)))
+    if clash:
+        raise CatalogError(f"{source}: names used both as tier and model (or 'auto'): {sorted(clash)}")
+    routing = _routing(raw.get("routing") or {}, source)
+    return Catalog(tiers=tiers, models=models, routing=routing, prices_as_of=str(raw.get("prices_as_of", "")))
+
+
+def _list(raw: dict, key: str, source: str) -> list:
+    value = raw.get(key)
+    if not isinstance(value, list) or not value:
+        raise CatalogError(f"{source}: '{key}' must be a non-empty list")
+    return value
+
+
+def _tier(t: Any, source: str) -> TierSpec:
+    if not isinstance(t, dict) or not isinstance(t.get("name"), str):
+        raise CatalogError(f"{source}: each tier needs a name")
+    try:
+        spec = TierSpec(name=t["name"], max_score=float(t["max_score"]),
+                        min_deployment_tier=int(t.get("min_deployment_tier", 1)))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CatalogError(f"{source}: tier {t['name']!r}: max_score and min_deployment_tier must be numbers") from exc
+    if not 0 < spec.max_score <= 1 or not 1 <= spec.min_deployment_tier <= 4:
+        raise CatalogError(f"{source}: tier {spec.name!r}: max_score in (0, 1], min_deployment_tier in 1-4")
+    return spec
+
+
+def _model(m: Any, source: str, tiers: set[str]) -> ModelSpec:
+    if not isinstance(m, dict) or not isinstance(m.get("name"), str):
+        raise CatalogError(f"{source}: each model needs a name")
+    name = m["name"]
+    if m.get("backend") not in BACKENDS:
+        raise CatalogError(f"{source}: model {name!r}: backend must be one of {', '.join(BACKENDS)}")
+    if m.get("tier") not in tiers:
+        raise CatalogError(f"{source}: model {name!r}: tier {m.get('tier')!r} is not a configured tier")
+    try:
+        spec = ModelSpec(
+            name=name, backend=m["backend"], id=str(m.get("id") or name), tier=m["tier"],
+            context_window=int(m["context_window"]),
+            price_in_per_mtok=float(m["price_in_per_mtok"]),
+            price_out_per_mtok=float(m["price_out_per_mtok"]),
+            max_output_tokens=int(m["max_output_tokens"]) if m.get("max_output_tokens") else None,
+            sampling_params=bool(m.get("sampling_params", True)),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CatalogError(
+            f"{source}: model {name!r}: context_window, price_in_per_mtok and price_out_per_mtok are required numbers"
+        ) from exc
+    if spec.context_window <= 0 or spec.price_in_per_mtok < 0 or spec.price_out_per_mtok < 0:
+        raise CatalogError(f"{source}: model {name!r}: context_window > 0 and prices >= 0 required")
+    return spec
+
+
+def _words(value: Any) -> tuple[str, ...]:
+    return tuple(str(v).strip().lower() for v in (value or ()) if str(v).strip())
+
+
+def _routing(r: dict, source: str) -> RoutingConfig:
+    weights = {f: float((r.get("weights") or {}).get(f, 0.0)) for f in FACTORS}
+    unknown = set(r.get("weights") or {}) - set(FACTORS)
+    if unknown:
+        raise CatalogError(f"{source}: routing.weights: unknown factors {sorted(unknown)}; known: {FACTORS}")
+    if any(w < 0 for w in weights.values()) or not any(weights.values()):
+        raise CatalogError(f"{source}: routing.weights must be >= 0 and not all zero")
+    length, reasoning = r.get("length") or {}, r.get("reasoning") or {}
+    code, q, steps, ca = r.get("code") or {}, r.get("question") or {}, r.get("steps") or {}, r.get("cost_aware") or {}
+    scores = {"simple": 0.0, "other": 0.3, "open": 0.6, "task": 0.8} | {
+        k: float(v) for k, v in (q.get("scores") or {}).items()
+    }
+    cfg = RoutingConfig(
+        weights=weights,
+        short_words=int(length.get("short_words", 12)),
+        long_words=int(length.get("long_words", 400)),
+        reasoning_keywords=_words(reasoning.get("keywords")),
+        reasoning_saturation=max(1, int(reasoning.get("saturation", 3))),
+        code_fenced_block=float(code.get("fenced_block", 1.0)),
+        code_per_line=float(code.get("per_code_line", 0.25)),
+        question=QuestionStyle(simple=_words(q.get("simple")), open=_words(q.get("open")),
+                               task=_words(q.get("task")), scores=scores),
+        steps_saturation=max(1, int(steps.get("saturation", 4))),
+        conserve_at=float(ca.get("conserve_at", 0.8)),
+        conserve_min_score=float(ca.get("conserve_min_score", 0.85)),
+        default_max_tokens=int(r.get("default_max_tokens", 1024)),
+    )
+    if not 0 < cfg.short_words < cfg.long_words:
+        raise CatalogError(f"{source}: routing.length: 0 < short_words < long_words required")
+    return cfg

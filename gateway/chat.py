@@ -1,0 +1,97 @@
+"""The internal shapes every surface shares: ChatRequest in, Outcome out.
+
+The native and OpenAI-compatible APIs both parse into a ChatRequest; dispatch returns an Outcome
+that the response, the stats, the log line and the metrics all read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+STRATEGIES = ("auto", "local-only", "cloud-first", "cost-aware")
+ROLES = ("system", "user", "assistant")
+
+
+@dataclass(frozen=True)
+class Message:
+    role: str
+    content: str
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    messages: tuple[Message, ...]
+    model: str = "auto"              # "auto", a tier name or a model name
+    strategy: str | None = None      # None: the configured default
+    system: str | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    stop: tuple[str, ...] = ()
+    dry_run: bool = False
+    stream: bool = False
+    request_id: str = ""
+    api_key_id: str | None = None    # a hash prefix of the caller's key, never the key
+
+    @property
+    def prompt(self) -> str:
+        """The text the router scores: the last user message."""
+        for m in reversed(self.messages):
+            if m.role == "user":
+                return m.content
+        return ""
+
+    @property
+    def input_tokens_estimate(self) -> int:
+        """Rough token count of everything sent (about 4 characters a token), for cost and context fit."""
+        chars = sum(len(m.content) for m in self.messages) + len(self.system or "")
+        return max(1, -(-chars // 4))
+
+
+@dataclass(frozen=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    usage: Usage
+    finish_reason: str = "stop"
+
+
+@dataclass(frozen=True)
+class StreamDelta:
+    """One piece of a streamed answer; the last one carries usage and finish_reason."""
+    text: str = ""
+    usage: Usage | None = None
+    finish_reason: str | None = None
+
+
+@dataclass
+class Attempt:
+    model: str
+    backend: str
+    outcome: str                       # "ok", "error" or "skipped"
+    error_type: str | None = None
+    status: int | None = None          # upstream HTTP status, when there was one
+    latency_seconds: float = 0.0
+    detail: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass
+class Outcome:
+    request_id: str
+    decision: Any                      # smart_router.Decision
+    model: str
+    backend: str
+    tier: str
+    completion: Completion
+    cost: float
+    attempts: list[Attempt] = field(default_factory=list)
+    latency_seconds: float = 0.0
+    cached: bool = False

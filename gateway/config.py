@@ -1,0 +1,164 @@
+"""Settings: one typed object read once from the environment (every variable is in .env.example).
+
+`Settings.from_env(mapping)` is the only place that reads environment variables; create_app calls it
+and passes the result down. Tests build Settings from a plain dict.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from .catalog import Catalog, load_catalog
+from .chat import STRATEGIES
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class ConfigError(ValueError):
+    """An environment variable has a value the gateway cannot run with."""
+
+
+@dataclass(frozen=True)
+class BackendSettings:
+    url: str | None
+    api_key: str | None = None
+    timeout: float = 60.0          # seconds to wait for the answer (read timeout)
+    connect_timeout: float = 3.0
+    max_retries: int = 1           # retries after the first try, for retryable failures only
+
+
+@dataclass(frozen=True)
+class Settings:
+    ollama: BackendSettings
+    anthropic: BackendSettings
+    openai_compat: BackendSettings
+    catalog: Catalog
+    host: str = "0.0.0.0"  # noqa: S104 - a gateway in a container listens on all interfaces
+    port: int = 8080
+    redis_url: str | None = None
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    models_config: str = "configs/models.yaml"
+    deployment_tier: int = 2
+    routing_strategy: str = "auto"
+    log_level: str = "INFO"
+    ollama_keep_alive: str = "30m"
+    retry_backoff_seconds: float = 0.5
+    retry_after_max_seconds: float = 10.0
+    breaker_failure_threshold: int = 5
+    breaker_cooldown_seconds: float = 30.0
+    request_deadline_seconds: float = 180.0
+    max_body_bytes: int = 1_048_576
+    max_prompt_chars: int = 200_000
+    max_output_tokens: int = 32_768
+    health_cache_seconds: float = 5.0
+
+    @property
+    def configured_backends(self) -> frozenset[str]:
+        """Backends the gateway may call: Ollama always has a URL; the others need theirs set."""
+        names = {"ollama"} if self.ollama.url else set()
+        if self.anthropic.api_key:
+            names.add("anthropic")
+        if self.openai_compat.url:
+            names.add("openai_compat")
+        return frozenset(names)
+
+    def with_overrides(self, **changes) -> Settings:
+        return replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        r = _Reader(env)
+        connect = r.number("CONNECT_TIMEOUT", 3.0, low=0.1)
+        models_config = r.text("MODELS_CONFIG", "configs/models.yaml")
+        settings = cls(
+            host=r.text("GATEWAY_HOST", "0.0.0.0"),  # noqa: S104
+            port=int(r.number("GATEWAY_PORT", 8080, low=1, high=65535)),
+            ollama=BackendSettings(
+                url=r.url("OLLAMA_URL", "http://localhost:11434"),
+                timeout=r.number("OLLAMA_TIMEOUT", 120.0, low=0.1), connect_timeout=connect,
+                max_retries=int(r.number("OLLAMA_MAX_RETRIES", 1, low=0, high=10))),
+            anthropic=BackendSettings(
+                url=r.url("ANTHROPIC_BASE_URL", None), api_key=r.text("ANTHROPIC_API_KEY", None),
+                timeout=r.number("ANTHROPIC_TIMEOUT", 120.0, low=0.1), connect_timeout=connect,
+                max_retries=int(r.number("ANTHROPIC_MAX_RETRIES", 2, low=0, high=10))),
+            openai_compat=BackendSettings(
+                url=r.url("OPENAI_COMPAT_URL", None), api_key=r.text("OPENAI_COMPAT_API_KEY", None),
+                timeout=r.number("OPENAI_COMPAT_TIMEOUT", 120.0, low=0.1), connect_timeout=connect,
+                max_retries=int(r.number("OPENAI_COMPAT_MAX_RETRIES", 2, low=0, high=10))),
+            redis_url=r.text("REDIS_URL", None),
+            api_keys=tuple(k.strip() for k in (r.text("GATEWAY_API_KEYS", "") or "").split(",") if k.strip()),
+            models_config=models_config,
+            catalog=load_catalog(resolve_path(models_config)),
+            deployment_tier=int(r.number("DEPLOYMENT_TIER", 2, low=1, high=4)),
+            routing_strategy=r.choice("ROUTING_STRATEGY", "auto", STRATEGIES),
+            log_level=r.choice("LOG_LEVEL", "INFO", LOG_LEVELS, upper=True),
+            ollama_keep_alive=r.text("OLLAMA_KEEP_ALIVE", "30m"),
+            retry_backoff_seconds=r.number("RETRY_BACKOFF_SECONDS", 0.5, low=0),
+            retry_after_max_seconds=r.number("RETRY_AFTER_MAX_SECONDS", 10.0, low=0),
+            breaker_failure_threshold=int(r.number("BREAKER_FAILURE_THRESHOLD", 5, low=1)),
+            breaker_cooldown_seconds=r.number("BREAKER_COOLDOWN_SECONDS", 30.0, low=0),
+            request_deadline_seconds=r.number("REQUEST_DEADLINE_SECONDS", 180.0, low=1),
+            max_body_bytes=int(r.number("MAX_BODY_BYTES", 1_048_576, low=1024)),
+            max_prompt_chars=int(r.number("MAX_PROMPT_CHARS", 200_000, low=1)),
+            max_output_tokens=int(r.number("MAX_OUTPUT_TOKENS", 32_768, low=1)),
+            health_cache_seconds=r.number("HEALTH_CACHE_SECONDS", 5.0, low=0),
+        )
+        r.raise_if_errors()
+        return settings
+
+
+def resolve_path(path: str) -> Path:
+    """A relative path is taken from the working directory, else from the project root."""
+    p = Path(path)
+    if p.is_absolute() or p.exists():
+        return p
+    return PROJECT_ROOT / p
+
+
+class _Reader:
+    """Reads and validates variables, collecting every problem so one start-up error lists them all."""
+
+    def __init__(self, env: Mapping[str, str]):
+        self.env, self.errors = env, []
+
+    def text(self, name: str, default: str | None) -> str | None:
+        value = self.env.get(name, "")
+        value = value.strip() if isinstance(value, str) else str(value)
+        return value or default
+
+    def url(self, name: str, default: str | None) -> str | None:
+        value = self.text(name, default)
+        if value and not value.startswith(("http://", "https://")):
+            self.errors.append(f"{name} must start with http:// or https://")
+        return value.rstrip("/") if value else value
+
+    def number(self, name: str, default: float, low: float | None = None, high: float | None = None) -> float:
+        raw = self.text(name, None)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            self.errors.append(f"{name} must be a number, got {raw!r}")
+            return default
+        if (low is not None and value < low) or (high is not None and value > high):
+            self.errors.append(f"{name} must be between {low} and {high}, got {raw!r}")
+            return default
+        return value
+
+    def choice(self, name: str, default: str, allowed: tuple[str, ...], upper: bool = False) -> str:
+        value = self.text(name, default) or default
+        value = value.upper() if upper else value
+        if value not in allowed:
+            self.errors.append(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+            return default
+        return value
+
+    def raise_if_errors(self) -> None:
+        if self.errors:
+            raise ConfigError("invalid configuration: " + "; ".join(self.errors))

@@ -1,0 +1,340 @@
+"""The smart router: score a prompt, pick a tier and model, plan the fallbacks. Pure: no I/O.
+
+`estimate_complexity(prompt, routing)` turns text into a score in [0, 1] and the factors behind it.
+`decide(request, context)` turns a ChatRequest plus what the gateway knows right now (configured
+backends, open circuits, models found missing, budget) into a Decision: the model to call first and
+the ordered alternatives dispatch may fall back to. Same prompt and context, same decision.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from .catalog import Catalog, ModelSpec, RoutingConfig, TierSpec
+from .chat import STRATEGIES, ChatRequest
+from .errors import InvalidParameter, ServiceUnavailable, UnknownModel
+
+# Scans stop here: a factor is saturated long before, and this bounds the time on huge prompts.
+_SCAN_CHARS = 65536
+_WORD = re.compile(r"[a-z][a-z0-9'+#-]*")
+_FENCE = re.compile(r"^\s*(```|~~~)", re.MULTILINE)
+# A line that looks like code: a keyword that starts a statement, or a line shaped by operators and
+# punctuation that prose does not use. A lone bracket or one parenthesis in a sentence does not count.
+_CODE_LINE = re.compile(
+    r"""^[ \t]*(?:
+        (?:def|class|import|from\s+[\w.]+\s+import|return|fn|func|function|const|let|var|public|private|
+           static|package|using|\#include|SELECT|INSERT|UPDATE|CREATE\s+TABLE|async\s+def|elif|else:|try:|
+           except|catch|while\s*\(|for\s*\(|if\s*\(|switch\s*\()\b.*
+        | [\w.\[\]]+\s*(?:=|\+=|-=|:=|==)\s*\S.*[;)\]}]?\s*
+        | .*(?:=>|->|::|&&|\|\||!=|\+\+).*
+        | .*[;{]\s*
+        | \}.*
+    )$""",
+    re.MULTILINE | re.VERBOSE,
+)
+_INLINE_CODE = re.compile(r"`[^`\n]+`|\b\w+\([^()\n]*\)")
+_LIST_ITEM = re.compile(r"^\s*(?:\d{1,2}[.)]|[-*\u2022])\s+\S", re.MULTILINE)
+_SEQUENCE_WORDS = frozenset(
+    {"first", "firstly", "second", "secondly", "third", "then", "next", "finally", "lastly", "afterwards", "after"}
+)
+_POLITE = re.compile(r"^(?:please|pls|kindly|hey|hi|hello|can you|could you|would you|i need you to|help me)[\s,]+")
+
+
+def _stem(word: str) -> str:
+    """Crude suffix folding so 'designing', 'designs' and 'designed' match 'design'."""
+    for suffix in ("ing", "ed", "es", "s"):
+        if len(word) > len(suffix) + 3 and word.endswith(suffix):
+            return word[: -len(suffix)]
+    return word
+
+
+@dataclass(frozen=True)
+class _Keywords:
+    stems: frozenset[str]
+    phrases: tuple[str, ...]
+
+
+@lru_cache(maxsize=16)
+def _keywords(routing: RoutingConfig) -> _Keywords:
+    words = [k for k in routing.reasoning_keywords if " " not in k]
+    return _Keywords(frozenset(_stem(w) for w in words),
+                     tuple(k for k in routing.reasoning_keywords if " " in k))
+
+
+def estimate_complexity(prompt: str, routing: RoutingConfig) -> tuple[float, dict[str, float]]:
+    """Score a prompt in [0, 1]: the weighted sum of five factors, each in [0, 1], capped at 1."""
+    text = prompt[:_SCAN_CHARS]
+    lower = text.lower()
+    words = _WORD.findall(lower)
+    n_words = len(prompt.split()) if len(prompt) > _SCAN_CHARS else len(text.split())
+    factors = {
+        "length": _length(n_words, routing),
+        "reasoning": _reasoning(words, lower, routing),
+        "code": _code(text, routing),
+        "question": _question(lower, n_words, routing),
+        "steps": _steps(text, words, routing),
+    }
+    factors = {k: round(v, 4) for k, v in factors.items()}
+    score = sum(routing.weights[k] * v for k, v in factors.items())
+    return round(min(1.0, max(0.0, score)), 4), factors
+
+
+def _length(n_words: int, r: RoutingConfig) -> float:
+    if n_words <= r.short_words:
+        return 0.0
+    if n_words >= r.long_words:
+        return 1.0
+    return math.log(n_words / r.short_words) / math.log(r.long_words / r.short_words)
+
+
+def _reasoning(words: list[str], lower: str, r: RoutingConfig) -> float:
+    kw = _keywords(r)
+    hits = {s for s in map(_stem, set(words)) if s in kw.stems}
+    hits.update(p for p in kw.phrases if p in lower)
+    return min(1.0, len(hits) / r.reasoning_saturation)
+
+
+def _code(text: str, r: RoutingConfig) -> float:
+    if _FENCE.search(text):
+        return min(1.0, r.code_fenced_block)
+    lines = len(_CODE_LINE.findall(text))
+    inline = len(_INLINE_CODE.findall(text))
+    return min(1.0, (lines + 0.5 * min(inline, 4)) * r.code_per_line)
+
+
+def _question(lower: str, n_words: int, r: RoutingConfig) -> float:
+    q = r.question
+    head = _POLITE.sub("", lower.lstrip()[:200]).lstrip()
+    if any(head.startswith(t) for t in q.task):
+        return q.scores["task"]
+    if any(head.startswith(o) or f" {o} " in f" {head[:120]} " for o in q.open):
+        return q.scores["open"]
+    if n_words <= 2 * r.short_words and any(head.startswith(s) for s in q.simple):
+        return q.scores["simple"]
+    return q.scores["other"]
+
+
+def _steps(text: str, words: list[str], r: RoutingConfig) -> float:
+    items = len(_LIST_ITEM.findall(text))
+    sequence = len(_SEQUENCE_WORDS.intersection(words))
+    if "step by step" in text.lower():
+        sequence += 2
+    count = max(items, sequence)
+    return min(1.0, count / r.steps_saturation) if count >= 2 else 0.0
+
+
+# --------------------------------------------------------------------------- decisions
+
+
+@dataclass(frozen=True)
+class RoutingContext:
+    """What the gateway knows at decision time; built by the caller without I/O on the request path."""
+    catalog: Catalog
+    configured_backends: frozenset[str]
+    deployment_tier: int = 2
+    default_strategy: str = "auto"
+    open_circuits: frozenset[str] = frozenset()      # backends whose breaker is open
+    missing_models: frozenset[str] = frozenset()     # model names an upstream said it does not have
+    budget_used_fraction: float | None = None        # of the monthly budget, when known
+    budget_remaining_usd: float | None = None
+
+
+@dataclass(frozen=True)
+class Choice:
+    model: str
+    backend: str
+    tier: str
+    estimated_cost: float
+
+    def as_dict(self) -> dict:
+        return {"model": self.model, "backend": self.backend, "tier": self.tier,
+                "estimated_cost": self.estimated_cost}
+
+
+@dataclass(frozen=True)
+class Decision:
+    tier: str
+    model: str
+    backend: str
+    score: float
+    factors: dict[str, float]
+    reason: str
+    estimated_cost: float
+    alternatives: tuple[Choice, ...] = ()
+    strategy: str = "auto"
+    explicit: bool = False
+    notes: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def plan(self) -> tuple[Choice, ...]:
+        """The primary choice then the fallbacks, in the order dispatch tries them."""
+        return (Choice(self.model, self.backend, self.tier, self.estimated_cost), *self.alternatives)
+
+
+def _paid(m: ModelSpec) -> bool:
+    return m.price_in_per_mtok > 0 or m.price_out_per_mtok > 0
+
+
+_NEEDS = {"anthropic": "ANTHROPIC_API_KEY", "openai_compat": "OPENAI_COMPAT_URL", "ollama": "OLLAMA_URL"}
+
+
+class _Planner:
+    def __init__(self, request: ChatRequest, ctx: RoutingContext, strategy: str):
+        self.req, self.ctx, self.strategy = request, ctx, strategy
+        self.cat = ctx.catalog
+        self.tokens = request.input_tokens_estimate
+        self.out_tokens = request.max_tokens or self.cat.routing.default_max_tokens
+        self.notes: list[str] = []
+
+    def enabled(self, tier: TierSpec) -> bool:
+        return tier.min_deployment_tier <= self.ctx.deployment_tier
+
+    def usable(self, m: ModelSpec) -> bool:
+        return (m.backend in self.ctx.configured_backends and m.name not in self.ctx.missing_models
+                and self.tokens < m.context_window)
+
+    def choice(self, m: ModelSpec) -> Choice:
+        return Choice(m.name, m.backend, m.tier, round(m.cost(self.tokens, self.out_tokens), 8))
+
+    def tier_models(self, tier: TierSpec, allow_paid: bool = True) -> list[ModelSpec]:
+        return [m for m in self.cat.models_in(tier.name) if self.usable(m) and (allow_paid or not _paid(m))]
+
+    def order(self, models: list[ModelSpec]) -> list[ModelSpec]:
+        """Keep the configured order, but move models behind an open circuit to the end."""
+        return sorted(models, key=lambda m: m.backend in self.ctx.open_circuits)
+
+    def chain(self, start: int, allow_paid: bool) -> list[ModelSpec]:
+        """Tiers from `start` upward, then downward: more capable first, cheaper after."""
+        tiers = [t for t in self.cat.tiers if self.enabled(t)]
+        ordered = tiers[start:] + tiers[:start][::-1]
+        models: list[ModelSpec] = []
+        for t in ordered:
+            models += self.tier_models(t, allow_paid)
+        return self.order(models)
+
+    def unavailable_note(self, models: list[ModelSpec]) -> None:
+        for m in models:
+            if m.backend not in self.ctx.configured_backends:
+                self.notes.append(f"{m.name} unavailable: no {_NEEDS[m.backend]}")
+            elif m.name in self.ctx.missing_models:
+                self.notes.append(f"{m.name} unavailable: not installed on {m.backend}")
+            elif self.tokens >= m.context_window:
+                self.notes.append(f"{m.name} skipped: ~{self.tokens} tokens exceed its {m.context_window}-token context")
+
+
+def decide(request: ChatRequest, context: RoutingContext) -> Decision:
+    """Pick the model for a request and the fallbacks after it. Raises InvalidParameter, UnknownModel
+    or ServiceUnavailable (nothing usable)."""
+    strategy = request.strategy or context.default_strategy
+    if strategy not in STRATEGIES:
+        raise InvalidParameter(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+    score, factors = estimate_complexity(request.prompt, context.catalog.routing)
+    p = _Planner(request, context, strategy)
+    target = request.model or "auto"
+
+    if target != "auto":
+        model = context.catalog.model(target)
+        if model is not None:
+            return _explicit_model(p, model, score, factors)
+        tier = context.catalog.tier(target)
+        if tier is None:
+            names = [m.name for m in context.catalog.models] + [t.name for t in context.catalog.tiers]
+            raise UnknownModel(f"unknown model or tier {target!r}; known: auto, {', '.join(names)}")
+        return _explicit_tier(p, tier, score, factors)
+    return _by_complexity(p, score, factors)
+
+
+def _explicit_model(p: _Planner, m: ModelSpec, score: float, factors: dict) -> Decision:
+    if p.strategy == "local-only" and _paid(m):
+        raise InvalidParameter(f"model {m.name!r} is a paid cloud model but strategy is local-only")
+    if m.backend not in p.ctx.configured_backends:
+        raise ServiceUnavailable(f"model {m.name!r} needs {_NEEDS[m.backend]}, which is not configured")
+    c = p.choice(m)
+    return Decision(m.tier, m.name, m.backend, score, factors, f"model {m.name} requested explicitly",
+                    c.estimated_cost, (), p.strategy, explicit=True)
+
+
+def _explicit_tier(p: _Planner, tier: TierSpec, score: float, factors: dict) -> Decision:
+    if not p.enabled(tier):
+        raise InvalidParameter(f"tier {tier.name!r} needs deployment tier {tier.min_deployment_tier}+, "
+                               f"this gateway runs deployment tier {p.ctx.deployment_tier}")
+    allow_paid = p.strategy != "local-only"
+    first = p.tier_models(tier, allow_paid)
+    if not first:
+        p.unavailable_note(list(p.cat.models_in(tier.name)))
+        raise ServiceUnavailable(f"no usable model in tier {tier.name!r}"
+                                 + (f" ({'; '.join(p.notes)})" if p.notes else ""))
+    tiers = [t for t in p.cat.tiers if p.enabled(t)]
+    rest = [m for m in p.chain(tiers.index(tier), allow_paid and p.strategy != "cost-aware") if m not in first]
+    return _decision(p, p.order(first) + rest, score, factors, f"tier {tier.name} requested explicitly")
+
+
+def _by_complexity(p: _Planner, score: float, factors: dict) -> Decision:
+    tiers = [t for t in p.cat.tiers if p.enabled(t)]
+    if p.strategy == "cloud-first":
+        paid = [m for t in tiers for m in p.tier_models(t) if _paid(m)]
+        local = [m for t in reversed(tiers) for m in p.tier_models(t, allow_paid=False)]
+        if not paid:
+            p.unavailable_note([m for m in p.cat.models if _paid(m)])
+        return _decision(p, p.order(paid) + p.order(local), score, factors,
+                         "cloud-first: quality first, local models only if the cloud fails")
+
+    # The first enabled tier whose threshold lies above the score.
+    wanted = next((i for i, t in enumerate(tiers) if score < t.max_score), len(tiers) - 1)
+    bound = f" < {tiers[wanted].max_score:.2f}" if tiers[wanted].max_score < 1.0 else ""
+    reason = f"complexity {score:.2f}{bound} -> tier {tiers[wanted].name}"
+    allow_paid = p.strategy != "local-only"
+    if p.strategy == "cost-aware" and _tier_paid(p, tiers[wanted]):
+        why = _conserve(p, score, tiers[wanted])
+        if why:
+            allow_paid = False
+            p.notes.append(why)
+    start = wanted
+    if not allow_paid and _tier_paid(p, tiers[wanted]):
+        start = max((i for i, t in enumerate(tiers) if not _tier_paid(p, t)), default=0)
+        if p.strategy == "local-only":
+            p.notes.append("local-only: the cloud is never used")
+    models = p.chain(start, allow_paid)
+    if p.strategy == "cost-aware":
+        # Spend only where the score asked for it: a failed local call does not escalate to the cloud.
+        models = [m for m in models if not _paid(m) or m.tier == tiers[start].name]
+    if not models or models[0].tier != tiers[wanted].name:
+        p.unavailable_note(list(p.cat.models_in(tiers[wanted].name)))
+        if models:
+            reason += f", answered by tier {models[0].tier}"
+    return _decision(p, models, score, factors, reason)
+
+
+def _tier_paid(p: _Planner, tier: TierSpec) -> bool:
+    models = p.cat.models_in(tier.name)
+    return bool(models) and all(_paid(m) for m in models)
+
+
+def _conserve(p: _Planner, score: float, tier: TierSpec) -> str | None:
+    """cost-aware: reasons to keep a cloud-scored prompt local, from the budget in the context."""
+    r, ctx = p.cat.routing, p.ctx
+    first = next(iter(p.tier_models(tier)), None)
+    cost = p.choice(first).estimated_cost if first else 0.0
+    if ctx.budget_remaining_usd is not None and ctx.budget_remaining_usd < cost:
+        return f"cost-aware: budget left ${ctx.budget_remaining_usd:.4f} < estimated ${cost:.4f}"
+    if ctx.budget_used_fraction is not None and ctx.budget_used_fraction >= r.conserve_at and score < r.conserve_min_score:
+        return (f"cost-aware: {ctx.budget_used_fraction:.0%} of budget used, cloud kept for "
+                f"complexity >= {r.conserve_min_score:.2f}")
+    return None
+
+
+def _decision(p: _Planner, models: list[ModelSpec], score: float, factors: dict, reason: str) -> Decision:
+    if not models:
+        detail = "; ".join(dict.fromkeys(p.notes)) or "no model has a configured backend"
+        raise ServiceUnavailable(f"no usable model for strategy {p.strategy}: {detail}")
+    first, rest = models[0], models[1:]
+    if first.backend in p.ctx.open_circuits:
+        p.notes.append(f"circuit open for {first.backend}")
+    notes = tuple(dict.fromkeys(p.notes))
+    full = reason + (f" ({'; '.join(notes)})" if notes else "")
+    c = p.choice(first)
+    return Decision(first.tier, first.name, first.backend, score, factors, full, c.estimated_cost,
+                    tuple(p.choice(m) for m in rest), p.strategy, notes=notes)

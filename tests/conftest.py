@@ -1,0 +1,107 @@
+"""Shared fixtures: fake upstreams on loopback (one per session, reset per test) and app factories."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from gateway import create_app
+from tests.fakes import FakeAnthropic, FakeOllama, FakeOpenAI
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPAT_CATALOG = str(ROOT / "tests" / "data" / "models-compat.yaml")
+ANTHROPIC_KEY = "sk-ant-test-key"
+
+
+@pytest.fixture(scope="session")
+def _fakes():
+    fakes = {"ollama": FakeOllama(), "claude": FakeAnthropic(ANTHROPIC_KEY), "compat": FakeOpenAI()}
+    yield fakes
+    for f in fakes.values():
+        f.close()
+
+
+@pytest.fixture
+def ollama(_fakes) -> FakeOllama:
+    return _fakes["ollama"]
+
+
+@pytest.fixture
+def claude(_fakes) -> FakeAnthropic:
+    return _fakes["claude"]
+
+
+@pytest.fixture
+def compat(_fakes) -> FakeOpenAI:
+    return _fakes["compat"]
+
+
+@pytest.fixture(autouse=True)
+def _reset_fakes(_fakes):
+    for f in _fakes.values():
+        f.reset()
+    _fakes["ollama"].installed = {"tinyllama", "phi", "mistral"}
+    _fakes["ollama"].loaded = {"tinyllama"}
+    yield
+
+
+@pytest.fixture
+def env(ollama, claude):
+    """Environment for a gateway wired to the fakes, with fast retries so failure tests stay quick."""
+    return {
+        "OLLAMA_URL": ollama.url,
+        "ANTHROPIC_API_KEY": ANTHROPIC_KEY,
+        "ANTHROPIC_BASE_URL": claude.url,
+        "DEPLOYMENT_TIER": "2",
+        "RETRY_BACKOFF_SECONDS": "0.01",
+        "OLLAMA_TIMEOUT": "2",
+        "ANTHROPIC_TIMEOUT": "2",
+        "OPENAI_COMPAT_TIMEOUT": "2",
+        "CONNECT_TIMEOUT": "1",
+        "HEALTH_CACHE_SECONDS": "0",
+        "LOG_LEVEL": "INFO",
+    }
+
+
+@pytest.fixture
+def make_app(env):
+    apps = []
+
+    def _make(**overrides):
+        app = create_app({**env, **{k: str(v) for k, v in overrides.items()}})
+        app.testing = True
+        apps.append(app)
+        return app
+
+    yield _make
+    for app in apps:
+        app.extensions["gateway"].close()
+
+
+@pytest.fixture
+def client(make_app):
+    return make_app().test_client()
+
+
+class _ListHandler(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record):
+        self.lines.append(self.format(record))
+
+
+@pytest.fixture
+def gateway_logs():
+    """Every line the gateway logs during the test, formatted exactly as on stdout."""
+    from gateway.logs import JsonFormatter
+
+    handler = _ListHandler()
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("gateway")
+    logger.addHandler(handler)
+    yield handler.lines
+    logger.removeHandler(handler)

@@ -1,0 +1,126 @@
+"""A fake Anthropic Messages API: POST /v1/messages, JSON or SSE, with the real error shapes.
+
+Accepts both authentication styles (Authorization: Bearer from SDK 2.x, x-api-key from older clients)
+and requires an anthropic-version header. Streaming follows the event sequence of the real API:
+message_start (input usage), content_block_start, ping, content_block_delta (text_delta)...,
+content_block_stop, message_delta (CUMULATIVE output_tokens), message_stop; `error` events can arrive
+after the 200 status line.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+from .server import FakeServer, Script, pieces, words
+
+ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+               404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error", 500: "api_error",
+               529: "overloaded_error", 503: "overloaded_error"}
+
+
+class FakeAnthropic(FakeServer):
+    def __init__(self, api_key: str = "sk-ant-test-key", models=("claude-sonnet-5-5", "claude-haiku-4-5"),
+                 no_sampling=("claude-sonnet-5-5",)):
+        super().__init__()
+        self.api_key = api_key
+        self.models = set(models)
+        self.no_sampling = set(no_sampling)  # models that reject a non-default temperature (Claude 5 series)
+
+    def error(self, h, status, message, type_=None, headers=None, content_type="application/json"):
+        body = {"type": "error", "error": {"type": type_ or ERROR_TYPES.get(status, "api_error"), "message": message},
+                "request_id": "req_" + uuid.uuid4().hex[:24]}
+        return self.send(h, status, body, content_type, headers)
+
+    def handle(self, h, method, path, body):
+        if not (method == "POST" and path == "/v1/messages"):
+            return self.error(h, 404, f"Not found: {path}", "not_found_error")
+        headers = h.headers
+        bearer = headers.get("Authorization", "")
+        key = bearer[7:] if bearer.startswith("Bearer ") else headers.get("x-api-key")
+        if key != self.api_key:
+            return self.error(h, 401, "invalid x-api-key")
+        if not headers.get("anthropic-version"):
+            return self.error(h, 400, "anthropic-version: header is required")
+        script = self.next_script()
+        if self.scripted_prelude(h, script):
+            return None
+        if script.status >= 400:
+            return self.error(h, script.status, script.error_message, script.error_type, script.headers,
+                              script.content_type or "application/json")
+        problem = self._invalid(body)
+        if problem:
+            return self.error(h, 400, problem)
+        if body["model"] not in self.models:
+            return self.error(h, 404, f"model: {body['model']}")
+        if body["model"] in self.no_sampling and "temperature" in body:
+            return self.error(h, 400, "temperature is not supported for this model")
+        input_tokens = words(body.get("system") or "") + sum(words(_text(m["content"])) for m in body["messages"])
+        reply = pieces(script.reply)
+        stop = "end_turn"
+        if len(reply) > body["max_tokens"]:
+            reply, stop = reply[: body["max_tokens"]], "max_tokens"
+        msg_id = "msg_" + uuid.uuid4().hex[:24]
+        if not body.get("stream"):
+            return self.send(h, 200, {
+                "id": msg_id, "type": "message", "role": "assistant", "model": body["model"],
+                "content": [{"type": "text", "text": "".join(reply)}], "stop_reason": stop, "stop_sequence": None,
+                "usage": {"input_tokens": input_tokens, "output_tokens": len(reply),
+                          "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
+            }, script.content_type or "application/json", script.headers)
+        return self._stream(h, body, script, msg_id, input_tokens, reply, stop)
+
+    @staticmethod
+    def _invalid(body) -> str | None:
+        if not isinstance(body, dict):
+            return "request body must be a JSON object"
+        if not isinstance(body.get("model"), str):
+            return "model: Field required"
+        if not isinstance(body.get("max_tokens"), int) or body["max_tokens"] < 1:
+            return "max_tokens: Field required"
+        msgs = body.get("messages")
+        if not isinstance(msgs, list) or not msgs:
+            return "messages: Field required"
+        for i, m in enumerate(msgs):
+            if not isinstance(m, dict) or m.get("role") not in ("user", "assistant"):
+                return f"messages.{i}.role: Input should be 'user' or 'assistant'"
+        if msgs[0]["role"] != "user":
+            return "messages: first message must use the \"user\" role"
+        return None
+
+    def _stream(self, h, body, script: Script, msg_id, input_tokens, reply, stop):
+        def event(name, data):
+            self.write_chunk(h, f"event: {name}\ndata: {json.dumps(data)}\n\n".encode())
+
+        self.start_stream(h, script.content_type or "text/event-stream", script.headers)
+        event("message_start", {"type": "message_start", "message": {
+            "id": msg_id, "type": "message", "role": "assistant", "model": body["model"], "content": [],
+            "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": input_tokens, "output_tokens": 1}}})
+        event("content_block_start", {"type": "content_block_start", "index": 0,
+                                       "content_block": {"type": "text", "text": ""}})
+        event("ping", {"type": "ping"})
+        for i, piece in enumerate(reply):
+            if script.cut_after is not None and i >= script.cut_after:
+                return self.cut(h)
+            if script.error_after is not None and i >= script.error_after:
+                event("error", {"type": "error", "error": {"type": script.error_type or "overloaded_error",
+                                                           "message": script.error_message}})
+                return self.end_stream(h)
+            event("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                          "delta": {"type": "text_delta", "text": piece}})
+            if script.chunk_delay:
+                time.sleep(script.chunk_delay)
+        event("content_block_stop", {"type": "content_block_stop", "index": 0})
+        event("message_delta", {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},
+                                "usage": {"output_tokens": len(reply)}})
+        event("message_stop", {"type": "message_stop"})
+        return self.end_stream(h)
+
+
+def _text(content) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(b.get("text", "") for b in content if isinstance(b, dict))
+    return ""

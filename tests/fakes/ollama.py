@@ -1,0 +1,82 @@
+"""A fake Ollama: /api/chat (NDJSON streaming by default), /api/tags, /api/ps, /api/version.
+
+Follows the native API: stream defaults to true, token counts only on the final line
+(prompt_eval_count / eval_count), durations in nanoseconds, 404 {"error"} for a model not pulled,
+errors inside a 200 stream as an {"error": ...} line.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime, timedelta
+
+from .server import FakeServer, Script, pieces, words
+
+
+class FakeOllama(FakeServer):
+    def __init__(self, installed=("tinyllama", "phi", "mistral"), loaded=("tinyllama",)):
+        super().__init__()
+        self.installed = set(installed)
+        self.loaded = set(loaded)
+
+    def handle(self, h, method, path, body):
+        if method == "GET" and path == "/api/version":
+            return self.send(h, 200, {"version": "0.12.6"})
+        if method == "GET" and path == "/api/tags":
+            return self.send(h, 200, {"models": [
+                {"name": f"{m}:latest", "model": f"{m}:latest", "size": 637_700_138, "digest": "sha256:" + "0" * 64,
+                 "details": {"parameter_size": "1B", "quantization_level": "Q4_0"}} for m in sorted(self.installed)]})
+        if method == "GET" and path == "/api/ps":
+            expires = (datetime.now(UTC) + timedelta(minutes=5)).isoformat()
+            return self.send(h, 200, {"models": [
+                {"name": f"{m}:latest", "model": f"{m}:latest", "size": 900_000_000, "size_vram": 0,
+                 "expires_at": expires} for m in sorted(self.loaded)]})
+        if method == "POST" and path == "/api/chat":
+            return self._chat(h, body, self.next_script())
+        return self.send(h, 404, {"error": "404 page not found"}, "text/plain")
+
+    def _chat(self, h, body, script: Script):
+        if self.scripted_prelude(h, script):
+            return None
+        if not isinstance(body, dict) or not isinstance(body.get("model"), str):
+            return self.send(h, 400, {"error": "model is required"})
+        if not isinstance(body.get("messages"), list):
+            return self.send(h, 400, {"error": "messages must be a list"})
+        model = body["model"].removesuffix(":latest")
+        if script.status >= 400:
+            return self.send(h, script.status, {"error": script.error_message}, script.content_type or "application/json",
+                             script.headers)
+        if model not in self.installed:
+            return self.send(h, 404, {"error": f'model "{model}" not found, try pulling it first'})
+        self.loaded.add(model)
+        prompt_tokens = sum(words(m.get("content", "")) for m in body["messages"] if isinstance(m, dict))
+        limit = (body.get("options") or {}).get("num_predict")
+        reply_pieces = pieces(script.reply)
+        done_reason = "stop"
+        if isinstance(limit, int) and 0 < limit < len(reply_pieces):
+            reply_pieces, done_reason = reply_pieces[:limit], "length"
+        final = {
+            "model": body["model"], "created_at": datetime.now(UTC).isoformat(), "done": True,
+            "done_reason": done_reason, "total_duration": 1_500_000_000, "load_duration": 2_000_000,
+            "prompt_eval_count": prompt_tokens, "prompt_eval_duration": 300_000_000,
+            "eval_count": len(reply_pieces), "eval_duration": 1_100_000_000,
+        }
+        if body.get("stream", True) is False:
+            final["message"] = {"role": "assistant", "content": "".join(reply_pieces)}
+            return self.send(h, 200, final, script.content_type or "application/json", script.headers)
+        self.start_stream(h, script.content_type or "application/x-ndjson", script.headers)
+        for i, piece in enumerate(reply_pieces):
+            if script.cut_after is not None and i >= script.cut_after:
+                return self.cut(h)
+            if script.error_after is not None and i >= script.error_after:
+                self.write_chunk(h, json.dumps({"error": script.error_message}).encode() + b"\n")
+                return self.end_stream(h)
+            line = {"model": body["model"], "created_at": datetime.now(UTC).isoformat(),
+                    "message": {"role": "assistant", "content": piece}, "done": False}
+            self.write_chunk(h, json.dumps(line).encode() + b"\n")
+            if script.chunk_delay:
+                time.sleep(script.chunk_delay)
+        final["message"] = {"role": "assistant", "content": ""}
+        self.write_chunk(h, json.dumps(final).encode() + b"\n")
+        return self.end_stream(h)

@@ -1,0 +1,182 @@
+"""A scriptable HTTP server on loopback, the base of the protocol-faithful fake upstreams.
+
+Each fake answers its protocol's paths like the real server. A test scripts the next answers with
+`fake.queue(Script(...))` (first in, first out; `fake.default` when the queue is empty) and reads what
+the gateway sent from `fake.requests`. Scripts cover the awkward cases: delay, error status with the
+protocol's error body, retry-after, malformed body, wrong content type, stream cut or error after k chunks.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Script:
+    reply: str = "Hello from the fake."
+    status: int = 200
+    error_type: str | None = None        # protocol error type for status >= 400
+    error_message: str = "scripted error"
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0                   # before anything is sent: slow first byte / read timeout
+    raw_body: bytes | None = None        # send these bytes instead of the protocol body (malformed)
+    content_type: str | None = None      # override the Content-Type
+    cut_after: int | None = None         # streaming: drop the connection after k chunks
+    error_after: int | None = None       # streaming: send the protocol's in-stream error after k chunks
+    chunk_delay: float = 0.0
+    drop: bool = False                   # close the connection without any response
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+
+
+class FakeServer:
+    """Override `handle(handler, method, path, body)`; use `self.next_script()` for scripted paths."""
+
+    def __init__(self):
+        self.default = Script()
+        self._queue: deque[Script] = deque()
+        self.requests: list[Recorded] = []
+        self._lock = threading.Lock()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # keep test output quiet
+                pass
+
+            def _dispatch(self, method: str):
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                try:
+                    body = json.loads(raw) if raw else None
+                except ValueError:
+                    body = raw
+                with fake._lock:
+                    fake.requests.append(Recorded(method, self.path, {k.lower(): v for k, v in self.headers.items()},
+                                                  body))
+                try:
+                    fake.handle(self, method, self.path.split("?")[0], body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def do_GET(self):
+                self._dispatch("GET")
+
+            def do_POST(self):
+                self._dispatch("POST")
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+            request_queue_size = 1024  # benchmarks open hundreds of connections at once
+
+        self.httpd = Server(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self._thread.start()
+
+    # --- scripting -------------------------------------------------------------------------
+    def queue(self, *scripts: Script) -> FakeServer:
+        with self._lock:
+            self._queue.extend(scripts)
+        return self
+
+    def next_script(self) -> Script:
+        with self._lock:
+            return self._queue.popleft() if self._queue else self.default
+
+    def reset(self) -> None:
+        with self._lock:
+            self._queue.clear()
+            self.requests.clear()
+        self.default = Script()
+
+    def calls(self, path: str) -> list[Recorded]:
+        with self._lock:
+            return [r for r in self.requests if r.path.split("?")[0] == path]
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    # --- helpers for subclasses ------------------------------------------------------------
+    def handle(self, h: BaseHTTPRequestHandler, method: str, path: str, body: Any) -> None:
+        raise NotImplementedError
+
+    @staticmethod
+    def send(h: BaseHTTPRequestHandler, status: int, payload: Any, content_type: str = "application/json",
+             headers: dict[str, str] | None = None) -> None:
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        h.send_response(status)
+        h.send_header("Content-Type", content_type)
+        h.send_header("Content-Length", str(len(data)))
+        for k, v in (headers or {}).items():
+            h.send_header(k, v)
+        h.end_headers()
+        h.wfile.write(data)
+
+    @staticmethod
+    def start_stream(h: BaseHTTPRequestHandler, content_type: str, headers: dict[str, str] | None = None) -> None:
+        h.send_response(200)
+        h.send_header("Content-Type", content_type)
+        h.send_header("Transfer-Encoding", "chunked")
+        for k, v in (headers or {}).items():
+            h.send_header(k, v)
+        h.end_headers()
+
+    @staticmethod
+    def write_chunk(h: BaseHTTPRequestHandler, data: bytes) -> None:
+        h.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        h.wfile.flush()
+
+    @staticmethod
+    def end_stream(h: BaseHTTPRequestHandler) -> None:
+        h.wfile.write(b"0\r\n\r\n")
+        h.wfile.flush()
+
+    @staticmethod
+    def cut(h: BaseHTTPRequestHandler) -> None:
+        """Drop the TCP connection mid-response, as a crashed upstream would."""
+        h.close_connection = True
+        try:
+            h.wfile.flush()
+            h.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def scripted_prelude(self, h: BaseHTTPRequestHandler, script: Script) -> bool:
+        """Apply delay/drop/raw body. Returns True when the response is already fully handled."""
+        if script.delay:
+            time.sleep(script.delay)
+        if script.drop:
+            self.cut(h)
+            return True
+        if script.raw_body is not None:
+            self.send(h, script.status, script.raw_body, script.content_type or "application/json", script.headers)
+            return True
+        return False
+
+
+def words(text: str) -> int:
+    """The fakes' tokenizer: one token per whitespace-separated word. Deterministic, easy to assert on."""
+    return len(text.split())
+
+
+def pieces(text: str) -> list[str]:
+    """A reply split into stream chunks, one word (with its following space) each."""
+    parts = text.split(" ")
+    return [p + (" " if i < len(parts) - 1 else "") for i, p in enumerate(parts)]
