@@ -3,16 +3,31 @@
 from __future__ import annotations
 
 import logging
+import socket
 from pathlib import Path
 
 import pytest
+import yaml
 
 from gateway import create_app
 from tests.fakes import FakeAnthropic, FakeOllama, FakeOpenAI
 
 ROOT = Path(__file__).resolve().parent.parent
-COMPAT_CATALOG = str(ROOT / "tests" / "data" / "models-compat.yaml")
 ANTHROPIC_KEY = "sk-ant-test-key"
+
+
+COMPAT_MODEL = {"name": "compat-cloud", "backend": "openai_compat", "id": "compat-model", "tier": "cloud",
+                "context_window": 128000, "price_in_per_mtok": 0.5, "price_out_per_mtok": 1.5}
+
+
+@pytest.fixture(scope="session")
+def compat_catalog(tmp_path_factory) -> str:
+    """The shipped catalog plus an OpenAI-compatible cloud model after the Claude ones."""
+    raw = yaml.safe_load((ROOT / "configs" / "models.yaml").read_text())
+    raw["models"].append(COMPAT_MODEL)
+    path = tmp_path_factory.mktemp("catalog") / "models.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return str(path)
 
 
 @pytest.fixture(scope="session")
@@ -105,3 +120,15 @@ def gateway_logs():
     logger.addHandler(handler)
     yield handler.lines
     logger.removeHandler(handler)
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (bound then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def unused_port() -> int:
+    return free_port()

@@ -46,7 +46,9 @@ class AnthropicBackend(Backend):
         if system:
             params["system"] = "\n\n".join(system)
         if request.temperature is not None and model.sampling_params:
-            params["temperature"] = request.temperature
+            # SDK 2.x dropped the argument (Claude 5 models reject sampling parameters); older models
+            # still take it in the body.
+            params["extra_body"] = {"temperature": request.temperature}
         if request.stop:
             params["stop_sequences"] = list(request.stop)
         return params

@@ -1,0 +1,73 @@
+"""Operator CLI: `python -m gateway route "prompt" [--explain] [--strategy S] [--model M]`.
+
+Prints the routing decision and its alternatives (a dry run) without a server and without calling
+any model, using the same configuration the gateway would (environment + MODELS_CONFIG).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .chat import STRATEGIES, ChatRequest, Message
+from .config import ConfigError, Settings
+from .errors import GatewayError
+from .smart_router import RoutingContext, decide
+
+
+def _route(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    request = ChatRequest(messages=(Message("user", prompt),), model=args.model, strategy=args.strategy,
+                          max_tokens=args.max_tokens)
+    context = RoutingContext(settings.catalog, settings.configured_backends, settings.deployment_tier,
+                             settings.routing_strategy)
+    try:
+        d = decide(request, context)
+    except GatewayError as exc:
+        print(f"error ({exc.status} {exc.type}): {exc.message}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps({"model": d.model, "backend": d.backend, "tier": d.tier, "complexity": d.score,
+                          "strategy": d.strategy, "reason": d.reason, "factors": d.factors,
+                          "estimated_cost": d.estimated_cost,
+                          "alternatives": [c.as_dict() for c in d.alternatives]}, indent=2))
+        return 0
+    print(f"model: {d.model} ({d.backend}, tier {d.tier})")
+    print(f"complexity: {d.score:.4f}  strategy: {d.strategy}")
+    print(f"reason: {d.reason}")
+    print(f"estimated cost: ${d.estimated_cost:.6f}")
+    if args.explain:
+        weights = settings.catalog.routing.weights
+        print("factors (value x weight):")
+        for name, value in d.factors.items():
+            print(f"  {name:<10} {value:.4f} x {weights[name]:.2f} = {value * weights[name]:.4f}")
+        print("fallbacks, in order:")
+        for c in d.alternatives or ():
+            print(f"  {c.model} ({c.backend}, tier {c.tier}) ~${c.estimated_cost:.6f}")
+        if not d.alternatives:
+            print("  none")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m gateway", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    route = sub.add_parser("route", help="print the routing decision for a prompt (dry run)")
+    route.add_argument("prompt", help="the prompt text, or - to read it from stdin")
+    route.add_argument("--explain", action="store_true", help="show each factor and the fallback chain")
+    route.add_argument("--strategy", choices=STRATEGIES, default=None)
+    route.add_argument("--model", default="auto", help="auto, a tier or a model name")
+    route.add_argument("--max-tokens", type=int, default=None)
+    route.add_argument("--json", action="store_true", help="machine-readable output")
+    args = parser.parse_args(argv)
+    try:
+        return _route(args)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,253 @@
+"""The smart router: complexity factors, the routing table, strategies, explicit choices. Pure code."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import string
+
+import pytest
+
+from gateway.catalog import load_catalog
+from gateway.chat import ChatRequest, Message
+from gateway.config import resolve_path
+from gateway.errors import InvalidParameter, ServiceUnavailable, UnknownModel
+from gateway.smart_router import RoutingContext, decide, estimate_complexity
+
+CATALOG = load_catalog(resolve_path("configs/models.yaml"))
+ALL = frozenset({"ollama", "anthropic"})
+
+
+def ctx(backends=ALL, tier=2, **kw) -> RoutingContext:
+    return RoutingContext(CATALOG, frozenset(backends), deployment_tier=tier, **kw)
+
+
+def req(prompt: str, **kw) -> ChatRequest:
+    return ChatRequest(messages=(Message("user", prompt),), **kw)
+
+
+SIMPLE = [
+    "What is Python?",
+    "What is the capital of France?",
+    "Hi!",
+    "Translate 'good morning' into French.",
+    "Who was Ada Lovelace?",
+    "Why is the sky blue?",
+]
+MEDIUM = [
+    "Write a Python function to implement a binary search tree with insertion, deletion, and balancing.",
+    "Fix this code:\n```python\ndef add(a, b):\n    return a - b\n```",
+    "1. Read the CSV file\n2. Remove duplicate rows\n3. Compute the average per region\n4. Plot the result",
+]
+COMPLEX = [
+    "Design a distributed system for real-time chat that scales to millions of users, with fault tolerance "
+    "and message ordering.",
+    "Compare PostgreSQL and MongoDB for an e-commerce backend: analyze consistency, scalability and cost "
+    "trade-offs, then recommend one.",
+    "Write a detailed, step by step migration plan to move a monolith to microservices, with a rollback strategy.",
+    "Design the architecture of a payment service. Explain the trade-offs between consistency and availability,\n"
+    "```python\nclass Ledger:\n    def post(self, entry):\n        ...\n```\nthen implement idempotent retries.",
+]
+
+
+@pytest.mark.parametrize("prompt", SIMPLE)
+def test_simple_prompts_go_to_the_small_local_model(prompt):
+    d = decide(req(prompt), ctx())
+    assert (d.model, d.backend, d.tier) == ("tinyllama", "ollama", "local-small")
+    assert d.score < 0.3
+    assert d.estimated_cost == 0.0
+
+
+@pytest.mark.parametrize("prompt", MEDIUM)
+def test_medium_prompts_go_to_phi(prompt):
+    d = decide(req(prompt), ctx())
+    assert (d.model, d.tier) == ("phi", "local-medium")
+    assert 0.3 <= d.score < 0.6
+
+
+@pytest.mark.parametrize("prompt", COMPLEX)
+def test_complex_prompts_go_to_claude(prompt):
+    d = decide(req(prompt), ctx())
+    assert (d.model, d.backend, d.tier) == ("claude-sonnet", "anthropic", "cloud")
+    assert d.score >= 0.6
+    assert d.estimated_cost > 0
+
+
+def test_decision_names_factors_reason_and_alternatives():
+    d = decide(req(COMPLEX[0]), ctx())
+    assert set(d.factors) == {"length", "reasoning", "code", "question", "steps"}
+    assert all(0.0 <= v <= 1.0 for v in d.factors.values())
+    assert "complexity 0.6" in d.reason and "cloud" in d.reason
+    assert [c.model for c in d.alternatives] == ["claude-haiku", "phi", "tinyllama"]
+
+
+@pytest.mark.parametrize(
+    ("text", "has_code"),
+    [
+        ("```js\nconsole.log(1)\n```", True),
+        ("def area(r):\n    return 3.14 * r * r", True),
+        ("for (int i = 0; i < n; i++) {\n  sum += a[i];\n}", True),
+        ("SELECT name FROM users WHERE id = 1;", True),
+        ("What does [this] mean?", False),                     # a lone bracket is not code
+        ("I (really) like tea.", False),
+        ("Tell me a story about a cat.", False),
+    ],
+)
+def test_code_factor_detects_code_not_lone_brackets(text, has_code):
+    _, factors = estimate_complexity(text, CATALOG.routing)
+    assert (factors["code"] > 0) is has_code
+
+
+def test_factors_each_respond_to_their_signal():
+    r = CATALOG.routing
+    assert estimate_complexity("word " * 500, r)[1]["length"] == 1.0
+    assert estimate_complexity("Analyze the trade-offs of this distributed design", r)[1]["reasoning"] == 1.0
+    assert estimate_complexity("Write a poem", r)[1]["question"] == r.question.scores["task"]
+    assert estimate_complexity("What is a cat?", r)[1]["question"] == r.question.scores["simple"]
+    steps = "First, boil water. Then add pasta. Next, stir it. Finally, drain it."
+    assert estimate_complexity(steps, r)[1]["steps"] == 1.0
+
+
+def test_weights_and_thresholds_come_from_configuration():
+    prompt = "Explain how a hash map works."
+    assert decide(req(prompt), ctx()).model == "tinyllama"
+    heavy = dataclasses.replace(CATALOG.routing, weights={**CATALOG.routing.weights, "question": 1.0})
+    catalog = dataclasses.replace(CATALOG, routing=heavy)
+    d = decide(req(prompt), RoutingContext(catalog, ALL))
+    assert d.score == 0.6 and d.model == "claude-sonnet"
+    low = dataclasses.replace(CATALOG, tiers=tuple(
+        dataclasses.replace(t, max_score=0.05) if t.name == "local-small" else t for t in CATALOG.tiers))
+    assert decide(req(prompt), RoutingContext(low, ALL)).model == "phi"
+
+
+def test_same_prompt_same_decision():
+    prompt = COMPLEX[3]
+    first = decide(req(prompt), ctx())
+    for _ in range(5):
+        assert decide(req(prompt), ctx()) == first
+
+
+def test_without_anthropic_key_the_cloud_is_never_picked_and_the_reason_says_so():
+    d = decide(req(COMPLEX[0]), ctx(backends={"ollama"}))
+    assert d.backend == "ollama" and d.model == "phi"
+    assert "no ANTHROPIC_API_KEY" in d.reason
+    assert all(c.backend == "ollama" for c in d.alternatives)
+
+
+def test_local_only_never_uses_the_cloud():
+    d = decide(req(COMPLEX[0], strategy="local-only"), ctx())
+    assert d.model == "phi"
+    assert all(c.backend == "ollama" for c in d.plan)
+    assert "local-only" in d.reason
+
+
+def test_local_only_with_a_cloud_model_named_is_rejected():
+    with pytest.raises(InvalidParameter):
+        decide(req("hi", model="claude-sonnet", strategy="local-only"), ctx())
+
+
+def test_cloud_first_puts_the_cloud_first_and_local_after():
+    d = decide(req("What is Python?", strategy="cloud-first"), ctx())
+    assert d.model == "claude-sonnet"
+    assert [c.backend for c in d.plan] == ["anthropic", "anthropic", "ollama", "ollama"]
+
+
+def test_cloud_first_without_key_falls_to_local_with_reason():
+    d = decide(req("What is Python?", strategy="cloud-first"), ctx(backends={"ollama"}))
+    assert d.backend == "ollama" and "no ANTHROPIC_API_KEY" in d.reason
+
+
+def test_auto_falls_back_upward_then_to_cloud():
+    d = decide(req("What is Python?"), ctx())
+    assert [c.model for c in d.plan] == ["tinyllama", "phi", "claude-sonnet", "claude-haiku"]
+
+
+def test_cost_aware_keeps_medium_cloud_prompts_local_when_budget_runs_low():
+    prompt = COMPLEX[0]
+    assert decide(req(prompt, strategy="cost-aware"), ctx()).model == "claude-sonnet"
+    d = decide(req(prompt, strategy="cost-aware"), ctx(budget_used_fraction=0.9))
+    assert d.backend == "ollama" and "budget" in d.reason
+    assert all(c.backend == "ollama" for c in d.plan)
+    d = decide(req(prompt, strategy="cost-aware"), ctx(budget_remaining_usd=0.0001))
+    assert d.backend == "ollama" and "budget left" in d.reason
+
+
+def test_cost_aware_does_not_escalate_local_failures_to_the_cloud():
+    d = decide(req("What is Python?", strategy="cost-aware"), ctx())
+    assert all(c.backend == "ollama" for c in d.plan)
+
+
+def test_default_strategy_comes_from_context():
+    d = decide(req(COMPLEX[0]), ctx(default_strategy="local-only"))
+    assert d.strategy == "local-only" and d.backend == "ollama"
+
+
+def test_explicit_model_is_used_without_fallbacks():
+    d = decide(req("What is Python?", model="claude-haiku"), ctx())
+    assert (d.model, d.backend, d.alternatives, d.explicit) == ("claude-haiku", "anthropic", (), True)
+    assert "explicitly" in d.reason
+
+
+def test_explicit_cloud_model_without_key_is_unavailable():
+    with pytest.raises(ServiceUnavailable, match="ANTHROPIC_API_KEY"):
+        decide(req("hi", model="claude-sonnet"), ctx(backends={"ollama"}))
+
+
+def test_explicit_tier_uses_its_models_first():
+    d = decide(req(COMPLEX[0], model="local-small"), ctx())
+    assert d.model == "tinyllama" and d.tier == "local-small"
+    assert d.alternatives[0].model == "phi"
+
+
+def test_unknown_model_or_tier():
+    with pytest.raises(UnknownModel):
+        decide(req("hi", model="gpt-17"), ctx())
+
+
+def test_mistral_tier_is_enabled_from_deployment_tier_3():
+    prompt = "Design a scalable distributed cache."
+    score, _ = estimate_complexity(prompt, CATALOG.routing)
+    assert 0.6 <= score < 0.75
+    assert decide(req(prompt), ctx(tier=2)).model == "claude-sonnet"
+    assert decide(req(prompt), ctx(tier=3)).model == "mistral"
+    with pytest.raises(InvalidParameter, match="deployment tier"):
+        decide(req("hi", model="local-large"), ctx(tier=2))
+
+
+def test_deployment_tier_1_has_no_phi():
+    d = decide(req(MEDIUM[0]), ctx(tier=1))
+    assert d.model == "claude-sonnet"
+    assert "phi" not in [c.model for c in d.plan]
+
+
+def test_open_circuit_moves_backend_to_the_end():
+    d = decide(req("What is Python?"), ctx(open_circuits=frozenset({"ollama"})))
+    assert d.backend == "anthropic"
+    assert [c.backend for c in d.plan][-2:] == ["ollama", "ollama"]
+
+
+def test_missing_model_is_skipped():
+    d = decide(req("What is Python?"), ctx(missing_models=frozenset({"tinyllama"})))
+    assert d.model == "phi" and "not installed" in d.reason
+
+
+def test_prompt_larger_than_a_context_window_skips_that_model():
+    d = decide(req("word " * 3000), ctx(backends={"ollama"}, tier=3))
+    assert d.model == "mistral"  # tinyllama/phi have 2048-token windows
+    assert "exceed" in d.reason
+
+
+def test_nothing_usable_is_service_unavailable():
+    with pytest.raises(ServiceUnavailable):
+        decide(req("hi"), ctx(backends=set()))
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_any_text_gets_a_bounded_decision(seed):
+    rnd = random.Random(seed)
+    alphabet = string.printable + "\x00\x1b\u202e\ud7ff\U0001f600é中文"
+    text = "".join(rnd.choice(alphabet) for _ in range(rnd.choice([0, 1, 50, 5000, 70000])))
+    score, factors = estimate_complexity(text, CATALOG.routing)
+    assert 0.0 <= score <= 1.0 and all(0.0 <= v <= 1.0 for v in factors.values())
+    d = decide(req(text), ctx())
+    assert d.model in {m.name for m in CATALOG.models}
