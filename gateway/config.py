@@ -25,7 +25,7 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class BackendSettings:
     url: str | None
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)
     timeout: float = 60.0          # seconds to wait for the answer (read timeout)
     connect_timeout: float = 3.0
     max_retries: int = 1           # retries after the first try, for retryable failures only

@@ -32,3 +32,5 @@ errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 # Several proxies may sit in front; trust X-Forwarded-* only from loopback by default.
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+# No gunicornc control socket: unused here, and it would be written under $HOME.
+control_socket_disable = True

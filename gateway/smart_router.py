@@ -43,25 +43,29 @@ _SEQUENCE_WORDS = frozenset(
 _POLITE = re.compile(r"^(?:please|pls|kindly|hey|hi|hello|can you|could you|would you|i need you to|help me)[\s,]+")
 
 
-def _stem(word: str) -> str:
-    """Crude suffix folding so 'designing', 'designs' and 'designed' match 'design'."""
-    for suffix in ("ing", "ed", "es", "s"):
-        if len(word) > len(suffix) + 3 and word.endswith(suffix):
-            return word[: -len(suffix)]
-    return word
+def _forms(word: str) -> tuple[str, ...]:
+    """The word and its likely base forms, so 'scales', 'scaling' and 'designed' match 'scale' and 'design'."""
+    forms = [word]
+    if len(word) > 4:
+        if word.endswith("s"):
+            forms += [word[:-1], word[:-2]]          # designs, processes
+        if word.endswith("ing"):
+            forms += [word[:-3], word[:-3] + "e"]    # designing, scaling
+        if word.endswith("ed"):
+            forms += [word[:-2], word[:-1]]          # designed, optimized
+    return tuple(forms)
 
 
 @dataclass(frozen=True)
 class _Keywords:
-    stems: frozenset[str]
+    words: frozenset[str]
     phrases: tuple[str, ...]
 
 
 @lru_cache(maxsize=16)
 def _keywords(routing: RoutingConfig) -> _Keywords:
-    words = [k for k in routing.reasoning_keywords if " " not in k]
-    return _Keywords(frozenset(_stem(w) for w in words),
-                     tuple(k for k in routing.reasoning_keywords if " " in k))
+    kws = routing.reasoning_keywords
+    return _Keywords(frozenset(k for k in kws if " " not in k), tuple(k for k in kws if " " in k))
 
 
 def estimate_complexity(prompt: str, routing: RoutingConfig) -> tuple[float, dict[str, float]]:
@@ -92,7 +96,7 @@ def _length(n_words: int, r: RoutingConfig) -> float:
 
 def _reasoning(words: list[str], lower: str, r: RoutingConfig) -> float:
     kw = _keywords(r)
-    hits = {s for s in map(_stem, set(words)) if s in kw.stems}
+    hits = {next(f for f in _forms(w) if f in kw.words) for w in set(words) if not kw.words.isdisjoint(_forms(w))}
     hits.update(p for p in kw.phrases if p in lower)
     return min(1.0, len(hits) / r.reasoning_saturation)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import anthropic
+import httpx2  # the SDK's HTTP client; a stream cut mid-body surfaces as its error, unwrapped
 
 from ..catalog import ModelSpec
 from ..chat import ChatRequest, Completion, StreamDelta, Usage
@@ -109,7 +110,7 @@ class _translate:
         if isinstance(exc, anthropic.APITimeoutError):
             connect = "Connect" in type(exc.__cause__).__name__
             raise BackendError("connect_timeout" if connect else "timeout", "anthropic: timeout") from exc
-        if isinstance(exc, anthropic.APIConnectionError):
+        if isinstance(exc, anthropic.APIConnectionError | httpx2.TransportError):
             raise BackendError("connection", "anthropic: connection failed") from exc
         if isinstance(exc, anthropic.APIResponseValidationError):
             raise BackendError("malformed", "anthropic: response does not match the API schema",

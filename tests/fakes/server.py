@@ -50,6 +50,7 @@ class FakeServer:
         self._queue: deque[Script] = deque()
         self.requests: list[Recorded] = []
         self._lock = threading.Lock()
+        self.inflight = self.max_inflight = 0  # concurrent requests now / at most, to prove concurrency
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -68,10 +69,15 @@ class FakeServer:
                 with fake._lock:
                     fake.requests.append(Recorded(method, self.path, {k.lower(): v for k, v in self.headers.items()},
                                                   body))
+                    fake.inflight += 1
+                    fake.max_inflight = max(fake.max_inflight, fake.inflight)
                 try:
                     fake.handle(self, method, self.path.split("?")[0], body)
                 except (BrokenPipeError, ConnectionResetError):
                     pass
+                finally:
+                    with fake._lock:
+                        fake.inflight -= 1
 
             def do_GET(self):
                 self._dispatch("GET")
@@ -82,6 +88,9 @@ class FakeServer:
         class Server(ThreadingHTTPServer):
             daemon_threads = True
             request_queue_size = 1024  # benchmarks open hundreds of connections at once
+
+            def handle_error(self, request, client_address):
+                pass  # a client that hung up mid-answer (timeouts under test) is expected here
 
         self.httpd = Server(("127.0.0.1", 0), Handler)
         self.port = self.httpd.server_address[1]
@@ -103,6 +112,7 @@ class FakeServer:
         with self._lock:
             self._queue.clear()
             self.requests.clear()
+            self.max_inflight = 0
         self.default = Script()
 
     def calls(self, path: str) -> list[Recorded]:

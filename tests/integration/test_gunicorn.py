@@ -1,0 +1,114 @@
+"""The gateway as it runs in production: gunicorn with gateway/gunicorn.conf.py, on loopback."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from tests.conftest import ANTHROPIC_KEY, ROOT, free_port
+from tests.fakes import Script
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def gunicorn(ollama, claude, tmp_path):
+    procs = []
+
+    def start(**env):
+        port = free_port()
+        log = tmp_path / f"gunicorn-{port}.log"
+        full = {**os.environ, "GATEWAY_HOST": "127.0.0.1", "GATEWAY_PORT": str(port), "OLLAMA_URL": ollama.url,
+                "ANTHROPIC_API_KEY": ANTHROPIC_KEY, "ANTHROPIC_BASE_URL": claude.url, "GATEWAY_WORKERS": "2",
+                "GATEWAY_THREADS": "16", "GATEWAY_API_KEYS": "integration-key", **env}
+        out = log.open("w")
+        proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gateway/gunicorn.conf.py",
+                                 "gateway:create_app()"], cwd=ROOT, env=full, stdout=out, stderr=subprocess.STDOUT)
+        procs.append((proc, out))
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise AssertionError("gunicorn exited:\n" + log.read_text())
+            try:
+                if requests.get(f"{url}/health", timeout=5).status_code == 200:
+                    return url, proc, log
+            except requests.RequestException:
+                time.sleep(0.1)
+        raise AssertionError("gunicorn did not start:\n" + log.read_text())
+
+    yield start
+    for proc, out in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        out.close()
+
+
+def test_serves_chat_with_auth_and_logs_no_prompt(gunicorn):
+    url, proc, log = gunicorn()
+    headers = {"Authorization": "Bearer integration-key"}
+    r = requests.post(f"{url}/api/v1/chat", json={"prompt": "What is the secret word pelican?"}, timeout=10)
+    assert r.status_code == 401
+    r = requests.post(f"{url}/api/v1/chat", json={"prompt": "What is the secret word pelican?"}, headers=headers,
+                      timeout=10)
+    assert r.status_code == 200 and r.json()["model"] == "tinyllama"
+    assert r.headers["X-Request-ID"] == r.json()["request_id"]
+    assert requests.get(f"{url}/health/ready", timeout=5).json()["status"] == "ready"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=15) == 0  # graceful stop
+    text = log.read_text()
+    assert r.json()["request_id"] in text and '"route": "/api/v1/chat"' in text
+    assert "pelican" not in text and "integration-key" not in text
+
+
+def test_one_worker_holds_many_slow_calls_at_once(gunicorn, ollama):
+    """gthread: 16 slow upstream calls are in flight together in a single worker process."""
+    url, _, _ = gunicorn(GATEWAY_WORKERS="1", GATEWAY_THREADS="16")
+    ollama.default = Script(delay=1.0, reply="slow answer")
+    headers = {"X-API-Key": "integration-key"}
+
+    def call(i):
+        return requests.post(f"{url}/api/v1/chat", json={"prompt": f"What is {i}?"}, headers=headers, timeout=30)
+
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(call, range(16)))
+    assert [r.status_code for r in results] == [200] * 16
+    assert ollama.max_inflight == 16
+
+
+def test_bad_config_fails_fast_with_a_clear_message(ollama, tmp_path):
+    env = {**os.environ, "GATEWAY_PORT": str(free_port()), "GATEWAY_HOST": "127.0.0.1", "DEPLOYMENT_TIER": "9"}
+    out = subprocess.run([sys.executable, "-m", "gunicorn", "-c", "gateway/gunicorn.conf.py", "gateway:create_app()"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0
+    assert "DEPLOYMENT_TIER must be between 1 and 4" in out.stdout + out.stderr
+
+
+def test_cli_route_prints_decision_without_calling_models(ollama, claude):
+    env = {**os.environ, "OLLAMA_URL": ollama.url, "ANTHROPIC_API_KEY": ANTHROPIC_KEY}
+    out = subprocess.run([sys.executable, "-m", "gateway", "route", "Design a distributed system for real-time "
+                          "chat that scales to millions of users", "--explain"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "model: claude-sonnet (anthropic, tier cloud)" in out.stdout
+    assert "reasoning" in out.stdout and "fallbacks, in order:" in out.stdout and "claude-haiku" in out.stdout
+    out = subprocess.run([sys.executable, "-m", "gateway", "route", "What is Python?", "--strategy", "local-only",
+                          "--json"], cwd=ROOT, env={**env, "ANTHROPIC_API_KEY": ""}, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0 and '"model": "tinyllama"' in out.stdout
+    out = subprocess.run([sys.executable, "-m", "gateway", "route", "hi", "--model", "gpt-17"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "unknown model" in out.stderr
+    assert ollama.requests == [] and claude.requests == []

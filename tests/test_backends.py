@@ -1,0 +1,166 @@
+"""Backends against the fakes, including streaming; and the fakes against the official SDKs, which
+proves they speak the real protocols."""
+
+from __future__ import annotations
+
+import anthropic
+import openai
+import pytest
+import requests
+
+from gateway.backends import BackendError
+from gateway.backends.anthropic import AnthropicBackend
+from gateway.backends.ollama import OllamaBackend
+from gateway.backends.openai_compat import OpenAICompatBackend
+from gateway.catalog import ModelSpec
+from gateway.chat import ChatRequest, Message, Usage
+from gateway.config import BackendSettings
+from tests.conftest import ANTHROPIC_KEY
+from tests.fakes import Script
+
+REQ = ChatRequest(messages=(Message("user", "say something nice"),), system="be kind")
+TINY = ModelSpec("tinyllama", "ollama", "tinyllama", "local-small", 2048, 0, 0)
+SONNET = ModelSpec("claude-sonnet", "anthropic", "claude-sonnet-5-5", "cloud", 1_000_000, 2, 10, sampling_params=False)
+COMPAT = ModelSpec("compat-cloud", "openai_compat", "compat-model", "cloud", 128_000, 0.5, 1.5)
+
+
+@pytest.fixture
+def backends(ollama, claude, compat):
+    made = {
+        "ollama": OllamaBackend(BackendSettings(ollama.url, timeout=2, connect_timeout=1)),
+        "anthropic": AnthropicBackend(BackendSettings(claude.url, ANTHROPIC_KEY, timeout=2, connect_timeout=1)),
+        "openai_compat": OpenAICompatBackend(BackendSettings(f"{compat.url}/v1", "sk-compat-test", timeout=2)),
+    }
+    yield made
+    for b in made.values():
+        b.close()
+
+
+CASES = [("ollama", TINY, "ollama"), ("anthropic", SONNET, "claude"), ("openai_compat", COMPAT, "compat")]
+
+
+@pytest.mark.parametrize(("name", "model", "fake"), CASES)
+def test_stream_yields_text_then_final_usage(backends, request, name, model, fake):
+    upstream = request.getfixturevalue(fake)
+    upstream.default = Script(reply="one two three four five")
+    deltas = list(backends[name].stream(model, REQ, max_tokens=100))
+    assert "".join(d.text for d in deltas) == "one two three four five"
+    assert len([d for d in deltas if d.text]) == 5
+    final = deltas[-1]
+    # fake tokenizer: one token per word; the system prompt counts as input too
+    assert final.usage == Usage(input_tokens=5, output_tokens=5) and final.finish_reason == "stop"
+
+
+@pytest.mark.parametrize(("name", "model", "fake"), CASES)
+def test_complete_respects_max_tokens(backends, request, name, model, fake):
+    request.getfixturevalue(fake).default = Script(reply="a b c d e f g h")
+    result = backends[name].complete(model, REQ, max_tokens=3)
+    assert result.text == "a b c " and result.usage.output_tokens == 3 and result.finish_reason == "length"
+
+
+@pytest.mark.parametrize(("name", "model", "fake"), CASES)
+def test_stream_cut_mid_way_is_an_error_not_a_short_answer(backends, request, name, model, fake):
+    request.getfixturevalue(fake).default = Script(reply="a b c d e f", cut_after=2)
+    got = []
+    with pytest.raises(BackendError) as exc:
+        for d in backends[name].stream(model, REQ, max_tokens=100):
+            got.append(d.text)
+    assert exc.value.kind == "connection"
+    assert "".join(got) == "a b "
+
+
+@pytest.mark.parametrize(("name", "model", "fake", "kind"),
+                         [("ollama", TINY, "ollama", "server_error"), ("anthropic", SONNET, "claude", "overloaded"),
+                          ("openai_compat", COMPAT, "compat", "server_error")])
+def test_error_event_after_200_raises(backends, request, name, model, fake, kind):
+    request.getfixturevalue(fake).default = Script(reply="a b c d", error_after=1, error_message="Overloaded")
+    with pytest.raises(BackendError) as exc:
+        list(backends[name].stream(model, REQ, max_tokens=100))
+    assert exc.value.kind == kind
+
+
+def test_ollama_health_lists_installed_and_warm(backends, ollama):
+    ollama.installed, ollama.loaded = {"tinyllama", "phi"}, {"phi"}
+    h = backends["ollama"].health()
+    assert h.ok and h.models["phi"].warm is True and h.models["tinyllama"].warm is False
+    assert backends["ollama"].model_state(h, ModelSpec("m", "ollama", "mistral", "local-large", 1, 0, 0)).available is False
+
+
+def test_ollama_health_when_down(unused_port):
+    b = OllamaBackend(BackendSettings(f"http://127.0.0.1:{unused_port}", connect_timeout=0.5))
+    h = b.health()
+    assert not h.ok and "connection" in h.detail
+
+
+def test_anthropic_connection_refused(unused_port):
+    b = AnthropicBackend(BackendSettings(f"http://127.0.0.1:{unused_port}", "k", timeout=1, connect_timeout=0.5))
+    with pytest.raises(BackendError) as exc:
+        b.complete(SONNET, REQ, 10)
+    assert exc.value.kind == "connection"
+
+
+def test_anthropic_timeout(backends, claude):
+    claude.default = Script(delay=3)
+    with pytest.raises(BackendError) as exc:
+        backends["anthropic"].complete(SONNET, REQ, 10)
+    assert exc.value.kind == "timeout"
+
+
+# --------------------------------------------------------------------------- fakes vs official SDKs
+
+
+def test_fake_anthropic_speaks_the_sdk_protocol(claude):
+    client = anthropic.Anthropic(api_key=ANTHROPIC_KEY, base_url=claude.url, max_retries=0)
+    claude.default = Script(reply="hello there friend")
+    msg = client.messages.create(model="claude-sonnet-5-5", max_tokens=50,
+                                 messages=[{"role": "user", "content": "hi you"}])
+    assert msg.content[0].text == "hello there friend" and msg.usage.output_tokens == 3
+    assert msg.usage.input_tokens == 2 and msg.stop_reason == "end_turn"
+    with client.messages.stream(model="claude-sonnet-5-5", max_tokens=50,
+                                messages=[{"role": "user", "content": "hi"}]) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text == "hello there friend" and final.usage.output_tokens == 3
+    with pytest.raises(anthropic.NotFoundError):
+        client.messages.create(model="claude-nope", max_tokens=5, messages=[{"role": "user", "content": "x"}])
+    claude.queue(Script(status=529, error_type="overloaded_error"))
+    with pytest.raises(anthropic.OverloadedError):
+        client.messages.create(model="claude-sonnet-5-5", max_tokens=5, messages=[{"role": "user", "content": "x"}])
+    bad = anthropic.Anthropic(api_key="wrong", base_url=claude.url, max_retries=0)
+    with pytest.raises(anthropic.AuthenticationError):
+        bad.messages.create(model="claude-sonnet-5-5", max_tokens=5, messages=[{"role": "user", "content": "x"}])
+
+
+def test_fake_anthropic_accepts_legacy_x_api_key(claude):
+    r = requests.post(f"{claude.url}/v1/messages", timeout=5,
+                      headers={"x-api-key": ANTHROPIC_KEY, "anthropic-version": "2023-06-01"},
+                      json={"model": "claude-haiku-4-5", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]})
+    assert r.status_code == 200 and r.json()["type"] == "message"
+    r = requests.post(f"{claude.url}/v1/messages", timeout=5, headers={"x-api-key": ANTHROPIC_KEY},
+                      json={"model": "claude-haiku-4-5", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]})
+    assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_fake_openai_speaks_the_sdk_protocol(compat):
+    client = openai.OpenAI(api_key="sk-compat-test", base_url=f"{compat.url}/v1", max_retries=0)
+    compat.default = Script(reply="hi from compat")
+    out = client.chat.completions.create(model="compat-model", messages=[{"role": "user", "content": "hello"}])
+    assert out.choices[0].message.content == "hi from compat" and out.usage.completion_tokens == 3
+    chunks = list(client.chat.completions.create(model="compat-model", messages=[{"role": "user", "content": "x"}],
+                                                 stream=True, stream_options={"include_usage": True}))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "hi from compat"
+    assert chunks[-1].usage.total_tokens == 4
+    assert [m.id for m in client.models.list()] == ["compat-model"]
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "x"}])
+
+
+def test_fake_ollama_streams_ndjson_by_default(ollama):
+    r = requests.post(f"{ollama.url}/api/chat", json={"model": "tinyllama", "messages": [
+        {"role": "user", "content": "hi"}]}, stream=True, timeout=5)
+    assert r.headers["content-type"] == "application/x-ndjson"
+    lines = [requests.models.complexjson.loads(x) for x in r.iter_lines() if x]
+    assert all(not x["done"] for x in lines[:-1]) and lines[-1]["done"] is True
+    assert lines[-1]["eval_count"] == len(lines) - 1 and "prompt_eval_count" not in lines[0]
+    r = requests.post(f"{ollama.url}/api/chat", json={"model": "llama9", "messages": []}, timeout=5)
+    assert r.status_code == 404 and "not found" in r.json()["error"]
