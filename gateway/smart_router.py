@@ -19,67 +19,61 @@ from .errors import InvalidParameter, ServiceUnavailable, UnknownModel
 
 # Scans stop here: a factor is saturated long before, and this bounds the time on huge prompts.
 _SCAN_CHARS = 65536
-_WORD = re.compile(r"[a-z][a-z0-9'+#-]*")
+_PUNCT = ".,;:!?()[]{}<>\"'`*_~/\\|=+"
 _FENCE = re.compile(r"^\s*(```|~~~)", re.MULTILINE)
-# A line that looks like code: a keyword that starts a statement, or a line shaped by operators and
-# punctuation that prose does not use. A lone bracket or one parenthesis in a sentence does not count.
-_CODE_LINE = re.compile(
-    r"""^[ \t]*(?:
-        (?:def|class|import|from\s+[\w.]+\s+import|return|fn|func|function|const|let|var|public|private|
-           static|package|using|\#include|SELECT|INSERT|UPDATE|CREATE\s+TABLE|async\s+def|elif|else:|try:|
-           except|catch|while\s*\(|for\s*\(|if\s*\(|switch\s*\()\b.*
-        | [\w.\[\]]+\s*(?:=|\+=|-=|:=|==)\s*\S.*[;)\]}]?\s*
-        | .*(?:=>|->|::|&&|\|\||!=|\+\+).*
-        | .*[;{]\s*
-        | \}.*
-    )$""",
-    re.MULTILINE | re.VERBOSE,
+# Signs of code, each anchored on a literal newline or operator so the regex engine skips prose fast
+# (the text is scanned with a newline prepended and appended). A lone bracket or one parenthesis in a
+# sentence matches none of them.
+_CODE_SIGNS = (
+    re.compile(r"\n[ \t]*(?:def|class|import|from\s+[\w.]+\s+import|return|fn|func|function|const|let|var|"
+               r"public|private|static|package|using|#include|SELECT|INSERT|UPDATE|CREATE\s+TABLE|async\s+def|"
+               r"elif|else:|try:|except|catch|while\s*\(|for\s*\(|if\s*\(|switch\s*\()\b"),
+    re.compile(r"\n[ \t]*[\w.\[\]]+[ \t]*(?:=|\+=|-=|:=|==)[ \t]*[\w\"'(\[{-]"),   # x = 1, a.b += c
+    re.compile(r"[;{][ \t]*\n|\n[ \t]*\}"),                                      # ; or { ending, } opening
+    re.compile(r"=>|->|::|&&|\|\||!=|\+\+"),                                        # operators prose lacks
 )
 _INLINE_CODE = re.compile(r"`[^`\n]+`|\b\w+\([^()\n]*\)")
-_LIST_ITEM = re.compile(r"^\s*(?:\d{1,2}[.)]|[-*\u2022])\s+\S", re.MULTILINE)
+# Anchored on a literal newline (the text is scanned with one prepended) so the regex engine can jump
+# from line to line instead of trying every position.
+_LIST_ITEM = re.compile(r"\n[ \t]*(?:\d{1,2}[.)]|[-*\u2022])[ \t]+\S")
 _SEQUENCE_WORDS = frozenset(
     {"first", "firstly", "second", "secondly", "third", "then", "next", "finally", "lastly", "afterwards", "after"}
 )
 _POLITE = re.compile(r"^(?:please|pls|kindly|hey|hi|hello|can you|could you|would you|i need you to|help me)[\s,]+")
 
 
-def _forms(word: str) -> tuple[str, ...]:
-    """The word and its likely base forms, so 'scales', 'scaling' and 'designed' match 'scale' and 'design'."""
-    forms = [word]
-    if len(word) > 4:
-        if word.endswith("s"):
-            forms += [word[:-1], word[:-2]]          # designs, processes
-        if word.endswith("ing"):
-            forms += [word[:-3], word[:-3] + "e"]    # designing, scaling
-        if word.endswith("ed"):
-            forms += [word[:-2], word[:-1]]          # designed, optimized
-    return tuple(forms)
+def _inflections(keyword: str) -> tuple[str, ...]:
+    """A keyword and its common inflections: design -> designs, designing, designed; scale -> scaling."""
+    stem = keyword[:-1] if keyword.endswith("e") else keyword
+    return (keyword, keyword + "s", keyword + "es", stem + "ing", stem + "ed", keyword + "d")
 
 
 @dataclass(frozen=True)
 class _Keywords:
-    words: frozenset[str]
+    forms: dict[str, str]          # every inflected form -> its keyword: one dict lookup per word
     phrases: tuple[str, ...]
 
 
 @lru_cache(maxsize=16)
 def _keywords(routing: RoutingConfig) -> _Keywords:
     kws = routing.reasoning_keywords
-    return _Keywords(frozenset(k for k in kws if " " not in k), tuple(k for k in kws if " " in k))
+    forms = {form: k for k in kws if " " not in k for form in _inflections(k)}
+    return _Keywords(forms, tuple(k for k in kws if " " in k))
 
 
 def estimate_complexity(prompt: str, routing: RoutingConfig) -> tuple[float, dict[str, float]]:
     """Score a prompt in [0, 1]: the weighted sum of five factors, each in [0, 1], capped at 1."""
     text = prompt[:_SCAN_CHARS]
     lower = text.lower()
-    words = _WORD.findall(lower)
-    n_words = len(prompt.split()) if len(prompt) > _SCAN_CHARS else len(text.split())
+    tokens = lower.split()
+    n_words = len(tokens)
+    words = {t.strip(_PUNCT) for t in set(tokens)}
     factors = {
         "length": _length(n_words, routing),
         "reasoning": _reasoning(words, lower, routing),
         "code": _code(text, routing),
         "question": _question(lower, n_words, routing),
-        "steps": _steps(text, words, routing),
+        "steps": _steps(text, lower, words, routing),
     }
     factors = {k: round(v, 4) for k, v in factors.items()}
     score = sum(routing.weights[k] * v for k, v in factors.items())
@@ -94,9 +88,10 @@ def _length(n_words: int, r: RoutingConfig) -> float:
     return math.log(n_words / r.short_words) / math.log(r.long_words / r.short_words)
 
 
-def _reasoning(words: list[str], lower: str, r: RoutingConfig) -> float:
+def _reasoning(words: set[str], lower: str, r: RoutingConfig) -> float:
     kw = _keywords(r)
-    hits = {next(f for f in _forms(w) if f in kw.words) for w in set(words) if not kw.words.isdisjoint(_forms(w))}
+    forms = kw.forms
+    hits = {forms[w] for w in words if w in forms}
     hits.update(p for p in kw.phrases if p in lower)
     return min(1.0, len(hits) / r.reasoning_saturation)
 
@@ -104,7 +99,8 @@ def _reasoning(words: list[str], lower: str, r: RoutingConfig) -> float:
 def _code(text: str, r: RoutingConfig) -> float:
     if _FENCE.search(text):
         return min(1.0, r.code_fenced_block)
-    lines = len(_CODE_LINE.findall(text))
+    framed = "\n" + text + "\n"
+    lines = sum(len(sign.findall(framed)) for sign in _CODE_SIGNS)
     inline = len(_INLINE_CODE.findall(text))
     return min(1.0, (lines + 0.5 * min(inline, 4)) * r.code_per_line)
 
@@ -121,10 +117,10 @@ def _question(lower: str, n_words: int, r: RoutingConfig) -> float:
     return q.scores["other"]
 
 
-def _steps(text: str, words: list[str], r: RoutingConfig) -> float:
-    items = len(_LIST_ITEM.findall(text))
+def _steps(text: str, lower: str, words: set[str], r: RoutingConfig) -> float:
+    items = len(_LIST_ITEM.findall("\n" + text))
     sequence = len(_SEQUENCE_WORDS.intersection(words))
-    if "step by step" in text.lower():
+    if "step by step" in lower:
         sequence += 2
     count = max(items, sequence)
     return min(1.0, count / r.steps_saturation) if count >= 2 else 0.0
@@ -226,7 +222,8 @@ class _Planner:
             elif m.name in self.ctx.missing_models:
                 self.notes.append(f"{m.name} unavailable: not installed on {m.backend}")
             elif self.tokens >= m.context_window:
-                self.notes.append(f"{m.name} skipped: ~{self.tokens} tokens exceed its {m.context_window}-token context")
+                self.notes.append(
+                    f"{m.name} skipped: ~{self.tokens} tokens exceed its {m.context_window}-token context")
 
 
 def decide(request: ChatRequest, context: RoutingContext) -> Decision:
@@ -324,7 +321,8 @@ def _conserve(p: _Planner, score: float, tier: TierSpec) -> str | None:
     cost = p.choice(first).estimated_cost if first else 0.0
     if ctx.budget_remaining_usd is not None and ctx.budget_remaining_usd < cost:
         return f"cost-aware: budget left ${ctx.budget_remaining_usd:.4f} < estimated ${cost:.4f}"
-    if ctx.budget_used_fraction is not None and ctx.budget_used_fraction >= r.conserve_at and score < r.conserve_min_score:
+    used = ctx.budget_used_fraction
+    if used is not None and used >= r.conserve_at and score < r.conserve_min_score:
         return (f"cost-aware: {ctx.budget_used_fraction:.0%} of budget used, cloud kept for "
                 f"complexity >= {r.conserve_min_score:.2f}")
     return None

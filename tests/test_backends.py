@@ -83,7 +83,8 @@ def test_ollama_health_lists_installed_and_warm(backends, ollama):
     ollama.installed, ollama.loaded = {"tinyllama", "phi"}, {"phi"}
     h = backends["ollama"].health()
     assert h.ok and h.models["phi"].warm is True and h.models["tinyllama"].warm is False
-    assert backends["ollama"].model_state(h, ModelSpec("m", "ollama", "mistral", "local-large", 1, 0, 0)).available is False
+    mistral = ModelSpec("m", "ollama", "mistral", "local-large", 1, 0, 0)
+    assert backends["ollama"].model_state(h, mistral).available is False
 
 
 def test_ollama_health_when_down(unused_port):
@@ -131,13 +132,16 @@ def test_fake_anthropic_speaks_the_sdk_protocol(claude):
         bad.messages.create(model="claude-sonnet-5-5", max_tokens=5, messages=[{"role": "user", "content": "x"}])
 
 
+HAIKU_BODY = {"model": "claude-haiku-4-5", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}
+
+
 def test_fake_anthropic_accepts_legacy_x_api_key(claude):
     r = requests.post(f"{claude.url}/v1/messages", timeout=5,
                       headers={"x-api-key": ANTHROPIC_KEY, "anthropic-version": "2023-06-01"},
-                      json={"model": "claude-haiku-4-5", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]})
+                      json=HAIKU_BODY)
     assert r.status_code == 200 and r.json()["type"] == "message"
     r = requests.post(f"{claude.url}/v1/messages", timeout=5, headers={"x-api-key": ANTHROPIC_KEY},
-                      json={"model": "claude-haiku-4-5", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]})
+                      json=HAIKU_BODY)
     assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"
 
 

@@ -210,12 +210,13 @@ def test_circuit_breaker_opens_then_recovers(make_app, ollama, claude):
 
 
 def test_half_open_failure_reopens(make_app, ollama):
-    client = make_app(BREAKER_FAILURE_THRESHOLD="1", BREAKER_COOLDOWN_SECONDS="0.3", OLLAMA_MAX_RETRIES="0").test_client()
+    client = make_app(BREAKER_FAILURE_THRESHOLD="1", BREAKER_COOLDOWN_SECONDS="0.3",
+                      OLLAMA_MAX_RETRIES="0").test_client()
     ollama.default = Script(status=503)
     chat(client, prompt=SIMPLE, strategy="local-only")
     time.sleep(0.4)
     calls = len(ollama.calls("/api/chat"))
-    r, body = chat(client, prompt=SIMPLE, strategy="local-only")
+    r, _ = chat(client, prompt=SIMPLE, strategy="local-only")
     assert len(ollama.calls("/api/chat")) == calls + 1  # exactly one probe
     assert r.status_code == 503
     assert client.get("/api/v1/models").get_json()["models"][0]["circuit"] == "open"

@@ -45,8 +45,8 @@ class FakeOllama(FakeServer):
             return self.send(h, 400, {"error": "messages must be a list"})
         model = body["model"].removesuffix(":latest")
         if script.status >= 400:
-            return self.send(h, script.status, {"error": script.error_message}, script.content_type or "application/json",
-                             script.headers)
+            return self.send(h, script.status, {"error": script.error_message},
+                             script.content_type or "application/json", script.headers)
         if model not in self.installed:
             return self.send(h, 404, {"error": f'model "{model}" not found, try pulling it first'})
         self.loaded.add(model)

@@ -10,7 +10,7 @@ import json
 import time
 import uuid
 
-from .server import FakeServer, Script, pieces, words
+from .server import FakeServer, pieces, words
 
 ERROR_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 404: "invalid_request_error",
                429: "rate_limit_exceeded", 500: "server_error", 503: "server_error"}
@@ -33,7 +33,8 @@ class FakeOpenAI(FakeServer):
             return self.error(h, 401, "Incorrect API key provided", code="invalid_api_key")
         if method == "GET" and path == "/v1/models":
             return self.send(h, 200, {"object": "list", "data": [
-                {"id": m, "object": "model", "created": 1_700_000_000, "owned_by": "fake"} for m in sorted(self.models)]})
+                {"id": m, "object": "model", "created": 1_700_000_000, "owned_by": "fake"}
+                for m in sorted(self.models)]})
         if not (method == "POST" and path == "/v1/chat/completions"):
             return self.error(h, 404, f"Unknown request URL: {method} {path}", code="unknown_url")
         script = self.next_script()
