@@ -34,8 +34,9 @@ class ModelSpec:
     sampling_params: bool = True
 
     @property
-    def is_local(self) -> bool:
-        return self.price_in_per_mtok == 0 and self.price_out_per_mtok == 0 and self.backend != "anthropic"
+    def paid(self) -> bool:
+        """Costs money per token (a cloud API); free models count as local in stats and strategies."""
+        return self.price_in_per_mtok > 0 or self.price_out_per_mtok > 0
 
     def cost(self, input_tokens: int, output_tokens: int) -> float:
         """USD for the given token counts at this model's prices."""

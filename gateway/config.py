@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .catalog import Catalog, load_catalog
@@ -65,9 +65,6 @@ class Settings:
         if self.openai_compat.url:
             names.add("openai_compat")
         return frozenset(names)
-
-    def with_overrides(self, **changes) -> Settings:
-        return replace(self, **changes)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -39,7 +39,7 @@ class GatewayService:
     def complete(self, request: ChatRequest, decision: Decision) -> Outcome:
         outcome = self.dispatcher.execute(request, decision)
         model = self.settings.catalog.model(outcome.model)
-        self.stats.record(outcome, local=model is not None and model.is_local)
+        self.stats.record(outcome, local=model is not None and not model.paid)
         return outcome
 
     def close(self) -> None:

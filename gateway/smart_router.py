@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 
 from .catalog import Catalog, ModelSpec, RoutingConfig, TierSpec
@@ -166,16 +166,11 @@ class Decision:
     alternatives: tuple[Choice, ...] = ()
     strategy: str = "auto"
     explicit: bool = False
-    notes: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def plan(self) -> tuple[Choice, ...]:
         """The primary choice then the fallbacks, in the order dispatch tries them."""
         return (Choice(self.model, self.backend, self.tier, self.estimated_cost), *self.alternatives)
-
-
-def _paid(m: ModelSpec) -> bool:
-    return m.price_in_per_mtok > 0 or m.price_out_per_mtok > 0
 
 
 _NEEDS = {"anthropic": "ANTHROPIC_API_KEY", "openai_compat": "OPENAI_COMPAT_URL", "ollama": "OLLAMA_URL"}
@@ -200,7 +195,7 @@ class _Planner:
         return Choice(m.name, m.backend, m.tier, round(m.cost(self.tokens, self.out_tokens), 8))
 
     def tier_models(self, tier: TierSpec, allow_paid: bool = True) -> list[ModelSpec]:
-        return [m for m in self.cat.models_in(tier.name) if self.usable(m) and (allow_paid or not _paid(m))]
+        return [m for m in self.cat.models_in(tier.name) if self.usable(m) and (allow_paid or not m.paid)]
 
     def order(self, models: list[ModelSpec]) -> list[ModelSpec]:
         """Keep the configured order, but move models behind an open circuit to the end."""
@@ -249,7 +244,7 @@ def decide(request: ChatRequest, context: RoutingContext) -> Decision:
 
 
 def _explicit_model(p: _Planner, m: ModelSpec, score: float, factors: dict) -> Decision:
-    if p.strategy == "local-only" and _paid(m):
+    if p.strategy == "local-only" and m.paid:
         raise InvalidParameter(f"model {m.name!r} is a paid cloud model but strategy is local-only")
     if m.backend not in p.ctx.configured_backends:
         raise ServiceUnavailable(f"model {m.name!r} needs {_NEEDS[m.backend]}, which is not configured")
@@ -276,10 +271,10 @@ def _explicit_tier(p: _Planner, tier: TierSpec, score: float, factors: dict) -> 
 def _by_complexity(p: _Planner, score: float, factors: dict) -> Decision:
     tiers = [t for t in p.cat.tiers if p.enabled(t)]
     if p.strategy == "cloud-first":
-        paid = [m for t in tiers for m in p.tier_models(t) if _paid(m)]
+        paid = [m for t in tiers for m in p.tier_models(t) if m.paid]
         local = [m for t in reversed(tiers) for m in p.tier_models(t, allow_paid=False)]
         if not paid:
-            p.unavailable_note([m for m in p.cat.models if _paid(m)])
+            p.unavailable_note([m for m in p.cat.models if m.paid])
         return _decision(p, p.order(paid) + p.order(local), score, factors,
                          "cloud-first: quality first, local models only if the cloud fails")
 
@@ -301,7 +296,7 @@ def _by_complexity(p: _Planner, score: float, factors: dict) -> Decision:
     models = p.chain(start, allow_paid)
     if p.strategy == "cost-aware":
         # Spend only where the score asked for it: a failed local call does not escalate to the cloud.
-        models = [m for m in models if not _paid(m) or m.tier == tiers[start].name]
+        models = [m for m in models if not m.paid or m.tier == tiers[start].name]
     if not models or models[0].tier != tiers[wanted].name:
         p.unavailable_note(list(p.cat.models_in(tiers[wanted].name)))
         if models:
@@ -311,7 +306,7 @@ def _by_complexity(p: _Planner, score: float, factors: dict) -> Decision:
 
 def _tier_paid(p: _Planner, tier: TierSpec) -> bool:
     models = p.cat.models_in(tier.name)
-    return bool(models) and all(_paid(m) for m in models)
+    return bool(models) and all(m.paid for m in models)
 
 
 def _conserve(p: _Planner, score: float, tier: TierSpec) -> str | None:
@@ -339,4 +334,4 @@ def _decision(p: _Planner, models: list[ModelSpec], score: float, factors: dict,
     full = reason + (f" ({'; '.join(notes)})" if notes else "")
     c = p.choice(first)
     return Decision(first.tier, first.name, first.backend, score, factors, full, c.estimated_cost,
-                    tuple(p.choice(m) for m in rest), p.strategy, notes=notes)
+                    tuple(p.choice(m) for m in rest), p.strategy)

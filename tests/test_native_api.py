@@ -143,8 +143,9 @@ def test_stats_count_by_backend_model_tier(client):
     client.post("/api/v1/chat", json={"prompt": "What is Python?"})
     client.post("/api/v1/chat", json={"prompt": "What is Rust?"})
     client.post("/api/v1/chat", json={"prompt": DESIGN})
+    client.post("/api/v1/chat", json={"prompt": ""})
     s = client.get("/api/v1/stats").get_json()
-    assert s["requests"] == 3
+    assert s["requests"] == 3 and s["errors"] == {"400": 1}
     assert s["by_backend"] == {"ollama": 2, "anthropic": 1}
     assert s["by_model"] == {"tinyllama": 2, "claude-sonnet": 1}
     assert s["by_tier"] == {"local-small": 2, "cloud": 1}

@@ -70,6 +70,8 @@ def register_hooks(app: Flask) -> None:
                           output_tokens=outcome.completion.usage.output_tokens)
         if g.get("error_type"):
             fields["error"] = g.error_type
+            if request.url_rule is not None and request.url_rule.rule == "/api/v1/chat":
+                current_app.extensions["gateway"].stats.record_error(response.status_code)
         if request.path.startswith(("/health", "/metrics")) and response.status_code < 400:
             access_log.debug("request", extra={"fields": fields})
         else:

@@ -96,9 +96,11 @@ class OllamaBackend(Backend):
         try:
             with translate_requests_errors(self.name):
                 tags = self.session.get(f"{self.url}/api/tags", timeout=timeout)
+                if not tags.ok:
+                    return BackendHealth(False, f"HTTP {tags.status_code} from /api/tags")
                 ps = self.session.get(f"{self.url}/api/ps", timeout=timeout)
             installed = json_body(self.name, tags).get("models") or []
-            loaded = json_body(self.name, ps).get("models") or [] if ps.ok else []
+            loaded = (json_body(self.name, ps).get("models") or []) if ps.ok else []
         except BackendError as exc:
             return BackendHealth(False, exc.message)
         warm = {_base(m.get("name", "")) for m in loaded if isinstance(m, dict)}
