@@ -2,10 +2,11 @@
 
 Worker class gthread: an LLM call spends its seconds waiting on a socket with the GIL released, so
 threads hold many slow calls at once, and no monkey-patching is needed (the anthropic SDK and its
-httpx2, requests, redis and prometheus_client run unmodified). Default 2 workers x 128 threads = 256
-calls in flight. scripts/bench_workers.py, 200 clients, upstream taking 1 s, 10 s per class:
-sync 1.8 req/s (142 errors), gthread 180 req/s (p99 1.18 s), gevent 180 req/s (p99 1.12 s).
-Past its slots gthread queues (400 clients: 226 vs gevent 340 req/s): raise GATEWAY_THREADS.
+httpx2, requests, redis and prometheus_client run unmodified). Default 2 workers x 256 threads = 512
+calls or streams in flight. scripts/bench_workers.py, upstream taking 1 s, 10 s per class:
+200 clients: sync 1.8 req/s (142 errors), gthread 180 req/s (p99 1.16 s), gevent 180 req/s (p99 1.17 s);
+400 clients: gthread 333 req/s (p99 1.24 s), gevent 277 req/s (p99 1.83 s). Past its slots gthread
+queues (with 256 slots at 400 clients: 226 req/s), so raise GATEWAY_THREADS for more.
 """
 
 import os
@@ -16,7 +17,7 @@ _port = os.environ.get("GATEWAY_PORT", "8080")
 bind = f"[{_host}]:{_port}" if ":" in _host else f"{_host}:{_port}"
 worker_class = "gthread"
 workers = int(os.environ.get("GATEWAY_WORKERS", "2"))
-threads = int(os.environ.get("GATEWAY_THREADS", "128"))
+threads = int(os.environ.get("GATEWAY_THREADS", "256"))
 # With gthread the heartbeat runs beside the request threads, so a 2-minute LLM call does not get
 # its worker killed; this only catches a worker that is truly stuck.
 timeout = int(os.environ.get("GATEWAY_WORKER_TIMEOUT", "300"))

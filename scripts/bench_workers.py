@@ -107,7 +107,7 @@ def main() -> int:
     parser.add_argument("--delay", type=float, default=1.0, help="seconds the fake model takes per answer")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=128, help="gthread threads per worker (production default)")
+    parser.add_argument("--threads", type=int, default=256, help="gthread threads per worker (production default)")
     args = parser.parse_args()
 
     queue = multiprocessing.Queue()
