@@ -17,7 +17,7 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
 
     `config` may be a Settings, a mapping read like the environment (tests), or None (os.environ).
     """
-    from .api import native, ops
+    from .api import native, openai, ops
     from .api.errors import register_error_handlers
     from .api.hooks import register_hooks
     from .logs import configure_logging
@@ -35,6 +35,7 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
     register_hooks(app)
     register_error_handlers(app)
     app.register_blueprint(native.bp)
+    app.register_blueprint(openai.bp)
     app.register_blueprint(ops.bp)
 
     if not settings.api_keys:

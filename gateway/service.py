@@ -1,7 +1,7 @@
 """The path every surface shares below parsing: route, execute, record.
 
-api/native.py (and the OpenAI-compatible surface) turn HTTP into a ChatRequest and render the Outcome;
-everything in between happens here, once.
+api/native.py and api/openai.py turn HTTP into a ChatRequest and render the Outcome (or frame the
+stream); everything in between happens here, once.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from .backends import build_backends
 from .chat import ChatRequest, Outcome
 from .config import Settings
-from .dispatch import Dispatcher
+from .dispatch import Dispatcher, LiveStream
 from .smart_router import Decision, RoutingContext, decide
 from .state.stats import InMemoryStats, StatsStore
 from .upstreams import Upstreams
@@ -38,9 +38,19 @@ class GatewayService:
 
     def complete(self, request: ChatRequest, decision: Decision) -> Outcome:
         outcome = self.dispatcher.execute(request, decision)
+        self.record(outcome)
+        return outcome
+
+    def open_stream(self, request: ChatRequest, decision: Decision) -> LiveStream:
+        """Fails (GatewayError) before the first token like complete(); the caller records the end."""
+        return self.dispatcher.open_stream(request, decision)
+
+    def record(self, outcome: Outcome) -> None:
         model = self.settings.catalog.model(outcome.model)
         self.stats.record(outcome, local=model is not None and not model.paid)
-        return outcome
+
+    def record_error(self, kind: str) -> None:
+        self.stats.record_error(kind)
 
     def close(self) -> None:
         self.upstreams.close()

@@ -226,7 +226,7 @@ def decide(request: ChatRequest, context: RoutingContext) -> Decision:
     or ServiceUnavailable (nothing usable)."""
     strategy = request.strategy or context.default_strategy
     if strategy not in STRATEGIES:
-        raise InvalidParameter(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+        raise InvalidParameter(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}", param="strategy")
     score, factors = estimate_complexity(request.prompt, context.catalog.routing)
     p = _Planner(request, context, strategy)
     target = request.model or "auto"
@@ -238,7 +238,7 @@ def decide(request: ChatRequest, context: RoutingContext) -> Decision:
         tier = context.catalog.tier(target)
         if tier is None:
             names = [m.name for m in context.catalog.models] + [t.name for t in context.catalog.tiers]
-            raise UnknownModel(f"unknown model or tier {target!r}; known: auto, {', '.join(names)}")
+            raise UnknownModel(f"unknown model or tier {target!r}; known: auto, {', '.join(names)}", param="model")
         return _explicit_tier(p, tier, score, factors)
     return _by_complexity(p, score, factors)
 

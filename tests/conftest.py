@@ -143,3 +143,25 @@ def pytest_sessionfinish(session, exitstatus):
     if os.environ.get("CI") and skipped and exitstatus == 0:
         reporter.write_line(f"CI: {skipped} test(s) skipped; failing the run (install what they need)", red=True)
         session.exitstatus = 1
+
+
+@pytest.fixture
+def serve():
+    """Serve a Flask app over real HTTP on loopback (werkzeug, threaded), for clients like the openai SDK."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    servers = []
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
+    def _serve(app) -> str:
+        server = make_server("127.0.0.1", 0, app, threaded=True)
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_port}"
+
+    yield _serve
+    for server in servers:
+        server.shutdown()
+        server.server_close()

@@ -1,5 +1,7 @@
-"""One place that turns exceptions into JSON errors: {error: {type, message, ...}, request_id}.
+"""One place that turns exceptions into JSON errors, in the flavour of the surface that was called.
 
+Native (/api, /health):  {"error": {"type", "message", ...}, "request_id"}
+OpenAI (/v1):            {"error": {"message", "type", "param", "code"}}   (code = the gateway's own type)
 Never a stack trace to the client: unexpected exceptions are logged with the request id and answered
 with a generic 500.
 """
@@ -8,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, g, jsonify
+from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from ..errors import GatewayError
@@ -21,13 +23,27 @@ _HTTP_MESSAGES = {404: "no such route", 405: "method not allowed on this route",
                   413: "request body is larger than MAX_BODY_BYTES", 400: "malformed request"}
 
 
+def _openai_type(status: int) -> str:
+    if status == 401:
+        return "authentication_error"
+    if status == 403:
+        return "permission_error"
+    if status == 429:
+        return "rate_limit_error"
+    return "invalid_request_error" if status < 500 else "server_error"
+
+
 def error_response(status: int, type_: str, message: str, headers: dict | None = None, **extra):
-    body = {"error": {"type": type_, "message": message, **extra}, "request_id": getattr(g, "request_id", None)}
+    g.error_type = type_
+    if request.path.startswith("/v1/"):
+        body = {"error": {"message": message, "type": _openai_type(status), "param": extra.get("param"),
+                          "code": type_}}
+    else:
+        body = {"error": {"type": type_, "message": message, **extra}, "request_id": getattr(g, "request_id", None)}
     resp = jsonify(body)
     resp.status_code = status
     for k, v in (headers or {}).items():
         resp.headers[k] = v
-    g.error_type = type_
     return resp
 
 

@@ -19,6 +19,7 @@ from ..errors import Unauthorized
 access_log = logging.getLogger("gateway.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _PROTECTED = ("/api/", "/v1/")
+_CHAT_ROUTES = ("/api/v1/chat", "/v1/chat/completions")
 
 
 def _presented_key() -> str | None:
@@ -70,10 +71,29 @@ def register_hooks(app: Flask) -> None:
                           output_tokens=outcome.completion.usage.output_tokens)
         if g.get("error_type"):
             fields["error"] = g.error_type
-            if request.url_rule is not None and request.url_rule.rule == "/api/v1/chat":
-                current_app.extensions["gateway"].stats.record_error(response.status_code)
-        if request.path.startswith(("/health", "/metrics")) and response.status_code < 400:
+            if request.url_rule is not None and request.url_rule.rule in _CHAT_ROUTES:
+                current_app.extensions["gateway"].record_error(str(response.status_code))
+        live = g.get("live")
+        if live is not None and response.is_streamed:
+            # A stream's line is written when it ends (or the client leaves), with what really happened.
+            response.call_on_close(lambda: _log_stream(fields, live))
+        elif request.path.startswith(("/health", "/metrics")) and response.status_code < 400:
             access_log.debug("request", extra={"fields": fields})
         else:
             access_log.info("request", extra={"fields": fields})
         return response
+
+
+def _log_stream(fields: dict, live) -> None:
+    fields = dict(fields, stream=True, model=live.model.name, backend=live.backend, attempts=len(live.attempts),
+                  first_token_ms=round(live.first_token_seconds * 1000, 2))
+    outcome = live.outcome
+    if outcome is not None:
+        fields.update(cost=outcome.cost, input_tokens=outcome.completion.usage.input_tokens,
+                      output_tokens=outcome.completion.usage.output_tokens,
+                      latency_ms=round(outcome.latency_seconds * 1000, 2))
+    elif live.error is not None:
+        fields["error"] = f"stream_interrupted:{live.error.kind}"
+    else:
+        fields["error"] = "client_disconnected"
+    access_log.info("request", extra={"fields": fields})

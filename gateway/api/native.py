@@ -1,12 +1,21 @@
-"""The native API, /api/v1/*: the shapes the seed project documented, so its clients keep working."""
+"""The native API, /api/v1/*: the shapes the seed project documented, so its clients keep working.
+
+Streaming (`stream: true` on /api/v1/chat) is Server-Sent Events:
+  event: start  data: {request_id, model, backend, tier, routing}
+  event: delta  data: {text}                                  (repeated)
+  event: done   data: {finish_reason, usage, cost, latency_seconds, first_token_seconds, attempts}
+  event: error  data: {error: {type, message}, request_id}    (instead of done, if the upstream failed)
+"""
 
 from __future__ import annotations
 
 from flask import Blueprint, current_app, g, jsonify
 
-from ..chat import Outcome
+from ..chat import Outcome, StreamDelta
+from ..dispatch import LiveStream, StreamInterrupted
 from ..service import GatewayService
-from ..smart_router import Decision
+from .render import gateway_headers, routing_body
+from .sse import event, sse_response
 from .validate import json_object, parse_chat
 
 bp = Blueprint("native", __name__, url_prefix="/api/v1")
@@ -14,18 +23,6 @@ bp = Blueprint("native", __name__, url_prefix="/api/v1")
 
 def _service() -> GatewayService:
     return current_app.extensions["gateway"]
-
-
-def routing_body(decision: Decision) -> dict:
-    return {
-        "complexity": decision.score,
-        "tier": decision.tier,
-        "strategy": decision.strategy,
-        "reason": decision.reason,
-        "factors": decision.factors,
-        "estimated_cost": decision.estimated_cost,
-        "alternatives": [c.as_dict() for c in decision.alternatives],
-    }
 
 
 @bp.post("/chat")
@@ -36,9 +33,13 @@ def chat():
     if req.dry_run:
         return jsonify({"request_id": req.request_id, "dry_run": True, "model": decision.model,
                         "backend": decision.backend, "routing": routing_body(decision) | {"attempts": []}})
+    if req.stream:
+        live = g.live = svc.open_stream(req, decision)
+        headers = gateway_headers(decision, live.model.name, live.backend, live.model.tier, len(live.attempts))
+        return sse_response(svc, live, NativeFramer(), headers)
     outcome: Outcome = svc.complete(req, decision)
     g.outcome = outcome
-    return jsonify({
+    resp = jsonify({
         "request_id": req.request_id,
         "model": outcome.model,
         "backend": outcome.backend,
@@ -51,6 +52,32 @@ def chat():
         "latency_seconds": outcome.latency_seconds,
         "cached": outcome.cached,
     })
+    resp.headers.extend(gateway_headers(decision, outcome.model, outcome.backend, outcome.tier,
+                                        len(outcome.attempts), outcome.cost, outcome.cached))
+    return resp
+
+
+class NativeFramer:
+    def start(self, live: LiveStream) -> str:
+        return event({"request_id": live.request.request_id, "model": live.model.name, "backend": live.backend,
+                      "tier": live.model.tier, "routing": routing_body(live.decision)}, "start")
+
+    def delta(self, live: LiveStream, delta: StreamDelta) -> str:
+        return event({"text": delta.text}, "delta")
+
+    def done(self, live: LiveStream, outcome: Outcome) -> str:
+        usage = outcome.completion.usage
+        return event({"finish_reason": outcome.completion.finish_reason,
+                      "usage": {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens},
+                      "cost": outcome.cost, "latency_seconds": outcome.latency_seconds,
+                      "first_token_seconds": live.first_token_seconds,
+                      "attempts": [a.as_dict() for a in outcome.attempts]}, "done")
+
+    def error(self, live: LiveStream, exc: StreamInterrupted) -> str:
+        return event({"error": {"type": "stream_interrupted",
+                                "message": f"the upstream failed mid-answer ({exc.error.kind}); the text above is "
+                                           "incomplete"},
+                      "request_id": live.request.request_id}, "error")
 
 
 @bp.post("/complexity")

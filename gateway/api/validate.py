@@ -1,6 +1,7 @@
 """Turning a JSON body into a ChatRequest, with errors that say exactly which field is wrong.
 
-Wrong type or missing field: 400. Right type, value out of range: 422. Too big: 413.
+Wrong type or missing field: 400. Right type, value out of range: 422. Too big: 413. Each error
+carries `param` (the field), which the OpenAI-compatible surface puts in its error shape.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ from ..chat import ROLES, STRATEGIES, ChatRequest, Message
 from ..config import Settings
 from ..errors import BadRequest, InvalidParameter, PayloadTooLarge
 
+# OpenAI's newer name for the system role.
+_ROLE_ALIASES = {"developer": "system"}
+
 
 def json_object() -> dict:
     """The request body as a JSON object, whatever the Content-Type (curl users forget it)."""
@@ -24,64 +28,109 @@ def json_object() -> dict:
     return data
 
 
-def _typed(body: dict, name: str, types: type | tuple, label: str) -> Any:
+def typed(body: dict, name: str, types: type | tuple, label: str) -> Any:
+    """body[name] if it has the right type, None if absent; 400 otherwise (bool is never a number)."""
     value = body.get(name)
     if value is None:
         return None
-    if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
-        raise BadRequest(f"'{name}' must be {label}")
-    if not isinstance(value, types):
-        raise BadRequest(f"'{name}' must be {label}")
+    allowed = types if isinstance(types, tuple) else (types,)
+    if (isinstance(value, bool) and bool not in allowed) or not isinstance(value, allowed):
+        raise BadRequest(f"'{name}' must be {label}", param=name)
     return value
 
 
-def parse_messages(body: dict) -> tuple[Message, ...]:
-    prompt, messages = body.get("prompt"), body.get("messages")
-    if prompt is not None and messages is not None:
-        raise BadRequest("give either 'prompt' or 'messages', not both")
-    if prompt is not None:
-        if not isinstance(prompt, str):
-            raise BadRequest("'prompt' must be a string")
-        if not prompt.strip():
-            raise BadRequest("'prompt' is empty")
-        return (Message("user", prompt),)
-    if messages is None:
-        raise BadRequest("missing 'prompt' (or 'messages')")
+def _content(value: Any, where: str) -> str:
+    """A message's content: a string, or OpenAI's list of text parts."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(p, dict) for p in value):
+        kinds = {p.get("type") for p in value}
+        if kinds - {"text"}:
+            raise InvalidParameter(f"{where}: only text content is supported, got {sorted(map(str, kinds))}",
+                                   param=where)
+        if all(isinstance(p.get("text"), str) for p in value):
+            return "".join(p["text"] for p in value)
+    raise BadRequest(f"{where} must be a string or a list of text parts", param=where)
+
+
+def message_list(messages: Any) -> tuple[Message, ...]:
     if not isinstance(messages, list) or not messages:
-        raise BadRequest("'messages' must be a non-empty list of {role, content}")
+        raise BadRequest("'messages' must be a non-empty list of {role, content}", param="messages")
     out = []
     for i, m in enumerate(messages):
-        if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
-            raise BadRequest(f"messages[{i}] must be an object with string 'role' and 'content'")
-        if m["role"] not in ROLES:
-            raise InvalidParameter(f"messages[{i}].role must be one of {', '.join(ROLES)}, got {m['role']!r}")
-        out.append(Message(m["role"], m["content"]))
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str) or "content" not in m:
+            raise BadRequest(f"messages[{i}] must be an object with string 'role' and 'content'",
+                             param=f"messages[{i}]")
+        role = _ROLE_ALIASES.get(m["role"], m["role"])
+        if role not in ROLES:
+            raise InvalidParameter(f"messages[{i}].role must be one of {', '.join(ROLES)}, got {m['role']!r}",
+                                   param=f"messages[{i}].role")
+        out.append(Message(role, _content(m["content"], f"messages[{i}].content")))
     if not any(m.role == "user" and m.content.strip() for m in out):
-        raise BadRequest("'messages' has no non-empty user message")
+        raise BadRequest("'messages' has no non-empty user message", param="messages")
     return tuple(out)
 
 
-def parse_chat(body: dict, settings: Settings, request_id: str, api_key_id: str | None) -> ChatRequest:
-    messages = parse_messages(body)
-    model = _typed(body, "model", str, "a string: 'auto', a tier or a model name") or "auto"
-    strategy = _typed(body, "strategy", str, "a string")
+def native_messages(body: dict) -> tuple[Message, ...]:
+    prompt, messages = body.get("prompt"), body.get("messages")
+    if prompt is not None and messages is not None:
+        raise BadRequest("give either 'prompt' or 'messages', not both", param="prompt")
+    if prompt is not None:
+        if not isinstance(prompt, str):
+            raise BadRequest("'prompt' must be a string", param="prompt")
+        if not prompt.strip():
+            raise BadRequest("'prompt' is empty", param="prompt")
+        return (Message("user", prompt),)
+    if messages is None:
+        raise BadRequest("missing 'prompt' (or 'messages')", param="prompt")
+    return message_list(messages)
+
+
+def build_request(settings: Settings, messages: tuple[Message, ...], *, model: Any, strategy: Any, system: Any,
+                  max_tokens: Any, max_tokens_name: str, temperature: Any, stop: tuple[str, ...], dry_run: bool,
+                  stream: bool, request_id: str, api_key_id: str | None) -> ChatRequest:
+    """Range checks shared by both surfaces, then the ChatRequest."""
     if strategy is not None and strategy not in STRATEGIES:
-        raise InvalidParameter(f"'strategy' must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
-    system = _typed(body, "system", str, "a string")
-    max_tokens = _typed(body, "max_tokens", int, "an integer")
+        raise InvalidParameter(f"'strategy' must be one of {', '.join(STRATEGIES)}, got {strategy!r}",
+                               param="strategy")
     if max_tokens is not None and not 1 <= max_tokens <= settings.max_output_tokens:
-        raise InvalidParameter(f"'max_tokens' must be between 1 and {settings.max_output_tokens}, got {max_tokens}")
-    temperature = _typed(body, "temperature", (int, float), "a number")
+        raise InvalidParameter(f"'{max_tokens_name}' must be between 1 and {settings.max_output_tokens}, "
+                               f"got {max_tokens}", param=max_tokens_name)
     if temperature is not None and not 0 <= temperature <= 2:
-        raise InvalidParameter(f"'temperature' must be between 0 and 2, got {temperature}")
-    dry_run = _typed(body, "dry_run", bool, "true or false") or False
-    stream = _typed(body, "stream", bool, "true or false") or False
-    if stream:
-        raise InvalidParameter("'stream' is not supported on /api/v1/chat yet; send stream: false")
+        raise InvalidParameter(f"'temperature' must be between 0 and 2, got {temperature}", param="temperature")
     chars = sum(len(m.content) for m in messages) + len(system or "")
     if chars > settings.max_prompt_chars:
         raise PayloadTooLarge(f"prompt is {chars} characters; the limit is {settings.max_prompt_chars} "
-                              "(MAX_PROMPT_CHARS)", error_type="prompt_too_large")
-    return ChatRequest(messages=messages, model=model, strategy=strategy, system=system, max_tokens=max_tokens,
-                       temperature=float(temperature) if temperature is not None else None,
-                       dry_run=dry_run, request_id=request_id, api_key_id=api_key_id)
+                              "(MAX_PROMPT_CHARS)", error_type="prompt_too_large", param="messages")
+    return ChatRequest(messages=messages, model=model or "auto", strategy=strategy, system=system,
+                       max_tokens=max_tokens, temperature=float(temperature) if temperature is not None else None,
+                       stop=stop, dry_run=dry_run, stream=stream, request_id=request_id, api_key_id=api_key_id)
+
+
+def parse_chat(body: dict, settings: Settings, request_id: str, api_key_id: str | None) -> ChatRequest:
+    """The native /api/v1/chat and /api/v1/complexity body."""
+    return build_request(
+        settings, native_messages(body),
+        model=typed(body, "model", str, "a string: 'auto', a tier or a model name"),
+        strategy=typed(body, "strategy", str, "a string"),
+        system=typed(body, "system", str, "a string"),
+        max_tokens=typed(body, "max_tokens", int, "an integer"), max_tokens_name="max_tokens",
+        temperature=typed(body, "temperature", (int, float), "a number"),
+        stop=stop_sequences(body),
+        dry_run=typed(body, "dry_run", bool, "true or false") or False,
+        stream=typed(body, "stream", bool, "true or false") or False,
+        request_id=request_id, api_key_id=api_key_id,
+    )
+
+
+def stop_sequences(body: dict) -> tuple[str, ...]:
+    stop = body.get("stop")
+    if stop is None:
+        return ()
+    if isinstance(stop, str):
+        return (stop,)
+    if isinstance(stop, list) and all(isinstance(s, str) for s in stop):
+        if len(stop) > 4:
+            raise InvalidParameter("'stop' takes at most 4 sequences", param="stop")
+        return tuple(stop)
+    raise BadRequest("'stop' must be a string or a list of strings", param="stop")

@@ -16,7 +16,7 @@ from ..chat import Outcome
 
 class StatsStore(Protocol):
     def record(self, outcome: Outcome, local: bool) -> None: ...
-    def record_error(self, status: int) -> None: ...
+    def record_error(self, kind: str) -> None: ...
     def snapshot(self) -> dict: ...
 
 
@@ -44,9 +44,10 @@ class InMemoryStats:
             self._tokens["input"] += outcome.completion.usage.input_tokens
             self._tokens["output"] += outcome.completion.usage.output_tokens
 
-    def record_error(self, status: int) -> None:
+    def record_error(self, kind: str) -> None:
+        """kind: the HTTP status sent ("502"), or "stream_interrupted" for a stream that failed mid-way."""
         with self._lock:
-            self._errors[str(status)] += 1
+            self._errors[kind] += 1
 
     def snapshot(self) -> dict:
         with self._lock:

@@ -51,6 +51,7 @@ class FakeServer:
         self.requests: list[Recorded] = []
         self._lock = threading.Lock()
         self.inflight = self.max_inflight = 0  # concurrent requests now / at most, to prove concurrency
+        self.aborted = 0  # responses the client hung up on before they were complete
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -74,7 +75,8 @@ class FakeServer:
                 try:
                     fake.handle(self, method, self.path.split("?")[0], body)
                 except (BrokenPipeError, ConnectionResetError):
-                    pass
+                    with fake._lock:
+                        fake.aborted += 1
                 finally:
                     with fake._lock:
                         fake.inflight -= 1
@@ -112,7 +114,7 @@ class FakeServer:
         with self._lock:
             self._queue.clear()
             self.requests.clear()
-            self.max_inflight = 0
+            self.max_inflight = self.aborted = 0
         self.default = Script()
 
     def calls(self, path: str) -> list[Recorded]:

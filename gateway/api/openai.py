@@ -1,0 +1,150 @@
+"""The OpenAI-compatible surface, /v1/*: any OpenAI SDK, LangChain or n8n AI node works by changing only
+its base URL. A second skin over the same ChatRequest -> Outcome path as the native API.
+
+`model` is "auto" (smart routing), a tier or a configured model name; the response's `model` is the one
+that really answered. Routing metadata travels in X-Gateway-* headers, never in the body.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+from flask import Blueprint, current_app, g, jsonify
+
+from ..chat import Outcome, StreamDelta
+from ..dispatch import LiveStream, StreamInterrupted
+from ..errors import InvalidParameter, UnknownModel
+from ..service import GatewayService
+from .render import gateway_headers
+from .sse import event, sse_response
+from .validate import build_request, json_object, message_list, stop_sequences, typed
+
+bp = Blueprint("openai", __name__, url_prefix="/v1")
+OWNER = "hybrid-ai-gateway"
+
+
+def _service() -> GatewayService:
+    return current_app.extensions["gateway"]
+
+
+def _parse(body: dict, svc: GatewayService):
+    if body.get("n") not in (None, 1):
+        raise InvalidParameter("only n=1 is supported", param="n")
+    if body.get("tools") or body.get("functions"):
+        raise InvalidParameter("tool calling is not supported by this gateway yet", param="tools")
+    typed(body, "user", str, "a string")
+    options = typed(body, "stream_options", dict, "an object") or {}
+    include_usage = typed(options, "include_usage", bool, "true or false") or False
+    max_completion = typed(body, "max_completion_tokens", int, "an integer")
+    max_tokens = max_completion if max_completion is not None else typed(body, "max_tokens", int, "an integer")
+    req = build_request(
+        svc.settings, message_list(body.get("messages")),
+        model=typed(body, "model", str, "a string: 'auto', a tier or a model name"),
+        strategy=typed(body, "strategy", str, "a string"),  # an extension: routing strategy per request
+        system=None,
+        max_tokens=max_tokens,
+        max_tokens_name="max_completion_tokens" if max_completion is not None else "max_tokens",
+        temperature=typed(body, "temperature", (int, float), "a number"),
+        stop=stop_sequences(body),
+        dry_run=False,
+        stream=typed(body, "stream", bool, "true or false") or False,
+        request_id=g.request_id, api_key_id=g.api_key_id,
+    )
+    return req, include_usage
+
+
+@bp.post("/chat/completions")
+def chat_completions():
+    svc = _service()
+    req, include_usage = _parse(json_object(), svc)
+    decision = g.decision = svc.decide(req)
+    completion_id = f"chatcmpl-{req.request_id}"
+    if req.stream:
+        live = g.live = svc.open_stream(req, decision)
+        headers = gateway_headers(decision, live.model.name, live.backend, live.model.tier, len(live.attempts))
+        return sse_response(svc, live, OpenAIFramer(completion_id, include_usage), headers)
+    outcome: Outcome = svc.complete(req, decision)
+    g.outcome = outcome
+    usage = outcome.completion.usage
+    resp = jsonify({
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": outcome.model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": outcome.completion.text},
+                     "finish_reason": outcome.completion.finish_reason, "logprobs": None}],
+        "usage": {"prompt_tokens": usage.input_tokens, "completion_tokens": usage.output_tokens,
+                  "total_tokens": usage.input_tokens + usage.output_tokens},
+        "system_fingerprint": None,
+    })
+    resp.headers.extend(gateway_headers(decision, outcome.model, outcome.backend, outcome.tier,
+                                        len(outcome.attempts), outcome.cost, outcome.cached))
+    return resp
+
+
+class OpenAIFramer:
+    """chat.completion.chunk events: role first, content pieces, finish_reason, usage if asked, [DONE]."""
+
+    def __init__(self, completion_id: str, include_usage: bool):
+        self.id, self.include_usage, self.created = completion_id, include_usage, int(time.time())
+
+    def _chunk(self, live: LiveStream, delta: dict, finish: str | None = None) -> str:
+        data = {"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": live.model.name,
+                "system_fingerprint": None,
+                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+        if self.include_usage:
+            data["usage"] = None
+        return event(data)
+
+    def start(self, live: LiveStream) -> str:
+        return self._chunk(live, {"role": "assistant", "content": ""})
+
+    def delta(self, live: LiveStream, delta: StreamDelta) -> str:
+        return self._chunk(live, {"content": delta.text})
+
+    def done(self, live: LiveStream, outcome: Outcome) -> str:
+        out = self._chunk(live, {}, outcome.completion.finish_reason)
+        if self.include_usage:
+            usage = outcome.completion.usage
+            out += event({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
+                          "model": live.model.name, "system_fingerprint": None, "choices": [],
+                          "usage": {"prompt_tokens": usage.input_tokens, "completion_tokens": usage.output_tokens,
+                                    "total_tokens": usage.input_tokens + usage.output_tokens}})
+        return out + event("[DONE]")
+
+    def error(self, live: LiveStream, exc: StreamInterrupted) -> str:
+        # No [DONE] after this: OpenAI SDKs raise on an `error` chunk, so the truncation cannot go unnoticed.
+        return event({"error": {"message": f"the upstream failed mid-answer ({exc.error.kind}); the text so far "
+                                           "is incomplete", "type": "server_error", "param": None,
+                                "code": "stream_interrupted"}})
+
+
+def _created(svc: GatewayService) -> int:
+    """A stable `created` for every listed model: the catalog's price date (the models' config date)."""
+    try:
+        return int(datetime.fromisoformat(svc.settings.catalog.prices_as_of).replace(tzinfo=UTC).timestamp())
+    except ValueError:
+        return 0
+
+
+def _model_list(svc: GatewayService) -> list[dict]:
+    created = _created(svc)
+    catalog = svc.settings.catalog
+    entries = [{"id": "auto", "object": "model", "created": created, "owned_by": OWNER}]
+    entries += [{"id": t.name, "object": "model", "created": created, "owned_by": OWNER} for t in catalog.tiers]
+    entries += [{"id": m.name, "object": "model", "created": created, "owned_by": m.backend} for m in catalog.models]
+    return entries
+
+
+@bp.get("/models")
+def list_models():
+    return jsonify({"object": "list", "data": _model_list(_service())})
+
+
+@bp.get("/models/<path:model_id>")
+def get_model(model_id: str):
+    for entry in _model_list(_service()):
+        if entry["id"] == model_id:
+            return jsonify(entry)
+    raise UnknownModel(f"The model '{model_id}' does not exist", param="model")

@@ -1,0 +1,40 @@
+"""Pieces both surfaces render the same way: the routing block and the X-Gateway-* headers."""
+
+from __future__ import annotations
+
+import re
+
+from ..smart_router import Decision
+
+_UNSAFE = re.compile(r"[^\x20-\x7e]")
+
+
+def routing_body(decision: Decision) -> dict:
+    return {
+        "complexity": decision.score,
+        "tier": decision.tier,
+        "strategy": decision.strategy,
+        "reason": decision.reason,
+        "factors": decision.factors,
+        "estimated_cost": decision.estimated_cost,
+        "alternatives": [c.as_dict() for c in decision.alternatives],
+    }
+
+
+def gateway_headers(decision: Decision, model: str, backend: str, tier: str, attempts: int,
+                    cost: float | None = None, cached: bool = False) -> dict[str, str]:
+    """Routing metadata for clients that validate bodies strictly (OpenAI SDKs): headers only."""
+    headers = {
+        "X-Gateway-Model": model,
+        "X-Gateway-Backend": backend,
+        "X-Gateway-Tier": tier,
+        "X-Gateway-Strategy": decision.strategy,
+        "X-Gateway-Complexity": f"{decision.score:.4f}",
+        "X-Gateway-Reason": _UNSAFE.sub("?", decision.reason)[:300],
+        "X-Gateway-Estimated-Cost": f"{decision.estimated_cost:.8f}",
+        "X-Gateway-Attempts": str(attempts),
+        "X-Gateway-Cached": "true" if cached else "false",
+    }
+    if cost is not None:
+        headers["X-Gateway-Cost"] = f"{cost:.8f}"
+    return headers
