@@ -112,3 +112,25 @@ def test_cli_route_prints_decision_without_calling_models(ollama, claude):
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "unknown model" in out.stderr
     assert ollama.requests == [] and claude.requests == []
+
+
+def test_stream_through_gunicorn_and_disconnect_cancels_upstream(gunicorn, ollama):
+    url, _, _ = gunicorn()
+    headers = {"X-API-Key": "integration-key"}
+    ollama.default = Script(reply="one two three")
+    r = requests.post(f"{url}/v1/chat/completions", headers=headers, stream=True, timeout=10,
+                      json={"model": "auto", "messages": [{"role": "user", "content": "hi"}], "stream": True})
+    lines = [x for x in r.iter_lines(decode_unicode=True) if x]
+    assert lines[-1] == "data: [DONE]" and r.headers["X-Gateway-Model"] == "tinyllama"
+
+    ollama.default = Script(reply=" ".join(f"w{i}" for i in range(60)), chunk_delay=0.05)
+    r = requests.post(f"{url}/api/v1/chat", headers=headers, json={"prompt": "hi", "stream": True}, stream=True,
+                      timeout=10)
+    it = r.iter_lines()
+    for _ in range(6):
+        next(it)
+    r.close()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and (ollama.inflight or not ollama.aborted):
+        time.sleep(0.05)
+    assert ollama.aborted == 1 and ollama.inflight == 0
