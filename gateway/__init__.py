@@ -42,8 +42,4 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
         log.warning("GATEWAY_API_KEYS is empty: /api and /v1 are open to anyone who can reach this port")
     if "anthropic" not in settings.configured_backends:
         log.warning("ANTHROPIC_API_KEY is not set: requests stay on local models")
-    if settings.redis_url:
-        log.info("REDIS_URL is set but this build keeps stats per process")
-    else:
-        log.warning("no REDIS_URL: stats are counted per worker process")
     return app

@@ -42,6 +42,13 @@ class ChatRequest:
         return ""
 
     @property
+    def input_tokens_bound(self) -> int:
+        """An upper bound on input tokens for budget reservations: no tokenizer makes a token out of less
+        than one byte, plus a margin per message for the chat framing."""
+        size = sum(len(m.content.encode()) for m in self.messages) + len((self.system or "").encode())
+        return size + 16 * (len(self.messages) + 1)
+
+    @property
     def input_tokens_estimate(self) -> int:
         """Rough token count of everything sent (about 4 characters a token), for cost and context fit."""
         chars = sum(len(m.content) for m in self.messages) + len(self.system or "")
@@ -95,3 +102,4 @@ class Outcome:
     attempts: list[Attempt] = field(default_factory=list)
     latency_seconds: float = 0.0
     cached: bool = False
+    reservation: Any = None            # state.budget.Reservation held for this call, settled when recorded

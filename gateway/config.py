@@ -55,6 +55,21 @@ class Settings:
     max_prompt_chars: int = 200_000
     max_output_tokens: int = 32_768
     health_cache_seconds: float = 5.0
+    # Shared state (Redis) and cost control
+    redis_password: str | None = field(default=None, repr=False)
+    redis_tls: bool = False
+    redis_socket_timeout: float = 0.5
+    redis_failure_policy: str = "local-only"
+    budget_monthly_usd: float = 0.0          # 0: no global budget
+    budget_per_key_monthly_usd: float = 0.0  # 0: no per-key budget
+    budget_soft_limit: float = 0.8
+    cache_ttl_seconds: int = 3600            # 0: cache off
+    cache_max_temperature: float = 0.5
+    rate_limit_rpm: int = 0                  # per API key; 0: off
+    rate_limit_tpm: int = 0
+    ollama_max_concurrency: int = 0          # across all workers and replicas; 0: no cap
+    concurrency_wait_seconds: float = 10.0
+    decision_log_max: int = 10000
 
     @property
     def configured_backends(self) -> frozenset[str]:
@@ -104,6 +119,20 @@ class Settings:
             max_prompt_chars=int(r.number("MAX_PROMPT_CHARS", 200_000, low=1)),
             max_output_tokens=int(r.number("MAX_OUTPUT_TOKENS", 32_768, low=1)),
             health_cache_seconds=r.number("HEALTH_CACHE_SECONDS", 5.0, low=0),
+            redis_password=r.text("REDIS_PASSWORD", None),
+            redis_tls=r.flag("REDIS_TLS", False),
+            redis_socket_timeout=r.number("REDIS_SOCKET_TIMEOUT", 0.5, low=0.05, high=30),
+            redis_failure_policy=r.choice("REDIS_FAILURE_POLICY", "local-only", ("local-only", "allow")),
+            budget_monthly_usd=r.number("BUDGET_MONTHLY_USD", 0.0, low=0),
+            budget_per_key_monthly_usd=r.number("BUDGET_PER_KEY_MONTHLY_USD", 0.0, low=0),
+            budget_soft_limit=r.number("BUDGET_SOFT_LIMIT", 0.8, low=0, high=1),
+            cache_ttl_seconds=int(r.number("CACHE_TTL_SECONDS", 3600, low=0)),
+            cache_max_temperature=r.number("CACHE_MAX_TEMPERATURE", 0.5, low=0, high=2),
+            rate_limit_rpm=int(r.number("RATE_LIMIT_RPM", 0, low=0)),
+            rate_limit_tpm=int(r.number("RATE_LIMIT_TPM", 0, low=0)),
+            ollama_max_concurrency=int(r.number("OLLAMA_MAX_CONCURRENCY", 0, low=0)),
+            concurrency_wait_seconds=r.number("CONCURRENCY_WAIT_SECONDS", 10.0, low=0),
+            decision_log_max=int(r.number("DECISION_LOG_MAX", 10000, low=10)),
         )
         r.raise_if_errors()
         return settings
@@ -147,6 +176,17 @@ class _Reader:
             self.errors.append(f"{name} must be between {low} and {high}, got {raw!r}")
             return default
         return value
+
+    def flag(self, name: str, default: bool) -> bool:
+        raw = (self.text(name, None) or "").lower()
+        if not raw:
+            return default
+        if raw in ("1", "true", "yes", "on"):
+            return True
+        if raw in ("0", "false", "no", "off"):
+            return False
+        self.errors.append(f"{name} must be true or false, got {raw!r}")
+        return default
 
     def choice(self, name: str, default: str, allowed: tuple[str, ...], upper: bool = False) -> str:
         value = self.text(name, default) or default

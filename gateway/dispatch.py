@@ -10,13 +10,16 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 from .backends import BackendError
 from .catalog import ModelSpec
 from .chat import Attempt, ChatRequest, Completion, Outcome, StreamDelta
 from .config import Settings
-from .errors import GatewayError, ServiceUnavailable, UpstreamError, UpstreamTimeout
+from .errors import BudgetExceeded, GatewayError, ServiceUnavailable, UpstreamError, UpstreamTimeout
 from .smart_router import Decision
+from .state import State, StateUnavailable
+from .state.budget import Reservation
 from .upstreams import Upstreams
 
 log = logging.getLogger("gateway.dispatch")
@@ -36,10 +39,29 @@ _FINAL = {
 }
 
 
+@dataclass
+class _Success:
+    model: ModelSpec
+    backend: str
+    attempts: list[Attempt]
+    result: object
+    reservation: Reservation | None
+    lease: str
+
+
+class _Skip(Exception):
+    """This model cannot be tried now (budget, paused paid calls); move on down the plan."""
+
+    def __init__(self, kind: str, detail: str):
+        super().__init__(detail)
+        self.kind, self.detail = kind, detail
+
+
 class Dispatcher:
-    def __init__(self, settings: Settings, upstreams: Upstreams,
+    def __init__(self, settings: Settings, upstreams: Upstreams, state: State,
                  sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic):
-        self.settings, self.upstreams, self.sleep, self.clock = settings, upstreams, sleep, clock
+        self.settings, self.upstreams, self.state = settings, upstreams, state
+        self.sleep, self.clock = sleep, clock
         self.catalog = settings.catalog
 
     def max_tokens(self, request: ChatRequest) -> int:
@@ -48,9 +70,11 @@ class Dispatcher:
     def execute(self, request: ChatRequest, decision: Decision) -> Outcome:
         """One complete answer, from the first model in the plan that gives one."""
         start = self.clock()
-        model, backend, attempts, completion = self._first_success(
-            request, decision, lambda b, m: b.complete(m, request, self.max_tokens(request)))
-        return _outcome(request, decision, model, backend, completion, attempts, self.clock() - start)
+        won = self._first_success(request, decision, lambda b, m: b.complete(m, request, self.max_tokens(request)))
+        self.state.concurrency.release(won.backend, won.lease)
+        outcome = _outcome(request, decision, won.model, won.backend, won.result, won.attempts, self.clock() - start)
+        outcome.reservation = won.reservation
+        return outcome
 
     def open_stream(self, request: ChatRequest, decision: Decision) -> LiveStream:
         """A stream from the first model in the plan that produces its first piece of text.
@@ -70,11 +94,13 @@ class Dispatcher:
                 pieces.close()
                 raise
 
-        model, backend, attempts, (first, rest) = self._first_success(request, decision, first_piece)
-        return LiveStream(self, request, decision, model, backend, attempts, first, rest, start)
+        won = self._first_success(request, decision, first_piece)
+        first, rest = won.result
+        return LiveStream(self, request, decision, won, first, rest, start)
 
-    def _first_success(self, request: ChatRequest, decision: Decision, call: Callable):
-        """Walk the plan with retries, breakers and the deadline; return the first success of `call`."""
+    def _first_success(self, request: ChatRequest, decision: Decision, call: Callable) -> _Success:
+        """Walk the plan with budget, concurrency cap, retries, breakers and the deadline; return the
+        first success of `call`."""
         deadline = self.clock() + self.settings.request_deadline_seconds
         attempts: list[Attempt] = []
         last: BackendError | None = None
@@ -84,30 +110,83 @@ class Dispatcher:
             breaker = self.upstreams.breakers.get(choice.backend)
             if model is None or backend is None or breaker is None:
                 continue
-            for retry in range(self._retries(choice.backend) + 1):
-                if self.clock() >= deadline:
-                    raise self._final(BackendError("timeout", "request deadline reached"), attempts)
-                if not breaker.allow():
-                    attempts.append(Attempt(model.name, choice.backend, "skipped", "circuit_open",
-                                            detail=f"retry in {breaker.retry_in():.0f}s"))
-                    break
-                t0 = self.clock()
-                try:
-                    result = call(backend, model)
-                except BackendError as exc:
-                    last = exc
-                    attempts.append(Attempt(model.name, choice.backend, "error", exc.kind, exc.status,
-                                            round(self.clock() - t0, 4), exc.message))
-                    self.account_failure(exc, choice.backend, model.name)
-                    delay = self._retry_delay(exc, retry, choice.backend, deadline)
-                    if delay is None:
+            try:
+                reservation = self._reserve(request, model)
+            except _Skip as skip:
+                attempts.append(Attempt(model.name, choice.backend, "skipped", skip.kind, detail=skip.detail))
+                continue
+            won = None
+            try:
+                for retry in range(self._retries(choice.backend) + 1):
+                    if self.clock() >= deadline:
+                        raise self._final(BackendError("timeout", "request deadline reached"), attempts)
+                    if not breaker.allow():
+                        attempts.append(Attempt(model.name, choice.backend, "skipped", "circuit_open",
+                                                detail=f"retry in {breaker.retry_in():.0f}s"))
                         break
-                    self.sleep(delay)
-                    continue
-                breaker.record_success()
-                attempts.append(Attempt(model.name, choice.backend, "ok", latency_seconds=round(self.clock() - t0, 4)))
-                return model, choice.backend, attempts, result
+                    t0 = self.clock()
+                    lease = self.state.concurrency.acquire(
+                        choice.backend, min(self.settings.concurrency_wait_seconds, max(0.0, deadline - t0)))
+                    if lease is None:
+                        breaker.release()
+                        last = BackendError("overloaded", f"{choice.backend}: concurrency cap reached")
+                        attempts.append(Attempt(model.name, choice.backend, "skipped", "concurrency_cap",
+                                                latency_seconds=round(self.clock() - t0, 4)))
+                        break
+                    try:
+                        result = call(backend, model)
+                    except BackendError as exc:
+                        self.state.concurrency.release(choice.backend, lease)
+                        last = exc
+                        attempts.append(Attempt(model.name, choice.backend, "error", exc.kind, exc.status,
+                                                round(self.clock() - t0, 4), exc.message))
+                        self.account_failure(exc, choice.backend, model.name)
+                        delay = self._retry_delay(exc, retry, choice.backend, deadline)
+                        if delay is None:
+                            break
+                        self.sleep(delay)
+                        continue
+                    except BaseException:
+                        self.state.concurrency.release(choice.backend, lease)
+                        raise
+                    breaker.record_success()
+                    attempts.append(Attempt(model.name, choice.backend, "ok",
+                                            latency_seconds=round(self.clock() - t0, 4)))
+                    won = _Success(model, choice.backend, attempts, result, reservation, lease)
+                    return won
+            finally:
+                if won is None and reservation is not None:
+                    self.state.ledger.release(reservation)
         raise self._final(last, attempts)
+
+    def _reserve(self, request: ChatRequest, model: ModelSpec) -> Reservation | None:
+        """Reserve the worst-case cost of a paid call against the budget (None: nothing to reserve).
+
+        A request that named a model or tier gets 429 (or 503 with Redis down) instead of a silent
+        switch; an auto-routed one moves on to the next model in its plan.
+        """
+        limits = self.state.limits
+        if not model.paid or (limits.monthly_usd is None and limits.per_key_monthly_usd is None):
+            return None
+        max_tokens = min(self.max_tokens(request), model.max_output_tokens or self.max_tokens(request))
+        amount = model.cost(request.input_tokens_bound, max_tokens)
+        insisted = request.model not in ("auto", "")
+        try:
+            reservation = self.state.ledger.reserve(request.api_key_id, amount,
+                                                    self.settings.request_deadline_seconds + 60)
+        except StateUnavailable as exc:
+            if self.settings.redis_failure_policy == "allow":
+                return None
+            message = "Redis is down, so spend cannot be guarded: paid calls are paused (REDIS_FAILURE_POLICY)"
+            if insisted:
+                raise ServiceUnavailable(message, error_type="budget_unguarded") from exc
+            raise _Skip("budget_unguarded", message) from exc
+        if reservation is None:
+            message = f"the monthly budget cannot cover this call's worst case (${amount:.4f})"
+            if insisted:
+                raise BudgetExceeded(message, param="model")
+            raise _Skip("budget_exceeded", message)
+        return reservation
 
     def _retries(self, backend: str) -> int:
         return getattr(self.settings, backend).max_retries
@@ -172,30 +251,32 @@ class LiveStream:
     """A committed stream: iterate for StreamDeltas; `outcome` is set when the final delta arrives.
 
     A failure mid-way raises StreamInterrupted (recorded as an attempt, counted by the breaker).
-    close() ends the upstream request: the API layer calls it when the client goes away.
+    close() ends the upstream request and frees the concurrency slot: the API layer calls it when the
+    stream ends or the client goes away.
     """
 
-    def __init__(self, dispatcher: Dispatcher, request: ChatRequest, decision: Decision, model: ModelSpec,
-                 backend: str, attempts: list[Attempt], first: StreamDelta, rest: Iterator[StreamDelta],
-                 started: float):
+    def __init__(self, dispatcher: Dispatcher, request: ChatRequest, decision: Decision, won: _Success,
+                 first: StreamDelta, rest: Iterator[StreamDelta], started: float):
         self.dispatcher, self.request, self.decision = dispatcher, request, decision
-        self.model, self.backend, self.attempts = model, backend, attempts
+        self.model, self.backend, self.attempts = won.model, won.backend, won.attempts
+        self.reservation, self._lease = won.reservation, won.lease
         self._first, self._rest, self._started = first, rest, started
+        self.text: list[str] = []
         self.outcome: Outcome | None = None
         self.error: BackendError | None = None
         self.first_token_seconds = round(dispatcher.clock() - started, 4)
 
     def __iter__(self) -> Iterator[StreamDelta]:
-        text: list[str] = []
         delta = self._first
         clock = self.dispatcher.clock
         try:
             while True:
-                text.append(delta.text)
+                self.text.append(delta.text)
                 if delta.usage is not None:
-                    completion = Completion("".join(text), delta.usage, delta.finish_reason or "stop")
+                    completion = Completion("".join(self.text), delta.usage, delta.finish_reason or "stop")
                     self.outcome = _outcome(self.request, self.decision, self.model, self.backend, completion,
                                             self.attempts, clock() - self._started)
+                    self.outcome.reservation = self.reservation
                     yield delta
                     return
                 yield delta
@@ -211,3 +292,6 @@ class LiveStream:
 
     def close(self) -> None:
         self._rest.close()  # closes the upstream response: no orphaned generation
+        if self._lease is not None:
+            self.dispatcher.state.concurrency.release(self.backend, self._lease)
+            self._lease = None

@@ -50,6 +50,15 @@ class InvalidParameter(GatewayError):
     status, type = 422, "invalid_parameter"
 
 
+class TooManyRequests(GatewayError):
+    """A rate limit or the budget says no (429, with Retry-After where a wait helps)."""
+    status, type = 429, "rate_limited"
+
+
+class BudgetExceeded(TooManyRequests):
+    type = "budget_exceeded"
+
+
 class UpstreamError(GatewayError):
     """Every attempt failed and the last failure came from the upstream's answer."""
     status, type = 502, "upstream_error"

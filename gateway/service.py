@@ -1,4 +1,4 @@
-"""The path every surface shares below parsing: route, execute, record.
+"""The path every surface shares below parsing: admit, route, cache, execute, record.
 
 api/native.py and api/openai.py turn HTTP into a ChatRequest and render the Outcome (or frame the
 stream); everything in between happens here, once.
@@ -6,24 +6,68 @@ stream); everything in between happens here, once.
 
 from __future__ import annotations
 
+import logging
+import time
+from dataclasses import dataclass
+
 from .backends import build_backends
-from .chat import ChatRequest, Outcome
+from .catalog import ModelSpec
+from .chat import ChatRequest, Completion, Outcome, Usage
 from .config import Settings
 from .dispatch import Dispatcher, LiveStream
+from .errors import TooManyRequests
 from .smart_router import Decision, RoutingContext, decide
-from .state.stats import InMemoryStats, StatsStore
+from .state import State, StateUnavailable, build_state
+from .state.budget import budget_status, month_of
+from .state.cache import CachedAnswer, cache_key
+from .state.stats import snapshot
 from .upstreams import Upstreams
+
+log = logging.getLogger("gateway.service")
+ANONYMOUS = "anonymous"
+
+
+@dataclass(frozen=True)
+class CachePolicy:
+    """What the client allows: Cache-Control no-cache skips reading, no-store skips writing; force
+    caches even above CACHE_MAX_TEMPERATURE."""
+    read: bool = True
+    write: bool = True
+    force: bool = False
 
 
 class GatewayService:
-    def __init__(self, settings: Settings, upstreams: Upstreams | None = None, stats: StatsStore | None = None):
+    def __init__(self, settings: Settings, upstreams: Upstreams | None = None, state: State | None = None):
         self.settings = settings
+        self.state = state or build_state(settings)
         self.upstreams = upstreams or Upstreams(settings, build_backends(settings))
-        self.dispatcher = Dispatcher(settings, self.upstreams)
-        self.stats = stats or InMemoryStats()
+        self.dispatcher = Dispatcher(settings, self.upstreams, self.state)
+        self.stats = self.state.stats
+        self.cloud_reference = _reference_cloud_model(settings)
 
-    def context(self) -> RoutingContext:
-        """What the router may know right now; read from memory, no I/O."""
+    # ------------------------------------------------------------------ admission and routing
+    def admit(self, request: ChatRequest) -> None:
+        """Per-key requests and tokens per minute (429 with Retry-After)."""
+        if not (self.settings.rate_limit_rpm or self.settings.rate_limit_tpm):
+            return
+        verdict = self.state.rate_limiter.admit(request.api_key_id or ANONYMOUS)
+        if verdict:
+            retry = 60 - int(time.time()) % 60
+            what = "requests" if verdict == "rpm" else "tokens"
+            raise TooManyRequests(f"rate limit reached: {what} per minute for this key; retry in {retry} s",
+                                  headers={"Retry-After": str(retry)}, error_type=f"rate_limited_{verdict}")
+
+    def context(self, request: ChatRequest | None = None) -> RoutingContext:
+        """What the router may know right now: upstream state from memory, budget from the ledger."""
+        used = remaining = block = None
+        limits = self.state.limits
+        if limits.monthly_usd is not None or limits.per_key_monthly_usd is not None:
+            try:
+                totals = self.state.ledger.month_totals()
+                used, remaining = _budget_left(totals, limits, request.api_key_id if request else None)
+            except StateUnavailable:
+                if self.settings.redis_failure_policy == "local-only":
+                    block = "Redis is down: paid calls paused, spend cannot be guarded (REDIS_FAILURE_POLICY)"
         return RoutingContext(
             catalog=self.settings.catalog,
             configured_backends=frozenset(self.upstreams.backends),
@@ -31,26 +75,178 @@ class GatewayService:
             default_strategy=self.settings.routing_strategy,
             open_circuits=self.upstreams.open_circuits(),
             missing_models=self.upstreams.missing_models(),
+            budget_used_fraction=used, budget_remaining_usd=remaining, paid_block_reason=block,
         )
 
     def decide(self, request: ChatRequest) -> Decision:
-        return decide(request, self.context())
+        return decide(request, self.context(request))
 
-    def complete(self, request: ChatRequest, decision: Decision) -> Outcome:
-        outcome = self.dispatcher.execute(request, decision)
-        self.record(outcome)
+    # ------------------------------------------------------------------ cache
+    def _cache_key(self, request: ChatRequest, decision: Decision, policy: CachePolicy) -> str | None:
+        too_random = (request.temperature or 0.0) > self.settings.cache_max_temperature and not policy.force
+        if self.settings.cache_ttl_seconds <= 0 or too_random or not (policy.read or policy.write):
+            return None
+        return cache_key(request, decision.model)
+
+    def cached(self, request: ChatRequest, decision: Decision, policy: CachePolicy) -> Outcome | None:
+        """A stored answer for this exact request, as a free Outcome; None on a miss or bypass."""
+        key = self._cache_key(request, decision, policy)
+        if key is None or not policy.read:
+            if self.settings.cache_ttl_seconds > 0:
+                self.stats.record_cache("bypass")
+            return None
+        hit = self.state.cache.get(key)
+        self.stats.record_cache("hit" if hit else "miss")
+        if hit is None:
+            return None
+        outcome = Outcome(request.request_id, decision, hit.model, hit.backend, hit.tier,
+                          Completion(hit.text, Usage(hit.input_tokens, hit.output_tokens), hit.finish_reason),
+                          cost=0.0, cached=True)
+        self.record(outcome, request)
+        return outcome
+
+    def _store(self, request: ChatRequest, outcome: Outcome, policy: CachePolicy) -> None:
+        key = self._cache_key(request, outcome.decision, policy)
+        if key is None or not policy.write or outcome.cached:
+            return
+        c = outcome.completion
+        self.state.cache.put(key, CachedAnswer(outcome.model, outcome.backend, outcome.tier, c.text,
+                                               c.finish_reason, c.usage.input_tokens, c.usage.output_tokens),
+                             self.settings.cache_ttl_seconds)
+
+    # ------------------------------------------------------------------ execution
+    def complete(self, request: ChatRequest, decision: Decision, policy: CachePolicy = CachePolicy()) -> Outcome:
+        hit = self.cached(request, decision, policy)
+        if hit is not None:
+            return hit
+        try:
+            outcome = self.dispatcher.execute(request, decision)
+        except Exception as exc:
+            self._log_decision(request, decision, None, error=getattr(exc, "type", type(exc).__name__))
+            raise
+        self.record(outcome, request)
+        self._store(request, outcome, policy)
         return outcome
 
     def open_stream(self, request: ChatRequest, decision: Decision) -> LiveStream:
-        """Fails (GatewayError) before the first token like complete(); the caller records the end."""
-        return self.dispatcher.open_stream(request, decision)
+        """Fails (GatewayError) before the first token like complete(); finish_stream() records the end."""
+        try:
+            return self.dispatcher.open_stream(request, decision)
+        except Exception as exc:
+            self._log_decision(request, decision, None, error=getattr(exc, "type", type(exc).__name__))
+            raise
 
-    def record(self, outcome: Outcome) -> None:
+    def finish_stream(self, live: LiveStream, policy: CachePolicy) -> None:
+        """The stream ended: record the whole answer, or what an interrupted one probably cost."""
+        live.close()
+        if live.outcome is not None and live.outcome.cached:
+            return  # a replayed cache hit, recorded when it was looked up
+        if live.outcome is not None:
+            self.record(live.outcome, live.request)
+            self._store(live.request, live.outcome, policy)
+            return
+        # Interrupted or abandoned: the upstream still charged for what it generated. Without its final
+        # token counts, estimate from the text received (about 4 characters a token).
+        usage = Usage(live.request.input_tokens_estimate, -(-len("".join(live.text)) // 4))
+        partial = Outcome(live.request.request_id, live.decision, live.model.name, live.backend, live.model.tier,
+                          Completion("".join(live.text), usage, "interrupted"),
+                          cost=round(live.model.cost(usage.input_tokens, usage.output_tokens), 8),
+                          attempts=live.attempts, reservation=live.reservation)
+        self._record_spend(partial, live.request)
+        self._log_decision(live.request, live.decision, partial,
+                           error="stream_interrupted" if live.error else "client_disconnected")
+
+    # ------------------------------------------------------------------ recording
+    def record(self, outcome: Outcome, request: ChatRequest) -> None:
         model = self.settings.catalog.model(outcome.model)
-        self.stats.record(outcome, local=model is not None and not model.paid)
+        self.stats.record(outcome, local=model is not None and not model.paid, key_id=request.api_key_id)
+        self._record_spend(outcome, request)
+        if self.settings.rate_limit_tpm:
+            usage = outcome.completion.usage
+            self.state.rate_limiter.add_tokens(request.api_key_id or ANONYMOUS,
+                                               usage.input_tokens + usage.output_tokens)
+        self._log_decision(request, outcome.decision, outcome)
+
+    def _record_spend(self, outcome: Outcome, request: ChatRequest) -> None:
+        usage = outcome.completion.usage
+        ref = self.cloud_reference
+        cloud_cost = ref.cost(usage.input_tokens, usage.output_tokens) if ref else 0.0
+        try:
+            # A cache hit costs nothing but would have cost the cloud price: it counts as savings too.
+            self.state.ledger.record(cost=outcome.cost, cloud_cost=cloud_cost,
+                                     model=outcome.model, backend=outcome.backend, key_id=request.api_key_id,
+                                     reservation=outcome.reservation)
+        except StateUnavailable:
+            log.warning("spend not recorded: redis unavailable", extra={"request_id": request.request_id})
 
     def record_error(self, kind: str) -> None:
         self.stats.record_error(kind)
 
+    def _log_decision(self, request: ChatRequest, decision: Decision, outcome: Outcome | None,
+                      error: str | None = None) -> None:
+        entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "request_id": request.request_id,
+                 "key_id": request.api_key_id or "", "strategy": decision.strategy, "score": f"{decision.score:.4f}",
+                 "decided_tier": decision.tier, "decided_model": decision.model}
+        if outcome is not None:
+            entry.update(tier=outcome.tier, model=outcome.model, backend=outcome.backend, cost=f"{outcome.cost:.8f}",
+                         latency_seconds=f"{outcome.latency_seconds:.4f}", cached=str(outcome.cached).lower(),
+                         fallback=str(outcome.model != decision.model).lower(),
+                         attempts=str(len(outcome.attempts)))
+        if error:
+            entry["error"] = error
+        self.state.decisions.append(entry)
+
+    # ------------------------------------------------------------------ reports
+    def budget(self, key_id: str | None = None) -> dict:
+        month = month_of(time.time())
+        return budget_status(self.state.ledger.month_totals(month), self.state.limits, month, key_id)
+
+    def stats_report(self) -> dict:
+        body = snapshot(self.stats.counters(), self.stats.__class__.scope)
+        totals = self.state.ledger.month_totals()
+        spent, cloud_only = totals.get("total", 0.0), totals.get("cloud_only", 0.0)
+        body["cost_usd"] = round(spent, 8)
+        body["spend_this_month"] = {
+            "month": month_of(time.time()), "spent_usd": round(spent, 8), "cloud_only_usd": round(cloud_only, 8),
+            "savings_usd": round(cloud_only - spent, 8),
+            "savings_share": round(1 - spent / cloud_only, 4) if cloud_only else 0.0,
+            "by_model": _group(totals, "model:"), "by_backend": _group(totals, "backend:"),
+            "by_key": _group(totals, "key:"),
+            "cloud_reference_model": self.cloud_reference.name if self.cloud_reference else None,
+        }
+        body["budget"] = budget_status(totals, self.state.limits, month_of(time.time()))
+        return body
+
     def close(self) -> None:
         self.upstreams.close()
+        self.state.close()
+
+
+def _group(totals: dict[str, float], prefix: str) -> dict[str, float]:
+    return {k[len(prefix):]: round(v, 8) for k, v in sorted(totals.items()) if k.startswith(prefix)}
+
+
+def _budget_left(totals: dict[str, float], limits, key_id: str | None) -> tuple[float | None, float | None]:
+    """(share of the budget used, USD left), the tighter of the global and the key's own budget."""
+    shares, lefts = [], []
+    if limits.monthly_usd is not None:
+        used = totals.get("total", 0.0) + totals.get("reserved", 0.0)
+        shares.append(used / limits.monthly_usd if limits.monthly_usd else 1.0)
+        lefts.append(limits.monthly_usd - used)
+    if limits.per_key_monthly_usd is not None and key_id:
+        used = totals.get(f"key:{key_id}", 0.0) + totals.get(f"reserved:{key_id}", 0.0)
+        shares.append(used / limits.per_key_monthly_usd if limits.per_key_monthly_usd else 1.0)
+        lefts.append(limits.per_key_monthly_usd - used)
+    if not shares:
+        return None, None
+    return max(shares), max(0.0, min(lefts))
+
+
+def _reference_cloud_model(settings: Settings) -> ModelSpec | None:
+    """The model the 'cloud-only' counterfactual prices every request at: the first paid model of the
+    most capable tier that has one."""
+    for tier in reversed(settings.catalog.tiers):
+        for m in settings.catalog.models_in(tier.name):
+            if m.paid:
+                return m
+    return None

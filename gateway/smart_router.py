@@ -140,6 +140,7 @@ class RoutingContext:
     missing_models: frozenset[str] = frozenset()     # model names an upstream said it does not have
     budget_used_fraction: float | None = None        # of the monthly budget, when known
     budget_remaining_usd: float | None = None
+    paid_block_reason: str | None = None             # set when paid calls are paused (e.g. Redis down)
 
 
 @dataclass(frozen=True)
@@ -273,7 +274,11 @@ def _by_complexity(p: _Planner, score: float, factors: dict) -> Decision:
     if p.strategy == "cloud-first":
         paid = [m for t in tiers for m in p.tier_models(t) if m.paid]
         local = [m for t in reversed(tiers) for m in p.tier_models(t, allow_paid=False)]
-        if not paid:
+        blocked = _paid_blocked(p, paid[0] if paid else None)
+        if blocked:
+            paid = []
+            p.notes.append(blocked)
+        elif not paid:
             p.unavailable_note([m for m in p.cat.models if m.paid])
         return _decision(p, p.order(paid) + p.order(local), score, factors,
                          "cloud-first: quality first, local models only if the cloud fails")
@@ -283,8 +288,8 @@ def _by_complexity(p: _Planner, score: float, factors: dict) -> Decision:
     bound = f" < {tiers[wanted].max_score:.2f}" if tiers[wanted].max_score < 1.0 else ""
     reason = f"complexity {score:.2f}{bound} -> tier {tiers[wanted].name}"
     allow_paid = p.strategy != "local-only"
-    if p.strategy == "cost-aware" and _tier_paid(p, tiers[wanted]):
-        why = _conserve(p, score, tiers[wanted])
+    if allow_paid and _tier_paid(p, tiers[wanted]):
+        why = _paid_blocked(p, next(iter(p.tier_models(tiers[wanted])), None)) or _conserve(p, score)
         if why:
             allow_paid = False
             p.notes.append(why)
@@ -309,13 +314,26 @@ def _tier_paid(p: _Planner, tier: TierSpec) -> bool:
     return bool(models) and all(m.paid for m in models)
 
 
-def _conserve(p: _Planner, score: float, tier: TierSpec) -> str | None:
-    """cost-aware: reasons to keep a cloud-scored prompt local, from the budget in the context."""
+def _paid_blocked(p: _Planner, first_paid: ModelSpec | None) -> str | None:
+    """Why a paid model cannot be used now: paid calls paused, or the budget left cannot cover the
+    worst case of this request (the same bound the budget reservation uses)."""
+    ctx = p.ctx
+    if ctx.paid_block_reason:
+        return ctx.paid_block_reason
+    if first_paid is None or ctx.budget_remaining_usd is None:
+        return None
+    worst = first_paid.cost(p.req.input_tokens_bound, p.out_tokens)
+    if ctx.budget_remaining_usd < worst:
+        return (f"budget: ${ctx.budget_remaining_usd:.4f} left this month < worst case ${worst:.4f} "
+                f"for {first_paid.name}")
+    return None
+
+
+def _conserve(p: _Planner, score: float) -> str | None:
+    """cost-aware only: with most of the budget spent, keep the cloud for the hardest prompts."""
     r, ctx = p.cat.routing, p.ctx
-    first = next(iter(p.tier_models(tier)), None)
-    cost = p.choice(first).estimated_cost if first else 0.0
-    if ctx.budget_remaining_usd is not None and ctx.budget_remaining_usd < cost:
-        return f"cost-aware: budget left ${ctx.budget_remaining_usd:.4f} < estimated ${cost:.4f}"
+    if p.strategy != "cost-aware":
+        return None
     used = ctx.budget_used_fraction
     if used is not None and used >= r.conserve_at and score < r.conserve_min_score:
         return (f"cost-aware: {ctx.budget_used_fraction:.0%} of budget used, cloud kept for "

@@ -76,6 +76,7 @@ def env(ollama, claude):
         "OPENAI_COMPAT_TIMEOUT": "2",
         "CONNECT_TIMEOUT": "1",
         "HEALTH_CACHE_SECONDS": "0",
+        "CACHE_TTL_SECONDS": "0",  # the cache tests turn it on; elsewhere repeated prompts must reach the fakes
         "LOG_LEVEL": "INFO",
     }
 

@@ -152,7 +152,7 @@ def test_interrupted_streams_are_counted_and_logged(make_app, serve, ollama, gat
     ollama.default = Script(reply=REPLY, cut_after=2)
     openai_events(url, SIMPLE)
     time.sleep(0.2)  # the access line is written when the server closes the response
-    assert app.extensions["gateway"].stats.snapshot()["errors"] == {"stream_interrupted": 1}
+    assert app.extensions["gateway"].stats_report()["errors"] == {"stream_interrupted": 1}
     access = [json.loads(line) for line in gateway_logs if '"gateway.access"' in line]
     assert access[-1]["stream"] is True and access[-1]["error"] == "stream_interrupted:connection"
     assert "What is Python" not in "\n".join(gateway_logs)
@@ -164,7 +164,7 @@ def test_completed_stream_is_recorded_in_stats_and_log(make_app, serve, ollama, 
     ollama.default = Script(reply=REPLY)
     openai_events(url, SIMPLE)
     time.sleep(0.2)
-    stats = app.extensions["gateway"].stats.snapshot()
+    stats = app.extensions["gateway"].stats_report()
     assert stats["requests"] == 1 and stats["by_model"] == {"tinyllama": 1} and stats["tokens"]["output"] == 6
     line = [json.loads(x) for x in gateway_logs if '"gateway.access"' in x][-1]
     assert line["model"] == "tinyllama" and line["output_tokens"] == 6 and line["first_token_ms"] >= 0

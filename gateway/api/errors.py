@@ -14,6 +14,7 @@ from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from ..errors import GatewayError
+from ..state import StateUnavailable
 
 log = logging.getLogger("gateway.errors")
 
@@ -51,6 +52,11 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(GatewayError)
     def _gateway_error(exc: GatewayError):
         return error_response(exc.status, exc.type, exc.message, exc.headers, **exc.extra)
+
+    @app.errorhandler(StateUnavailable)
+    def _state_down(exc: StateUnavailable):
+        return error_response(503, "state_unavailable", "shared state (Redis) is unavailable; try again shortly",
+                              {"Retry-After": "2"})
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):

@@ -9,14 +9,15 @@ Streaming (`stream: true` on /api/v1/chat) is Server-Sent Events:
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, g, jsonify
+from flask import Blueprint, current_app, g, jsonify, request
 
 from ..chat import Outcome, StreamDelta
 from ..dispatch import LiveStream, StreamInterrupted
+from ..errors import InvalidParameter
 from ..service import GatewayService
 from .render import gateway_headers, routing_body
-from .sse import event, sse_response
-from .validate import json_object, parse_chat
+from .sse import event, start_stream
+from .validate import cache_policy, json_object, parse_chat
 
 bp = Blueprint("native", __name__, url_prefix="/api/v1")
 
@@ -33,11 +34,11 @@ def chat():
     if req.dry_run:
         return jsonify({"request_id": req.request_id, "dry_run": True, "model": decision.model,
                         "backend": decision.backend, "routing": routing_body(decision) | {"attempts": []}})
+    svc.admit(req)
+    policy = cache_policy()
     if req.stream:
-        live = g.live = svc.open_stream(req, decision)
-        headers = gateway_headers(decision, live.model.name, live.backend, live.model.tier, len(live.attempts))
-        return sse_response(svc, live, NativeFramer(), headers)
-    outcome: Outcome = svc.complete(req, decision)
+        return start_stream(svc, req, decision, policy, NativeFramer())
+    outcome: Outcome = svc.complete(req, decision, policy)
     g.outcome = outcome
     resp = jsonify({
         "request_id": req.request_id,
@@ -123,4 +124,19 @@ def models():
 
 @bp.get("/stats")
 def stats():
-    return jsonify(_service().stats.snapshot())
+    return jsonify(_service().stats_report())
+
+
+@bp.get("/budget")
+def budget():
+    """The month's budget, global or (?key=KEY_ID) one key's own."""
+    return jsonify(_service().budget(request.args.get("key") or None))
+
+
+@bp.get("/decisions")
+def decisions():
+    """The newest routing decisions, oldest first (?limit=N, 1-1000, default 100)."""
+    raw = request.args.get("limit", "100")
+    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+        raise InvalidParameter("'limit' must be an integer between 1 and 1000", param="limit")
+    return jsonify({"decisions": _service().state.decisions.recent(int(raw))})

@@ -17,8 +17,8 @@ from ..dispatch import LiveStream, StreamInterrupted
 from ..errors import InvalidParameter, UnknownModel
 from ..service import GatewayService
 from .render import gateway_headers
-from .sse import event, sse_response
-from .validate import build_request, json_object, message_list, stop_sequences, typed
+from .sse import event, start_stream
+from .validate import build_request, cache_policy, json_object, message_list, stop_sequences, typed
 
 bp = Blueprint("openai", __name__, url_prefix="/v1")
 OWNER = "hybrid-ai-gateway"
@@ -59,12 +59,12 @@ def chat_completions():
     svc = _service()
     req, include_usage = _parse(json_object(), svc)
     decision = g.decision = svc.decide(req)
+    svc.admit(req)
+    policy = cache_policy()
     completion_id = f"chatcmpl-{req.request_id}"
     if req.stream:
-        live = g.live = svc.open_stream(req, decision)
-        headers = gateway_headers(decision, live.model.name, live.backend, live.model.tier, len(live.attempts))
-        return sse_response(svc, live, OpenAIFramer(completion_id, include_usage), headers)
-    outcome: Outcome = svc.complete(req, decision)
+        return start_stream(svc, req, decision, policy, OpenAIFramer(completion_id, include_usage))
+    outcome: Outcome = svc.complete(req, decision, policy)
     g.outcome = outcome
     usage = outcome.completion.usage
     resp = jsonify({

@@ -12,11 +12,14 @@ import logging
 from collections.abc import Iterator
 from typing import Protocol
 
-from flask import Response
+from flask import Response, g
 
-from ..chat import Outcome, StreamDelta
+from ..catalog import ModelSpec
+from ..chat import ChatRequest, Outcome, StreamDelta
 from ..dispatch import LiveStream, StreamInterrupted
-from ..service import GatewayService
+from ..service import CachePolicy, GatewayService
+from ..smart_router import Decision
+from .render import gateway_headers
 
 log = logging.getLogger("gateway.stream")
 
@@ -33,15 +36,34 @@ def event(data: object, name: str | None = None) -> str:
     return (f"event: {name}\n" if name else "") + f"data: {payload}\n\n"
 
 
-def sse_response(svc: GatewayService, live: LiveStream, framer: Framer, headers: dict[str, str]) -> Response:
+class ReplayStream:
+    """A cached answer played back as a stream, with the attributes framers read from a LiveStream."""
+
+    def __init__(self, outcome: Outcome, request: ChatRequest, model: ModelSpec):
+        self.outcome, self.request, self.decision, self.model = outcome, request, outcome.decision, model
+        self.backend, self.attempts, self.reservation = outcome.backend, [], None
+        self.first_token_seconds, self.error = 0.0, None
+        self.text = [outcome.completion.text]
+
+    def __iter__(self) -> Iterator[StreamDelta]:
+        words = self.outcome.completion.text.split(" ")
+        for i, word in enumerate(words):
+            yield StreamDelta(word + (" " if i < len(words) - 1 else ""))
+        yield StreamDelta("", self.outcome.completion.usage, self.outcome.completion.finish_reason)
+
+    def close(self) -> None:
+        pass
+
+
+def sse_response(svc: GatewayService, live: LiveStream | ReplayStream, framer: Framer, headers: dict[str, str],
+                 policy: CachePolicy) -> Response:
     def frames() -> Iterator[str]:
         try:
             yield framer.start(live)
             for delta in live:
                 if delta.text:
                     yield framer.delta(live, delta)
-                if live.outcome is not None:
-                    svc.record(live.outcome)
+                if delta.usage is not None and live.outcome is not None:
                     yield framer.done(live, live.outcome)
         except StreamInterrupted as exc:
             svc.record_error("stream_interrupted")
@@ -49,9 +71,23 @@ def sse_response(svc: GatewayService, live: LiveStream, framer: Framer, headers:
                         "fields": {"model": live.model.name, "backend": live.backend, "error": exc.error.kind}})
             yield framer.error(live, exc)
         finally:
-            live.close()
+            svc.finish_stream(live, policy)
 
     resp = Response(frames(), mimetype="text/event-stream", headers=headers)
     resp.headers["Cache-Control"] = "no-cache"
     resp.headers["X-Accel-Buffering"] = "no"  # nginx and friends: do not buffer the stream
     return resp
+
+
+def start_stream(svc: GatewayService, req: ChatRequest, decision: Decision, policy: CachePolicy,
+                 framer: Framer) -> Response:
+    """A cached answer replayed, or a live stream opened (failing over until the first token)."""
+    hit = svc.cached(req, decision, policy)
+    if hit is not None:
+        g.outcome = hit
+        live = ReplayStream(hit, req, svc.settings.catalog.model(hit.model))
+    else:
+        live = g.live = svc.open_stream(req, decision)
+    headers = gateway_headers(decision, live.model.name, live.backend, live.model.tier, len(live.attempts),
+                              cached=hit is not None)
+    return sse_response(svc, live, framer, headers, policy)

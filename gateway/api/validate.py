@@ -13,6 +13,7 @@ from flask import request
 from ..chat import ROLES, STRATEGIES, ChatRequest, Message
 from ..config import Settings
 from ..errors import BadRequest, InvalidParameter, PayloadTooLarge
+from ..service import CachePolicy
 
 # OpenAI's newer name for the system role.
 _ROLE_ALIASES = {"developer": "system"}
@@ -134,3 +135,11 @@ def stop_sequences(body: dict) -> tuple[str, ...]:
             raise InvalidParameter("'stop' takes at most 4 sequences", param="stop")
         return tuple(stop)
     raise BadRequest("'stop' must be a string or a list of strings", param="stop")
+
+
+def cache_policy() -> CachePolicy:
+    """Cache-Control: no-cache (do not read the cache), no-store (do not write it); X-Gateway-Cache: force
+    (cache even above CACHE_MAX_TEMPERATURE)."""
+    directives = {d.strip().lower() for d in request.headers.get("Cache-Control", "").split(",")}
+    return CachePolicy(read="no-cache" not in directives, write="no-store" not in directives,
+                       force=request.headers.get("X-Gateway-Cache", "").lower() == "force")

@@ -1,2 +1,69 @@
-"""What workers share. Each store has one interface; this issue ships the in-process implementations,
-the Redis ones slot in behind the same interface."""
+"""What workers share: stats, spend and budgets, the response cache, rate limits, the decision log.
+
+Each store has one interface and two implementations: Redis (shared by every worker and replica) and
+in-process (one worker only). build_state picks them from REDIS_URL; nothing else imports redis.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from ..config import Settings
+from .budget import Ledger, Limits, MemoryLedger, RedisLedger
+from .cache import Cache, MemoryCache, RedisCache
+from .decisions import DecisionLog, MemoryDecisionLog, RedisDecisionLog
+from .ratelimit import (
+    ConcurrencyCap,
+    MemoryConcurrencyCap,
+    MemoryRateLimiter,
+    RateLimiter,
+    RedisConcurrencyCap,
+    RedisRateLimiter,
+)
+from .stats import InMemoryStats, RedisStats, StatsStore
+from .store import RedisStore, StateUnavailable
+
+__all__ = ["State", "StateUnavailable", "build_state"]
+log = logging.getLogger("gateway")
+
+
+@dataclass
+class State:
+    stats: StatsStore
+    ledger: Ledger
+    limits: Limits
+    cache: Cache
+    rate_limiter: RateLimiter
+    concurrency: ConcurrencyCap
+    decisions: DecisionLog
+    redis: RedisStore | None = None
+
+    @property
+    def shared(self) -> bool:
+        return self.redis is not None
+
+    def close(self) -> None:
+        if self.redis is not None:
+            self.redis.close()
+
+
+def build_state(settings: Settings) -> State:
+    limits = Limits(monthly_usd=settings.budget_monthly_usd or None,
+                    per_key_monthly_usd=settings.budget_per_key_monthly_usd or None,
+                    soft_share=settings.budget_soft_limit)
+    caps = {"ollama": settings.ollama_max_concurrency}
+    lease_ttl = settings.request_deadline_seconds + 60
+    if settings.redis_url:
+        store = RedisStore.from_settings(settings)
+        return State(
+            stats=RedisStats(store), ledger=RedisLedger(store, limits), limits=limits, cache=RedisCache(store),
+            rate_limiter=RedisRateLimiter(store, settings.rate_limit_rpm, settings.rate_limit_tpm),
+            concurrency=RedisConcurrencyCap(store, caps, lease_ttl),
+            decisions=RedisDecisionLog(store, settings.decision_log_max), redis=store)
+    log.warning("no REDIS_URL: stats, spend, budgets, cache and rate limits are per process; "
+                "run a single worker (GATEWAY_WORKERS=1) or set REDIS_URL")
+    return State(
+        stats=InMemoryStats(), ledger=MemoryLedger(limits), limits=limits, cache=MemoryCache(),
+        rate_limiter=MemoryRateLimiter(settings.rate_limit_rpm, settings.rate_limit_tpm),
+        concurrency=MemoryConcurrencyCap(caps), decisions=MemoryDecisionLog(settings.decision_log_max))

@@ -1,7 +1,7 @@
-"""Request statistics: counts by backend, model and tier, local share, cost.
+"""Request statistics: counts by backend, model, tier and key, local share, cache results, tokens.
 
-InMemoryStats is per worker process: with several gunicorn workers each answers with its own counts.
-A shared implementation (Redis) keeps the same two methods.
+RedisStats keeps one hash that every worker and replica increments, so /api/v1/stats is the same
+whichever worker answers. InMemoryStats counts for one process only.
 """
 
 from __future__ import annotations
@@ -12,12 +12,79 @@ from collections import Counter
 from typing import Protocol
 
 from ..chat import Outcome
+from .store import PREFIX, RedisStore
+
+KEY = f"{PREFIX}stats"
 
 
 class StatsStore(Protocol):
-    def record(self, outcome: Outcome, local: bool) -> None: ...
+    scope: str
+
+    def record(self, outcome: Outcome, local: bool, key_id: str | None) -> None: ...
     def record_error(self, kind: str) -> None: ...
-    def snapshot(self) -> dict: ...
+    def record_cache(self, result: str) -> None: ...
+    def counters(self) -> dict[str, float]: ...
+
+
+def _fields(outcome: Outcome, local: bool, key_id: str | None) -> dict[str, int]:
+    usage = outcome.completion.usage
+    fields = {"requests": 1, "local": int(local), "cached": int(outcome.cached),
+              f"backend:{outcome.backend}": 1, f"model:{outcome.model}": 1, f"tier:{outcome.tier}": 1,
+              "tokens:input": usage.input_tokens, "tokens:output": usage.output_tokens}
+    if key_id:
+        fields[f"key:{key_id}"] = 1
+    return fields
+
+
+def snapshot(counters: dict[str, float], scope: str) -> dict:
+    """The counts part of /api/v1/stats, from the flat counters either store keeps."""
+    def group(prefix: str) -> dict[str, int]:
+        return {k[len(prefix):]: int(v) for k, v in sorted(counters.items()) if k.startswith(prefix)}
+
+    requests, local = int(counters.get("requests", 0)), int(counters.get("local", 0))
+    hits, misses = int(counters.get("cache:hit", 0)), int(counters.get("cache:miss", 0))
+    return {
+        "scope": scope,
+        "requests": requests,
+        "errors": group("errors:"),
+        "by_backend": group("backend:"), "by_model": group("model:"), "by_tier": group("tier:"),
+        "by_key": group("key:"),
+        "local_requests": local,
+        "local_share": round(local / requests, 4) if requests else 0.0,
+        "cached_requests": int(counters.get("cached", 0)),
+        "cache": {"hits": hits, "misses": misses, "bypassed": int(counters.get("cache:bypass", 0)),
+                  "hit_ratio": round(hits / (hits + misses), 4) if hits + misses else 0.0},
+        "tokens": {"input": int(counters.get("tokens:input", 0)), "output": int(counters.get("tokens:output", 0))},
+    }
+
+
+class RedisStats:
+    scope = "shared"
+
+    def __init__(self, store: RedisStore):
+        self.store = store
+
+    def _add(self, fields: dict[str, int]) -> None:
+        def incr(r):
+            pipe = r.pipeline(transaction=True)
+            for k, v in fields.items():
+                if v:
+                    pipe.hincrby(KEY, k, v)
+            pipe.execute()
+
+        self.store.try_run(incr, None)  # stats degrade, requests do not fail
+
+    def record(self, outcome: Outcome, local: bool, key_id: str | None) -> None:
+        self._add(_fields(outcome, local, key_id))
+
+    def record_error(self, kind: str) -> None:
+        self._add({f"errors:{kind}": 1})
+
+    def record_cache(self, result: str) -> None:
+        self._add({f"cache:{result}": 1})
+
+    def counters(self) -> dict[str, float]:
+        return {k: float(v) for k, v in self.store.run(lambda r: r.hgetall(KEY)).items()}
 
 
 class InMemoryStats:
@@ -25,44 +92,23 @@ class InMemoryStats:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._started = time.time()
-        self._by = {"backend": Counter(), "model": Counter(), "tier": Counter()}
-        self._errors: Counter = Counter()
-        self._requests = self._local = self._cached = 0
-        self._cost = 0.0
-        self._tokens = Counter()
+        self._counts: Counter = Counter()
+        self.started = time.time()
 
-    def record(self, outcome: Outcome, local: bool) -> None:
+    def _add(self, fields: dict[str, int]) -> None:
         with self._lock:
-            self._requests += 1
-            self._local += int(local)
-            self._cached += int(outcome.cached)
-            self._by["backend"][outcome.backend] += 1
-            self._by["model"][outcome.model] += 1
-            self._by["tier"][outcome.tier] += 1
-            self._cost += outcome.cost
-            self._tokens["input"] += outcome.completion.usage.input_tokens
-            self._tokens["output"] += outcome.completion.usage.output_tokens
+            self._counts.update(fields)
+
+    def record(self, outcome: Outcome, local: bool, key_id: str | None) -> None:
+        self._add(_fields(outcome, local, key_id))
 
     def record_error(self, kind: str) -> None:
         """kind: the HTTP status sent ("502"), or "stream_interrupted" for a stream that failed mid-way."""
-        with self._lock:
-            self._errors[kind] += 1
+        self._add({f"errors:{kind}": 1})
 
-    def snapshot(self) -> dict:
+    def record_cache(self, result: str) -> None:
+        self._add({f"cache:{result}": 1})
+
+    def counters(self) -> dict[str, float]:
         with self._lock:
-            answered = self._requests
-            return {
-                "scope": self.scope,
-                "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self._started)),
-                "requests": answered,
-                "errors": dict(self._errors),
-                "by_backend": dict(self._by["backend"]),
-                "by_model": dict(self._by["model"]),
-                "by_tier": dict(self._by["tier"]),
-                "local_requests": self._local,
-                "local_share": round(self._local / answered, 4) if answered else 0.0,
-                "cached_requests": self._cached,
-                "cost_usd": round(self._cost, 6),
-                "tokens": {"input": self._tokens["input"], "output": self._tokens["output"]},
-            }
+            return {k: float(v) for k, v in self._counts.items()}

@@ -27,7 +27,7 @@ def gunicorn(ollama, claude, tmp_path):
         log = tmp_path / f"gunicorn-{port}.log"
         full = {**os.environ, "GATEWAY_HOST": "127.0.0.1", "GATEWAY_PORT": str(port), "OLLAMA_URL": ollama.url,
                 "ANTHROPIC_API_KEY": ANTHROPIC_KEY, "ANTHROPIC_BASE_URL": claude.url, "GATEWAY_WORKERS": "2",
-                "GATEWAY_THREADS": "16", "GATEWAY_API_KEYS": "integration-key", **env}
+                "GATEWAY_THREADS": "16", "GATEWAY_API_KEYS": "integration-key", "CACHE_TTL_SECONDS": "0", **env}
         out = log.open("w")
         proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gateway/gunicorn.conf.py",
                                  "gateway:create_app()"], cwd=ROOT, env=full, stdout=out, stderr=subprocess.STDOUT)

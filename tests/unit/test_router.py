@@ -169,7 +169,22 @@ def test_cost_aware_keeps_medium_cloud_prompts_local_when_budget_runs_low():
     assert d.backend == "ollama" and "budget" in d.reason
     assert all(c.backend == "ollama" for c in d.plan)
     d = decide(req(prompt, strategy="cost-aware"), ctx(budget_remaining_usd=0.0001))
-    assert d.backend == "ollama" and "budget left" in d.reason
+    assert d.backend == "ollama" and "left this month" in d.reason
+
+
+@pytest.mark.parametrize("strategy", ["auto", "cloud-first", "cost-aware"])
+def test_a_budget_that_cannot_cover_the_worst_case_routes_local(strategy):
+    d = decide(req(COMPLEX[0], strategy=strategy), ctx(budget_remaining_usd=0.001))
+    assert d.backend == "ollama" and "worst case" in d.reason
+    assert all(c.backend == "ollama" for c in d.plan)
+    assert decide(req(COMPLEX[0], strategy=strategy), ctx(budget_remaining_usd=1.0)).backend == "anthropic"
+
+
+def test_paused_paid_calls_route_local_with_the_reason():
+    why = "redis down: paid calls paused (REDIS_FAILURE_POLICY=local-only)"
+    for strategy in ("auto", "cloud-first"):
+        d = decide(req(COMPLEX[0], strategy=strategy), ctx(paid_block_reason=why))
+        assert d.backend == "ollama" and why in d.reason
 
 
 def test_cost_aware_does_not_escalate_local_failures_to_the_cloud():

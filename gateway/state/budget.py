@@ -1,0 +1,229 @@
+"""Spend and budgets: what every request cost, what it would have cost on the cloud, and reservations
+that keep concurrent paid calls inside the monthly budget.
+
+Before a paid call its worst-case cost is reserved atomically (spent + reserved + amount <= limit);
+after it the reservation is settled to the real cost, or released on failure. Because the worst case
+bounds the real cost, recorded spend can never pass the budget, whatever the concurrency. Months are
+UTC. A reservation whose request died is dropped when its deadline passes.
+
+RedisLedger shares all of this between workers and replicas (Lua scripts, one round trip each);
+MemoryLedger does the same for a single process.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from .store import PREFIX, RedisStore
+
+DAY_TTL = 40 * 86400
+MONTH_TTL = 400 * 86400
+
+
+@dataclass(frozen=True)
+class Reservation:
+    id: str
+    month: str
+    amount: float
+    key_id: str | None
+
+
+@dataclass(frozen=True)
+class Limits:
+    monthly_usd: float | None          # None: no global budget
+    per_key_monthly_usd: float | None  # None: no per-key budget
+    soft_share: float = 0.8
+
+
+class Ledger(Protocol):
+    def reserve(self, key_id: str | None, amount: float, ttl: float) -> Reservation | None: ...
+    def release(self, reservation: Reservation) -> None: ...
+    def record(self, *, cost: float, cloud_cost: float, model: str, backend: str, key_id: str | None,
+               reservation: Reservation | None) -> None: ...
+    def month_totals(self, month: str | None = None) -> dict[str, float]: ...
+
+
+def month_of(t: float) -> str:
+    return time.strftime("%Y-%m", time.gmtime(t))
+
+
+def day_of(t: float) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(t))
+
+
+def budget_status(totals: dict[str, float], limits: Limits, month: str, key_id: str | None = None) -> dict:
+    """The /api/v1/budget body from a month's totals: global, or one key's own."""
+    if key_id is None:
+        limit, spent, reserved = limits.monthly_usd, totals.get("total", 0.0), totals.get("reserved", 0.0)
+    else:
+        limit = limits.per_key_monthly_usd
+        spent, reserved = totals.get(f"key:{key_id}", 0.0), totals.get(f"reserved:{key_id}", 0.0)
+    remaining = None if limit is None else round(max(0.0, limit - spent - reserved), 8)
+    soft = limit is not None and limit > 0 and (spent + reserved) >= limits.soft_share * limit
+    body = {"month": month, "limit_usd": limit, "spent_usd": round(spent, 8), "reserved_usd": round(reserved, 8),
+            "remaining_usd": remaining, "soft_limit_reached": soft}
+    if key_id is not None:
+        body["key"] = key_id
+    return body
+
+
+# --------------------------------------------------------------------------- Redis
+
+_UNRESERVE = """
+local function unreserve(amounts, zset, month, id)
+  local v = redis.call('HGET', amounts, id)
+  if v then
+    local sep = string.find(v, '|', 1, true)
+    local amt = tonumber(string.sub(v, 1, sep - 1))
+    local key = string.sub(v, sep + 1)
+    redis.call('HINCRBYFLOAT', month, 'reserved', -amt)
+    if key ~= '' then redis.call('HINCRBYFLOAT', month, 'reserved:' .. key, -amt) end
+    redis.call('HDEL', amounts, id)
+  end
+  redis.call('ZREM', zset, id)
+end
+"""
+
+# KEYS: month hash, reservation zset (id -> expiry), reservation amounts (id -> "amount|key")
+# ARGV: id, amount, limit (-1: none), key id ('' none), key limit (-1: none), now, expires at
+_RESERVE = _UNRESERVE + """
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[6])) do
+  unreserve(KEYS[3], KEYS[2], KEYS[1], id)
+end
+local amount, limit, key, klimit = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
+local function used(field, rfield)
+  return tonumber(redis.call('HGET', KEYS[1], field) or '0') + tonumber(redis.call('HGET', KEYS[1], rfield) or '0')
+end
+if limit >= 0 and used('total', 'reserved') + amount > limit then return 'global' end
+if key ~= '' and klimit >= 0 and used('key:' .. key, 'reserved:' .. key) + amount > klimit then return 'key' end
+redis.call('HINCRBYFLOAT', KEYS[1], 'reserved', amount)
+if key ~= '' then redis.call('HINCRBYFLOAT', KEYS[1], 'reserved:' .. key, amount) end
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[2] .. '|' .. key)
+redis.call('ZADD', KEYS[2], ARGV[7], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[8]); redis.call('EXPIRE', KEYS[2], ARGV[8]); redis.call('EXPIRE', KEYS[3], ARGV[8])
+return 'ok'
+"""
+
+_RELEASE = _UNRESERVE + "unreserve(KEYS[3], KEYS[2], KEYS[1], ARGV[1])\nreturn 1\n"
+
+# KEYS: month hash, day hash, reservation zset, reservation amounts
+# ARGV: reservation id ('' none), cost, cloud-only cost, model, backend, key id ('' none), day ttl, month ttl
+_RECORD = _UNRESERVE + """
+if ARGV[1] ~= '' then unreserve(KEYS[4], KEYS[3], KEYS[1], ARGV[1]) end
+for _, h in ipairs({KEYS[1], KEYS[2]}) do
+  redis.call('HINCRBYFLOAT', h, 'total', ARGV[2])
+  redis.call('HINCRBYFLOAT', h, 'cloud_only', ARGV[3])
+  redis.call('HINCRBYFLOAT', h, 'model:' .. ARGV[4], ARGV[2])
+  redis.call('HINCRBYFLOAT', h, 'backend:' .. ARGV[5], ARGV[2])
+  if ARGV[6] ~= '' then redis.call('HINCRBYFLOAT', h, 'key:' .. ARGV[6], ARGV[2]) end
+end
+redis.call('EXPIRE', KEYS[2], ARGV[7])
+redis.call('EXPIRE', KEYS[1], ARGV[8])
+return 1
+"""
+
+
+class RedisLedger:
+    def __init__(self, store: RedisStore, limits: Limits, wall: Callable[[], float] = time.time):
+        self.store, self.limits, self.wall = store, limits, wall
+
+    @staticmethod
+    def _keys(month: str) -> tuple[str, str, str]:
+        return f"{PREFIX}spend:{month}", f"{PREFIX}resv:{month}", f"{PREFIX}resv:{month}:amounts"
+
+    def reserve(self, key_id: str | None, amount: float, ttl: float) -> Reservation | None:
+        now = self.wall()
+        month = month_of(now)
+        res = Reservation(uuid.uuid4().hex, month, amount, key_id)
+        limit = -1 if self.limits.monthly_usd is None else self.limits.monthly_usd
+        klimit = -1 if self.limits.per_key_monthly_usd is None else self.limits.per_key_monthly_usd
+        script = self.store.script(_RESERVE)
+        verdict = self.store.run(lambda r: script(keys=self._keys(month), args=[
+            res.id, repr(amount), repr(limit), key_id or "", repr(klimit), repr(now), repr(now + ttl), MONTH_TTL],
+            client=r))
+        return res if verdict == "ok" else None
+
+    def release(self, reservation: Reservation) -> None:
+        script = self.store.script(_RELEASE)
+        self.store.try_run(lambda r: script(keys=self._keys(reservation.month), args=[reservation.id], client=r),
+                           None)
+
+    def record(self, *, cost: float, cloud_cost: float, model: str, backend: str, key_id: str | None,
+               reservation: Reservation | None) -> None:
+        now = self.wall()
+        month = reservation.month if reservation else month_of(now)
+        month_hash, zset, amounts = self._keys(month)
+        script = self.store.script(_RECORD)
+        self.store.run(lambda r: script(
+            keys=[month_hash, f"{PREFIX}spend:{day_of(now)}", zset, amounts],
+            args=[reservation.id if reservation else "", repr(cost), repr(cloud_cost), model, backend, key_id or "",
+                  DAY_TTL, MONTH_TTL], client=r))
+
+    def month_totals(self, month: str | None = None) -> dict[str, float]:
+        month = month or month_of(self.wall())
+        raw = self.store.run(lambda r: r.hgetall(f"{PREFIX}spend:{month}"))
+        return {k: float(v) for k, v in raw.items()}
+
+
+# --------------------------------------------------------------------------- one process
+
+
+class MemoryLedger:
+    def __init__(self, limits: Limits, wall: Callable[[], float] = time.time):
+        self.limits, self.wall = limits, wall
+        self._lock = threading.Lock()
+        self._months: dict[str, defaultdict[str, float]] = defaultdict(lambda: defaultdict(float))
+        self._open: dict[str, tuple[Reservation, float]] = {}  # id -> (reservation, expires at)
+
+    def _drop(self, res: Reservation) -> None:
+        totals = self._months[res.month]
+        totals["reserved"] -= res.amount
+        if res.key_id:
+            totals[f"reserved:{res.key_id}"] -= res.amount
+        self._open.pop(res.id, None)
+
+    def reserve(self, key_id: str | None, amount: float, ttl: float) -> Reservation | None:
+        now = self.wall()
+        with self._lock:
+            for res, expires in list(self._open.values()):
+                if expires <= now:
+                    self._drop(res)
+            month = month_of(now)
+            t = self._months[month]
+            lim, klim = self.limits.monthly_usd, self.limits.per_key_monthly_usd
+            if lim is not None and t["total"] + t["reserved"] + amount > lim:
+                return None
+            if key_id and klim is not None and t[f"key:{key_id}"] + t[f"reserved:{key_id}"] + amount > klim:
+                return None
+            res = Reservation(uuid.uuid4().hex, month, amount, key_id)
+            t["reserved"] += amount
+            if key_id:
+                t[f"reserved:{key_id}"] += amount
+            self._open[res.id] = (res, now + ttl)
+            return res
+
+    def release(self, reservation: Reservation) -> None:
+        with self._lock:
+            if reservation.id in self._open:
+                self._drop(reservation)
+
+    def record(self, *, cost: float, cloud_cost: float, model: str, backend: str, key_id: str | None,
+               reservation: Reservation | None) -> None:
+        with self._lock:
+            if reservation is not None and reservation.id in self._open:
+                self._drop(reservation)
+            month = reservation.month if reservation else month_of(self.wall())
+            t = self._months[month]
+            for field in ("total", f"model:{model}", f"backend:{backend}") + ((f"key:{key_id}",) if key_id else ()):
+                t[field] += cost
+            t["cloud_only"] += cloud_cost
+
+    def month_totals(self, month: str | None = None) -> dict[str, float]:
+        with self._lock:
+            return dict(self._months[month or month_of(self.wall())])

@@ -1,0 +1,93 @@
+"""The response cache: repeated questions answered for free.
+
+Exact match on a canonical form of what decides the answer (messages, system, the model that would
+answer, temperature, max_tokens, stop). Keys are SHA-256 under a namespace and a version, so a format
+change never reads old entries. Only complete, successful answers are stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Protocol
+
+from ..chat import ChatRequest
+from .store import PREFIX, RedisStore
+
+VERSION = 1
+MEMORY_ENTRIES = 2000  # the in-process cache keeps at most this many answers (least recently used go)
+
+
+@dataclass(frozen=True)
+class CachedAnswer:
+    model: str
+    backend: str
+    tier: str
+    text: str
+    finish_reason: str
+    input_tokens: int
+    output_tokens: int
+
+
+def cache_key(request: ChatRequest, model: str) -> str:
+    canonical = json.dumps({
+        "v": VERSION, "model": model, "system": request.system,
+        "messages": [[m.role, m.content] for m in request.messages],
+        "temperature": request.temperature, "max_tokens": request.max_tokens, "stop": list(request.stop),
+    }, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+    return f"{PREFIX}cache:v{VERSION}:{hashlib.sha256(canonical.encode()).hexdigest()}"
+
+
+class Cache(Protocol):
+    def get(self, key: str) -> CachedAnswer | None: ...
+    def put(self, key: str, answer: CachedAnswer, ttl: int) -> None: ...
+
+
+class RedisCache:
+    """A cache that fails open: with Redis down, get() misses and put() does nothing."""
+
+    def __init__(self, store: RedisStore):
+        self.store = store
+
+    def get(self, key: str) -> CachedAnswer | None:
+        raw = self.store.try_run(lambda r: r.get(key), None)
+        if not raw:
+            return None
+        try:
+            return CachedAnswer(**json.loads(raw))
+        except (ValueError, TypeError):
+            return None  # an entry from another version of the gateway: ignore it
+
+    def put(self, key: str, answer: CachedAnswer, ttl: int) -> None:
+        data = json.dumps(asdict(answer), separators=(",", ":"))
+        self.store.try_run(lambda r: r.set(key, data, ex=ttl), None)
+
+
+class MemoryCache:
+    def __init__(self, clock: Callable[[], float] = time.monotonic, entries: int = MEMORY_ENTRIES):
+        self.clock, self.entries = clock, entries
+        self._lock = threading.Lock()
+        self._data: OrderedDict[str, tuple[float, CachedAnswer]] = OrderedDict()
+
+    def get(self, key: str) -> CachedAnswer | None:
+        with self._lock:
+            item = self._data.get(key)
+            if item is None:
+                return None
+            if item[0] <= self.clock():
+                del self._data[key]
+                return None
+            self._data.move_to_end(key)
+            return item[1]
+
+    def put(self, key: str, answer: CachedAnswer, ttl: int) -> None:
+        with self._lock:
+            self._data[key] = (self.clock() + ttl, answer)
+            self._data.move_to_end(key)
+            while len(self._data) > self.entries:
+                self._data.popitem(last=False)

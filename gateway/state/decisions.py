@@ -1,0 +1,48 @@
+"""The routing-decision log: one entry per answered or failed request, newest last, capped.
+
+Operators and workflows read it (GET /api/v1/decisions?limit=N) to audit and tune routing.
+RedisDecisionLog appends to a capped stream; MemoryDecisionLog keeps a bounded list per process.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from typing import Protocol
+
+from .store import PREFIX, RedisStore
+
+STREAM = f"{PREFIX}decisions"
+
+
+class DecisionLog(Protocol):
+    def append(self, entry: dict[str, str]) -> None: ...
+    def recent(self, limit: int) -> list[dict[str, str]]: ...
+
+
+class RedisDecisionLog:
+    def __init__(self, store: RedisStore, maxlen: int):
+        self.store, self.maxlen = store, maxlen
+
+    def append(self, entry: dict[str, str]) -> None:
+        self.store.try_run(lambda r: r.xadd(STREAM, entry, maxlen=self.maxlen, approximate=True), None)
+
+    def recent(self, limit: int) -> list[dict[str, str]]:
+        rows = self.store.run(lambda r: r.xrevrange(STREAM, count=limit))
+        return [dict(fields, id=entry_id) for entry_id, fields in reversed(rows)]
+
+
+class MemoryDecisionLog:
+    def __init__(self, maxlen: int):
+        self._lock = threading.Lock()
+        self._rows: deque[dict[str, str]] = deque(maxlen=maxlen)
+        self._seq = 0
+
+    def append(self, entry: dict[str, str]) -> None:
+        with self._lock:
+            self._seq += 1
+            self._rows.append(dict(entry, id=str(self._seq)))
+
+    def recent(self, limit: int) -> list[dict[str, str]]:
+        with self._lock:
+            return list(self._rows)[-limit:]

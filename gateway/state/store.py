@@ -1,0 +1,83 @@
+"""The Redis connection every shared store uses, and how the gateway behaves when Redis goes away.
+
+One connection pool per worker process (create_app runs once per worker), short socket timeouts. When
+a command fails, Redis is marked down for a moment so the next requests do not each wait a timeout;
+after that the next command tries again and the gateway recovers without a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import redis
+
+from ..config import Settings
+
+log = logging.getLogger("gateway.state")
+T = TypeVar("T")
+PREFIX = "hai:"          # every key the gateway writes starts with this
+DOWN_BACKOFF = 1.0       # seconds Redis stays marked down after a failed command
+
+
+class StateUnavailable(Exception):
+    """Redis is configured but not answering."""
+
+
+class RedisStore:
+    def __init__(self, client: redis.Redis, clock: Callable[[], float] = time.monotonic):
+        self.client, self.clock = client, clock
+        self._down_until = 0.0
+        self._lock = threading.Lock()
+        self._scripts: dict[str, redis.commands.core.Script] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RedisStore:
+        kwargs = dict(socket_timeout=settings.redis_socket_timeout,
+                      socket_connect_timeout=settings.redis_socket_timeout,
+                      health_check_interval=30, max_connections=512, decode_responses=True)
+        if settings.redis_password:
+            kwargs["password"] = settings.redis_password
+        url = settings.redis_url
+        if settings.redis_tls and url.startswith("redis://"):
+            url = "rediss://" + url[len("redis://"):]
+        return cls(redis.Redis.from_url(url, **kwargs))
+
+    @property
+    def up(self) -> bool:
+        return self.clock() >= self._down_until
+
+    def run(self, fn: Callable[[redis.Redis], T]) -> T:
+        """Run fn(client); a Redis failure marks it down briefly and raises StateUnavailable."""
+        if not self.up:
+            raise StateUnavailable("redis marked down")
+        try:
+            return fn(self.client)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
+            with self._lock:
+                if self.up:
+                    log.warning("redis unavailable: %s", type(exc).__name__)
+                self._down_until = self.clock() + DOWN_BACKOFF
+            raise StateUnavailable(type(exc).__name__) from exc
+
+    def try_run(self, fn: Callable[[redis.Redis], T], default: T) -> T:
+        """Like run(), but a failure returns `default` (for work that may be skipped: cache, stats)."""
+        try:
+            return self.run(fn)
+        except StateUnavailable:
+            return default
+
+    def script(self, source: str):
+        """A registered Lua script (EVALSHA, reloaded by redis-py after a Redis restart)."""
+        if source not in self._scripts:
+            self._scripts[source] = self.client.register_script(source)
+        return self._scripts[source]
+
+    def ping(self) -> bool:
+        return self.try_run(lambda r: bool(r.ping()), False)
+
+    def close(self) -> None:
+        self.client.close()
