@@ -18,44 +18,6 @@ from tests.fakes import Script
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def gunicorn(ollama, claude, tmp_path):
-    procs = []
-
-    def start(**env):
-        port = free_port()
-        log = tmp_path / f"gunicorn-{port}.log"
-        full = {**os.environ, "GATEWAY_HOST": "127.0.0.1", "GATEWAY_PORT": str(port), "OLLAMA_URL": ollama.url,
-                "ANTHROPIC_API_KEY": ANTHROPIC_KEY, "ANTHROPIC_BASE_URL": claude.url, "GATEWAY_WORKERS": "2",
-                "GATEWAY_THREADS": "16", "GATEWAY_API_KEYS": "integration-key", "CACHE_TTL_SECONDS": "0", **env}
-        out = log.open("w")
-        proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gateway/gunicorn.conf.py",
-                                 "gateway:create_app()"], cwd=ROOT, env=full, stdout=out, stderr=subprocess.STDOUT)
-        procs.append((proc, out))
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise AssertionError("gunicorn exited:\n" + log.read_text())
-            try:
-                if requests.get(f"{url}/health", timeout=5).status_code == 200:
-                    return url, proc, log
-            except requests.RequestException:
-                time.sleep(0.1)
-        raise AssertionError("gunicorn did not start:\n" + log.read_text())
-
-    yield start
-    for proc, out in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        out.close()
-
-
 def test_serves_chat_with_auth_and_logs_no_prompt(gunicorn):
     url, proc, log = gunicorn()
     headers = {"Authorization": "Bearer integration-key"}
@@ -134,3 +96,16 @@ def test_stream_through_gunicorn_and_disconnect_cancels_upstream(gunicorn, ollam
     while time.monotonic() < deadline and (ollama.inflight or not ollama.aborted):
         time.sleep(0.05)
     assert ollama.aborted == 1 and ollama.inflight == 0
+
+
+def test_two_gateway_processes_share_stats_through_redis(gunicorn, redis_server, claude):
+    a, _, _ = gunicorn(REDIS_URL=redis_server.url)
+    b, _, _ = gunicorn(REDIS_URL=redis_server.url)
+    headers = {"X-API-Key": "integration-key"}
+    design = "Design a distributed system for real-time chat at scale with fault tolerance"
+    for url, prompt in ((a, "What is Python?"), (b, "What is Rust?"), (b, design)):
+        assert requests.post(f"{url}/api/v1/chat", json={"prompt": prompt}, headers=headers, timeout=10).ok
+    # Several requests each: with 2 workers per process, every worker of both processes answers some.
+    seen = [requests.get(f"{url}/api/v1/stats", headers=headers, timeout=5).json() for url in (a, b) * 4]
+    assert all(s == seen[0] for s in seen)
+    assert seen[0]["requests"] == 3 and seen[0]["by_backend"] == {"ollama": 2, "anthropic": 1}
