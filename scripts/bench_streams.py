@@ -15,39 +15,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import multiprocessing
-import os
 import re
-import signal
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-import requests
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from scripts.bench.procs import fake_ollama, gateway
 
 FIRST_TOKEN = re.compile(rb'"content": ?"[^"]')  # the first non-empty piece, in SSE or NDJSON
-
-
-def _serve_fake(tokens: int, seconds: float, queue) -> None:
-    from tests.fakes import FakeOllama, Script
-
-    fake = FakeOllama()
-    fake.default = Script(reply=" ".join(f"tok{i}" for i in range(tokens)), chunk_delay=seconds / tokens)
-    queue.put(fake.url)
-    signal.sigwait({signal.SIGTERM})
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def _one(host: str, port: int, path: str, body: bytes, done_marker: bytes, timeout: float):
@@ -79,27 +56,6 @@ async def _burst(url: str, path: str, payload: dict, done_marker: bytes, n: int,
     return await asyncio.gather(*[_one(host, int(port), path, body, done_marker, timeout) for _ in range(n)])
 
 
-def _start_gateway(ollama_url: str):
-    port = _free_port()
-    env = {**os.environ, "GATEWAY_HOST": "127.0.0.1", "GATEWAY_PORT": str(port), "OLLAMA_URL": ollama_url,
-           "ANTHROPIC_API_KEY": "", "GATEWAY_API_KEYS": "", "LOG_LEVEL": "WARNING"}
-    for var in ("GATEWAY_WORKERS", "GATEWAY_THREADS"):
-        env.pop(var, None)  # the production defaults, whatever this shell has set
-    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gateway/gunicorn.conf.py",
-                             "gateway:create_app()"], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{url}/health", timeout=2).ok:
-                return proc, url
-        except requests.RequestException:
-            time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("gunicorn did not start")
-
-
 def _row(name: str, results, wall: float) -> str:
     ok = [r for r in results if r[0]]
     ttfts = sorted(r[1] for r in ok if r[1] is not None)
@@ -120,31 +76,25 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=60.0)
     args = parser.parse_args()
 
-    queue = multiprocessing.Queue()
-    fake = multiprocessing.Process(target=_serve_fake, args=(args.tokens, args.stream_seconds, queue), daemon=True)
-    fake.start()
-    ollama_url = queue.get(timeout=30)
-    proc, gateway = _start_gateway(ollama_url)
     messages = [{"role": "user", "content": "What is Python?"}]
     rows = []
-    try:
+    reply = " ".join(f"tok{i}" for i in range(args.tokens))
+    # GATEWAY_WORKERS/THREADS unset: the production defaults, whatever this shell has set.
+    defaults = {"GATEWAY_WORKERS": None, "GATEWAY_THREADS": None, "CACHE_TTL_SECONDS": "0"}
+    with fake_ollama(reply=reply, chunk_delay=args.stream_seconds / args.tokens) as ollama_url, \
+            gateway({"OLLAMA_URL": ollama_url, **defaults}) as url:
         # Warm-up: imports, connection pools, worker threads.
-        asyncio.run(_burst(gateway, "/v1/chat/completions", {"model": "auto", "messages": messages,
-                                                             "stream": True}, b"[DONE]", 8, args.timeout))
-        for name, url, path, payload, marker in (
+        asyncio.run(_burst(url, "/v1/chat/completions", {"model": "auto", "messages": messages, "stream": True},
+                           b"[DONE]", 8, args.timeout))
+        for name, target, path, payload, marker in (
             ("direct (fake Ollama)", ollama_url, "/api/chat", {"model": "tinyllama", "messages": messages},
              b'"done": true'),
-            ("through the gateway", gateway, "/v1/chat/completions",
+            ("through the gateway", url, "/v1/chat/completions",
              {"model": "auto", "messages": messages, "stream": True}, b"data: [DONE]"),
         ):
             t0 = time.perf_counter()
-            results = asyncio.run(_burst(url, path, payload, marker, args.streams, args.timeout))
+            results = asyncio.run(_burst(target, path, payload, marker, args.streams, args.timeout))
             rows.append(_row(name, results, time.perf_counter() - t0))
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
-        fake.terminate()
-        fake.join(timeout=10)
 
     print(f"\n{args.streams} simultaneous streams, {args.tokens} tokens over {args.stream_seconds:.0f} s each, "
           f"gateway with default gunicorn settings, loopback")

@@ -14,11 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import multiprocessing
-import os
-import signal
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -26,49 +22,8 @@ from pathlib import Path
 
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-
-def _serve_fake(delay: float, queue) -> None:
-    from tests.fakes import FakeOllama, Script
-
-    fake = FakeOllama()
-    fake.default = Script(delay=delay, reply="a slow local answer")
-    queue.put(fake.url)
-    signal.sigwait({signal.SIGTERM})
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start_gateway(worker_class: str, workers: int, threads: int, ollama_url: str):
-    port = _free_port()
-    env = {**os.environ, "GATEWAY_HOST": "127.0.0.1", "GATEWAY_PORT": str(port), "OLLAMA_URL": ollama_url,
-           "ANTHROPIC_API_KEY": "", "GATEWAY_WORKERS": str(workers), "GATEWAY_THREADS": str(threads),
-           "LOG_LEVEL": "WARNING", "GATEWAY_API_KEYS": ""}
-    cmd = [sys.executable, "-m", "gunicorn", "-c", "gateway/gunicorn.conf.py", "--worker-class", worker_class]
-    if worker_class == "gevent":
-        cmd += ["--worker-connections", "1000"]
-    if worker_class == "sync":
-        cmd += ["--threads", "1"]  # with threads > 1 gunicorn silently runs gthread instead of sync
-    proc = subprocess.Popen([*cmd, "gateway:create_app()"], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{url}/health", timeout=2).ok:
-                return proc, url
-        except requests.RequestException:
-            time.sleep(0.2)
-    proc.kill()
-    raise SystemExit(f"gunicorn ({worker_class}) did not start")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from scripts.bench.procs import fake_ollama, gateway
 
 
 def _drive(url: str, concurrency: int, seconds: float) -> tuple[list[float], int]:
@@ -110,29 +65,22 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=256, help="gthread threads per worker (production default)")
     args = parser.parse_args()
 
-    queue = multiprocessing.Queue()
-    fake = multiprocessing.Process(target=_serve_fake, args=(args.delay, queue), daemon=True)
-    fake.start()
-    ollama_url = queue.get(timeout=30)
     classes = ["sync", "gthread"] + (["gevent"] if importlib.util.find_spec("gevent") else [])
+    extra = {"sync": ["--threads", "1"],  # with threads > 1 gunicorn silently runs gthread instead of sync
+             "gthread": [], "gevent": ["--worker-connections", "1000"]}
     rows = []
-    try:
+    with fake_ollama(delay=args.delay, reply="a slow local answer") as ollama_url:
         for worker_class in classes:
-            proc, url = _start_gateway(worker_class, args.workers, args.threads, ollama_url)
-            try:
+            env = {"OLLAMA_URL": ollama_url, "GATEWAY_WORKERS": str(args.workers), "GATEWAY_THREADS": str(args.threads),
+                   "CACHE_TTL_SECONDS": "0"}  # every request must reach the slow upstream
+            with gateway(env, "--worker-class", worker_class, *extra[worker_class]) as url:
                 _drive(url, min(args.concurrency, 8), 1.0)  # warm-up: imports, connection pools
                 latencies, errors = _drive(url, args.concurrency, args.seconds)
-            finally:
-                proc.send_signal(signal.SIGTERM)
-                proc.wait(timeout=60)
             capacity = {"sync": args.workers, "gthread": args.workers * args.threads,
                         "gevent": args.workers * 1000}[worker_class]
             q = statistics.quantiles(latencies, n=100) if len(latencies) >= 2 else [float("nan")] * 99
             rows.append((worker_class, capacity, len(latencies), len(latencies) / args.seconds,
                          statistics.median(latencies) if latencies else float("nan"), q[98], errors))
-    finally:
-        fake.terminate()
-        fake.join(timeout=10)
 
     print(f"\n{args.concurrency} concurrent clients, upstream answer takes {args.delay:.1f} s, "
           f"{args.workers} workers, {args.seconds:.0f} s per run, loopback")

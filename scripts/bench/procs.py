@@ -1,0 +1,104 @@
+"""Start and stop what a benchmark measures, each in its own process so the load generator's GIL does
+not slow the thing being measured. Everything listens on 127.0.0.1 and is stopped by its handle."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(check: Callable[[], bool], what: str, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception:  # noqa: BLE001 - anything short of an answer means "not yet"
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"{what} did not start within {seconds:.0f} s")
+
+
+def _serve_ollama(script: dict, queue) -> None:
+    sys.path.insert(0, str(ROOT))
+    from tests.fakes import FakeOllama, Script
+
+    fake = FakeOllama()
+    fake.default = Script(**script)
+    queue.put(fake.url)
+    signal.sigwait({signal.SIGTERM})
+
+
+@contextmanager
+def fake_ollama(**script):
+    """A fake Ollama in its own process answering every request with Script(**script); yields its URL."""
+    queue = multiprocessing.Queue()
+    proc = multiprocessing.Process(target=_serve_ollama, args=(script, queue), daemon=True)
+    proc.start()
+    try:
+        yield queue.get(timeout=30)
+    finally:
+        proc.terminate()
+        proc.join(timeout=10)
+
+
+@contextmanager
+def gateway(env: dict[str, str | None], *extra_args: str):
+    """The gateway under gunicorn with gateway/gunicorn.conf.py; yields its URL once /health answers.
+    A None value in env removes that variable (to get the production default)."""
+    port = free_port()
+    merged = {**os.environ, "GATEWAY_HOST": "127.0.0.1", "GATEWAY_PORT": str(port), "ANTHROPIC_API_KEY": "",
+              "GATEWAY_API_KEYS": "", "LOG_LEVEL": "WARNING", **env}
+    full = {k: v for k, v in merged.items() if v is not None}
+    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gateway/gunicorn.conf.py", *extra_args,
+                             "gateway:create_app()"], cwd=ROOT, env=full,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: proc.poll() is None and requests.get(f"{url}/health", timeout=2).ok, "gunicorn")
+        yield url
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@contextmanager
+def redis_server():
+    """A private redis-server; yields its URL."""
+    if not shutil.which("redis-server"):
+        raise SystemExit("redis-server is needed (apt-get install redis-server)")
+    port, tmp = free_port(), tempfile.mkdtemp(prefix="bench-redis-")
+    proc = subprocess.Popen(["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "",
+                             "--appendonly", "no", "--dir", tmp], stdout=subprocess.DEVNULL)
+    try:
+        import redis
+
+        wait_until(lambda: redis.Redis(port=port).ping(), "redis-server")
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        shutil.rmtree(tmp, ignore_errors=True)
