@@ -7,7 +7,6 @@ whichever worker answers. InMemoryStats counts for one process only.
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 from typing import Protocol
 
@@ -58,7 +57,24 @@ def snapshot(counters: dict[str, float], scope: str) -> dict:
     }
 
 
-class RedisStats:
+class _Counting:
+    """record_* in terms of one `_add(fields)`: the stores differ only in where the counters live."""
+
+    def _add(self, fields: dict[str, int]) -> None:
+        raise NotImplementedError
+
+    def record(self, outcome: Outcome, local: bool, key_id: str | None) -> None:
+        self._add(_fields(outcome, local, key_id))
+
+    def record_error(self, kind: str) -> None:
+        """kind: the HTTP status sent ("502"), or "stream_interrupted" for a stream that failed mid-way."""
+        self._add({f"errors:{kind}": 1})
+
+    def record_cache(self, result: str) -> None:
+        self._add({f"cache:{result}": 1})
+
+
+class RedisStats(_Counting):
     scope = "shared"
 
     def __init__(self, store: RedisStore):
@@ -74,40 +90,20 @@ class RedisStats:
 
         self.store.try_run(incr, None)  # stats degrade, requests do not fail
 
-    def record(self, outcome: Outcome, local: bool, key_id: str | None) -> None:
-        self._add(_fields(outcome, local, key_id))
-
-    def record_error(self, kind: str) -> None:
-        self._add({f"errors:{kind}": 1})
-
-    def record_cache(self, result: str) -> None:
-        self._add({f"cache:{result}": 1})
-
     def counters(self) -> dict[str, float]:
         return {k: float(v) for k, v in self.store.run(lambda r: r.hgetall(KEY)).items()}
 
 
-class InMemoryStats:
+class InMemoryStats(_Counting):
     scope = "process"
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._counts: Counter = Counter()
-        self.started = time.time()
 
     def _add(self, fields: dict[str, int]) -> None:
         with self._lock:
             self._counts.update(fields)
-
-    def record(self, outcome: Outcome, local: bool, key_id: str | None) -> None:
-        self._add(_fields(outcome, local, key_id))
-
-    def record_error(self, kind: str) -> None:
-        """kind: the HTTP status sent ("502"), or "stream_interrupted" for a stream that failed mid-way."""
-        self._add({f"errors:{kind}": 1})
-
-    def record_cache(self, result: str) -> None:
-        self._add({f"cache:{result}": 1})
 
     def counters(self) -> dict[str, float]:
         with self._lock:
