@@ -72,6 +72,8 @@ class RoutingConfig:
     conserve_at: float
     conserve_min_score: float
     default_max_tokens: int
+    # tier -> (larger local model, free GPU memory in MiB it needs): used when a GPU has that much free
+    gpu_upgrades: dict[str, tuple[str, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,9 @@ def parse_catalog(raw: Any, source: str = "models config") -> Catalog:
     if clash:
         raise CatalogError(f"{source}: names used both as tier and model (or 'auto'): {sorted(clash)}")
     routing = _routing(raw.get("routing") or {}, source)
+    for tier, (model, _) in routing.gpu_upgrades.items():
+        if tier not in names or model not in mnames:
+            raise CatalogError(f"{source}: routing.gpu_upgrade: {tier!r} -> {model!r} names an unknown tier or model")
     return Catalog(tiers=tiers, models=models, routing=routing, prices_as_of=str(raw.get("prices_as_of", "")))
 
 
@@ -204,6 +209,8 @@ def _routing(r: dict, source: str) -> RoutingConfig:
         conserve_at=float(ca.get("conserve_at", 0.8)),
         conserve_min_score=float(ca.get("conserve_min_score", 0.85)),
         default_max_tokens=int(r.get("default_max_tokens", 1024)),
+        gpu_upgrades={str(tier): (str(u["model"]), int(u["min_free_mb"]))
+                      for tier, u in (r.get("gpu_upgrade") or {}).items()},
     )
     if not 0 < cfg.short_words < cfg.long_words:
         raise CatalogError(f"{source}: routing.length: 0 < short_words < long_words required")

@@ -70,6 +70,8 @@ class Settings:
     ollama_max_concurrency: int = 0          # across all workers and replicas; 0: no cap
     concurrency_wait_seconds: float = 10.0
     decision_log_max: int = 10000
+    metrics_token: str | None = field(default=None, repr=False)
+    gpu_sample_seconds: float = 5.0
 
     @property
     def configured_backends(self) -> frozenset[str]:
@@ -133,6 +135,8 @@ class Settings:
             ollama_max_concurrency=int(r.number("OLLAMA_MAX_CONCURRENCY", 0, low=0)),
             concurrency_wait_seconds=r.number("CONCURRENCY_WAIT_SECONDS", 10.0, low=0),
             decision_log_max=int(r.number("DECISION_LOG_MAX", 10000, low=10)),
+            metrics_token=r.text("METRICS_TOKEN", None),
+            gpu_sample_seconds=r.number("GPU_SAMPLE_SECONDS", 5.0, low=0.5),
         )
         r.raise_if_errors()
         return settings

@@ -9,7 +9,28 @@ calls or streams in flight. scripts/bench_workers.py, upstream taking 1 s, 10 s 
 queues, so raise GATEWAY_THREADS for more.
 """
 
+import glob
 import os
+import tempfile
+
+# Metrics from every worker go to one directory (prometheus_client multiprocess mode). It must be set
+# before a worker imports prometheus_client, so here, in the master. Emptied at start: samples of a
+# previous run must not be added to this one.
+_metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="gateway-metrics-")
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
+
+
+def on_starting(server):
+    os.makedirs(_metrics_dir, exist_ok=True)
+    for stale in glob.glob(os.path.join(_metrics_dir, "*.db")):  # only prometheus_client's own files
+        os.remove(stale)
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # its live gauges (in-flight) stop counting
+
 
 _host = os.environ.get("GATEWAY_HOST", "0.0.0.0")  # noqa: S104 - containers listen on all interfaces
 _port = os.environ.get("GATEWAY_PORT", "8080")

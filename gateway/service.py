@@ -16,11 +16,13 @@ from .chat import ChatRequest, Completion, Outcome, Usage
 from .config import Settings
 from .dispatch import Dispatcher, LiveStream
 from .errors import TooManyRequests
+from .gpu import GpuMonitor
 from .smart_router import Decision, RoutingContext, decide
 from .state import State, StateUnavailable, build_state
 from .state.budget import budget_status, month_of
 from .state.cache import CachedAnswer, cache_key
 from .state.stats import snapshot
+from .telemetry import Telemetry
 from .upstreams import Upstreams
 
 log = logging.getLogger("gateway.service")
@@ -44,6 +46,8 @@ class GatewayService:
         self.dispatcher = Dispatcher(settings, self.upstreams, self.state)
         self.stats = self.state.stats
         self.cloud_reference = _reference_cloud_model(settings)
+        self.telemetry = Telemetry((m.name for m in settings.catalog.models), (t.name for t in settings.catalog.tiers))
+        self.gpu = GpuMonitor(settings.gpu_sample_seconds)
 
     # ------------------------------------------------------------------ admission and routing
     def admit(self, request: ChatRequest) -> None:
@@ -76,7 +80,15 @@ class GatewayService:
             open_circuits=self.upstreams.open_circuits(),
             missing_models=self.upstreams.missing_models(),
             budget_used_fraction=used, budget_remaining_usd=remaining, paid_block_reason=block,
+            gpu_free_mb=self._gpu_free_mb(),
         )
+
+    def _gpu_free_mb(self) -> int | None:
+        if not self.settings.catalog.routing.gpu_upgrades:
+            return None
+        self.gpu.report(wait=0)  # starts the sampler on first use; never waits on the request path
+        free = self.gpu.free_memory_bytes()
+        return None if free is None else free // 2**20
 
     def decide(self, request: ChatRequest) -> Decision:
         return decide(request, self.context(request))
@@ -93,10 +105,10 @@ class GatewayService:
         key = self._cache_key(request, decision, policy)
         if key is None or not policy.read:
             if self.settings.cache_ttl_seconds > 0:
-                self.stats.record_cache("bypass")
+                self._count_cache("bypass")
             return None
         hit = self.state.cache.get(key)
-        self.stats.record_cache("hit" if hit else "miss")
+        self._count_cache("hit" if hit else "miss")
         if hit is None:
             return None
         outcome = Outcome(request.request_id, decision, hit.model, hit.backend, hit.tier,
@@ -104,6 +116,10 @@ class GatewayService:
                           cost=0.0, cached=True)
         self.record(outcome, request)
         return outcome
+
+    def _count_cache(self, result: str) -> None:
+        self.stats.record_cache(result)
+        self.telemetry.cache(result)
 
     def _store(self, request: ChatRequest, outcome: Outcome, policy: CachePolicy) -> None:
         key = self._cache_key(request, outcome.decision, policy)
@@ -115,7 +131,12 @@ class GatewayService:
                              self.settings.cache_ttl_seconds)
 
     # ------------------------------------------------------------------ execution
+    def begin(self, decision: Decision) -> None:
+        """A chat request is about to be answered along this decision (not dry runs, not /complexity)."""
+        self.telemetry.decision(decision)
+
     def complete(self, request: ChatRequest, decision: Decision, policy: CachePolicy = CachePolicy()) -> Outcome:
+        self.begin(decision)
         hit = self.cached(request, decision, policy)
         if hit is not None:
             return hit
@@ -131,7 +152,9 @@ class GatewayService:
     def open_stream(self, request: ChatRequest, decision: Decision) -> LiveStream:
         """Fails (GatewayError) before the first token like complete(); finish_stream() records the end."""
         try:
-            return self.dispatcher.open_stream(request, decision)
+            live = self.dispatcher.open_stream(request, decision)
+            self.telemetry.first_token(live.backend, live.first_token_seconds)
+            return live
         except Exception as exc:
             self._log_decision(request, decision, None, error=getattr(exc, "type", type(exc).__name__))
             raise
@@ -171,6 +194,7 @@ class GatewayService:
         usage = outcome.completion.usage
         ref = self.cloud_reference
         cloud_cost = ref.cost(usage.input_tokens, usage.output_tokens) if ref else 0.0
+        self.telemetry.outcome(outcome, cloud_cost)
         try:
             # A cache hit costs nothing but would have cost the cloud price: it counts as savings too.
             self.state.ledger.record(cost=outcome.cost, cloud_cost=cloud_cost,

@@ -141,6 +141,7 @@ class RoutingContext:
     budget_used_fraction: float | None = None        # of the monthly budget, when known
     budget_remaining_usd: float | None = None
     paid_block_reason: str | None = None             # set when paid calls are paused (e.g. Redis down)
+    gpu_free_mb: int | None = None                   # largest free GPU memory, when a GPU is present
 
 
 @dataclass(frozen=True)
@@ -167,6 +168,9 @@ class Decision:
     alternatives: tuple[Choice, ...] = ()
     strategy: str = "auto"
     explicit: bool = False
+    # A bounded label for metrics: complexity, explicit_model, explicit_tier, cloud_first, local_only,
+    # budget, budget_conserve, paid_paused or unavailable.
+    reason_code: str = "complexity"
 
     @property
     def plan(self) -> tuple[Choice, ...]:
@@ -184,6 +188,7 @@ class _Planner:
         self.tokens = request.input_tokens_estimate
         self.out_tokens = request.max_tokens or self.cat.routing.default_max_tokens
         self.notes: list[str] = []
+        self.code = "complexity"
 
     def enabled(self, tier: TierSpec) -> bool:
         return tier.min_deployment_tier <= self.ctx.deployment_tier
@@ -251,7 +256,7 @@ def _explicit_model(p: _Planner, m: ModelSpec, score: float, factors: dict) -> D
         raise ServiceUnavailable(f"model {m.name!r} needs {_NEEDS[m.backend]}, which is not configured")
     c = p.choice(m)
     return Decision(m.tier, m.name, m.backend, score, factors, f"model {m.name} requested explicitly",
-                    c.estimated_cost, (), p.strategy, explicit=True)
+                    c.estimated_cost, (), p.strategy, explicit=True, reason_code="explicit_model")
 
 
 def _explicit_tier(p: _Planner, tier: TierSpec, score: float, factors: dict) -> Decision:
@@ -266,6 +271,7 @@ def _explicit_tier(p: _Planner, tier: TierSpec, score: float, factors: dict) -> 
                                  + (f" ({'; '.join(p.notes)})" if p.notes else ""))
     tiers = [t for t in p.cat.tiers if p.enabled(t)]
     rest = [m for m in p.chain(tiers.index(tier), allow_paid and p.strategy != "cost-aware") if m not in first]
+    p.code = "explicit_tier"
     return _decision(p, p.order(first) + rest, score, factors, f"tier {tier.name} requested explicitly")
 
 
@@ -274,12 +280,15 @@ def _by_complexity(p: _Planner, score: float, factors: dict) -> Decision:
     if p.strategy == "cloud-first":
         paid = [m for t in tiers for m in p.tier_models(t) if m.paid]
         local = [m for t in reversed(tiers) for m in p.tier_models(t, allow_paid=False)]
+        p.code = "cloud_first"
         blocked = _paid_blocked(p, paid[0] if paid else None)
         if blocked:
             paid = []
             p.notes.append(blocked)
+            p.code = "paid_paused" if p.ctx.paid_block_reason else "budget"
         elif not paid:
             p.unavailable_note([m for m in p.cat.models if m.paid])
+            p.code = "unavailable"
         return _decision(p, p.order(paid) + p.order(local), score, factors,
                          "cloud-first: quality first, local models only if the cloud fails")
 
@@ -289,24 +298,42 @@ def _by_complexity(p: _Planner, score: float, factors: dict) -> Decision:
     reason = f"complexity {score:.2f}{bound} -> tier {tiers[wanted].name}"
     allow_paid = p.strategy != "local-only"
     if allow_paid and _tier_paid(p, tiers[wanted]):
-        why = _paid_blocked(p, next(iter(p.tier_models(tiers[wanted])), None)) or _conserve(p, score)
+        blocked = _paid_blocked(p, next(iter(p.tier_models(tiers[wanted])), None))
+        why = blocked or _conserve(p, score)
         if why:
             allow_paid = False
             p.notes.append(why)
+            p.code = ("paid_paused" if p.ctx.paid_block_reason else "budget") if blocked else "budget_conserve"
     start = wanted
     if not allow_paid and _tier_paid(p, tiers[wanted]):
         start = max((i for i, t in enumerate(tiers) if not _tier_paid(p, t)), default=0)
         if p.strategy == "local-only":
             p.notes.append("local-only: the cloud is never used")
-    models = p.chain(start, allow_paid)
+            p.code = "local_only"
+    models = _gpu_upgrade(p, p.chain(start, allow_paid), tiers[start])
     if p.strategy == "cost-aware":
         # Spend only where the score asked for it: a failed local call does not escalate to the cloud.
         models = [m for m in models if not m.paid or m.tier == tiers[start].name]
     if not models or models[0].tier != tiers[wanted].name:
         p.unavailable_note(list(p.cat.models_in(tiers[wanted].name)))
+        if p.code == "complexity":
+            p.code = "unavailable"
         if models:
             reason += f", answered by tier {models[0].tier}"
     return _decision(p, models, score, factors, reason)
+
+
+def _gpu_upgrade(p: _Planner, models: list[ModelSpec], tier: TierSpec) -> list[ModelSpec]:
+    """A GPU with enough free memory lets the tier's prompts try a larger local model first."""
+    upgrade = p.cat.routing.gpu_upgrades.get(tier.name)
+    free = p.ctx.gpu_free_mb
+    if upgrade is None or free is None or free < upgrade[1]:
+        return models
+    big = p.cat.model(upgrade[0])
+    if big is None or not p.usable(big) or (models and models[0] == big):
+        return models
+    p.notes.append(f"GPU has {free} MiB free: {big.name} first")
+    return [big] + [m for m in models if m != big]
 
 
 def _tier_paid(p: _Planner, tier: TierSpec) -> bool:
@@ -352,4 +379,4 @@ def _decision(p: _Planner, models: list[ModelSpec], score: float, factors: dict,
     full = reason + (f" ({'; '.join(notes)})" if notes else "")
     c = p.choice(first)
     return Decision(first.tier, first.name, first.backend, score, factors, full, c.estimated_cost,
-                    tuple(p.choice(m) for m in rest), p.strategy)
+                    tuple(p.choice(m) for m in rest), p.strategy, reason_code=p.code)

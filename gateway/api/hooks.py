@@ -45,6 +45,9 @@ def register_hooks(app: Flask) -> None:
         incoming = request.headers.get("X-Request-ID", "")
         g.request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
         g.api_key_id = None
+        if request.url_rule is not None and request.url_rule.rule in _CHAT_ROUTES:
+            g.chat = True
+            current_app.extensions["gateway"].telemetry.in_flight(+1)
         keys = current_app.extensions["gateway"].settings.api_keys
         if keys and request.path.startswith(_PROTECTED):
             presented = _presented_key()
@@ -74,14 +77,28 @@ def register_hooks(app: Flask) -> None:
             if request.url_rule is not None and request.url_rule.rule in _CHAT_ROUTES:
                 current_app.extensions["gateway"].record_error(str(response.status_code))
         live = g.get("live")
+        telemetry = current_app.extensions["gateway"].telemetry
+        chat = g.get("chat", False)
         if live is not None and response.is_streamed:
-            # A stream's line is written when it ends (or the client leaves), with what really happened.
-            response.call_on_close(lambda: _log_stream(fields, live))
-        elif request.path.startswith(("/health", "/metrics")) and response.status_code < 400:
+            # A stream's line and metrics are written when it ends (or the client leaves).
+            started, status = g.started, response.status_code
+            response.call_on_close(lambda: _end_stream(telemetry, fields, live, status, started))
+            return response
+        if chat:
+            telemetry.in_flight(-1)
+            if outcome is not None or response.status_code >= 400:
+                telemetry.request(outcome, decision, response.status_code, time.perf_counter() - g.started)
+        if request.path.startswith(("/health", "/metrics")) and response.status_code < 400:
             access_log.debug("request", extra={"fields": fields})
         else:
             access_log.info("request", extra={"fields": fields})
         return response
+
+
+def _end_stream(telemetry, fields: dict, live, status: int, started: float) -> None:
+    telemetry.in_flight(-1)
+    telemetry.request(live.outcome, live.decision, status, time.perf_counter() - started)
+    _log_stream(fields, live)
 
 
 def _log_stream(fields: dict, live) -> None:

@@ -127,6 +127,14 @@ def stats():
     return jsonify(_service().stats_report())
 
 
+@bp.get("/gpu")
+def gpu():
+    """GPUs seen by the gateway (NVML, else nvidia-smi), sampled every GPU_SAMPLE_SECONDS."""
+    report = _service().gpu.report()
+    return jsonify({"source": report.source, "detail": report.detail, "sampled_at": report.sampled_at,
+                    "gpus": [g.as_dict() for g in report.gpus]})
+
+
 @bp.get("/budget")
 def budget():
     """The month's budget, global or (?key=KEY_ID) one key's own."""

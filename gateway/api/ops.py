@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+import hmac
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from ..errors import Unauthorized
+from ..state import StateUnavailable
+from ..telemetry import gauges, render
 
 bp = Blueprint("ops", __name__)
 
@@ -31,3 +37,27 @@ def ready():
     resp = jsonify({"status": "ready" if ok else "unavailable", "backends": backends, "redis": shared})
     resp.status_code = 200 if ok else 503
     return resp
+
+
+@bp.get("/metrics")
+def metrics():
+    """Prometheus exposition: every worker's counters plus scrape-time gauges (backends, budget, GPU)."""
+    svc = current_app.extensions["gateway"]
+    token = svc.settings.metrics_token
+    if token:
+        given = request.headers.get("Authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            raise Unauthorized("GET /metrics needs 'Authorization: Bearer METRICS_TOKEN'")
+
+    def sample():
+        up = svc.upstreams
+        backends = {name: (up.health(name).ok, up.breakers[name].state == "open") for name in up.backends}
+        budget = None
+        try:
+            totals = svc.state.ledger.month_totals()
+            budget = (totals.get("total", 0.0), svc.state.limits.monthly_usd)
+        except StateUnavailable:
+            pass  # no budget gauges while Redis is down: absent beats wrong
+        return gauges(backends, budget, svc.gpu.report().gpus)
+
+    return Response(render(sample), mimetype="text/plain; version=0.0.4; charset=utf-8")

@@ -82,6 +82,7 @@ def sse_response(svc: GatewayService, live: LiveStream | ReplayStream, framer: F
 def start_stream(svc: GatewayService, req: ChatRequest, decision: Decision, policy: CachePolicy,
                  framer: Framer) -> Response:
     """A cached answer replayed, or a live stream opened (failing over until the first token)."""
+    svc.begin(decision)
     hit = svc.cached(req, decision, policy)
     if hit is not None:
         g.outcome = hit

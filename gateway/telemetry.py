@@ -1,0 +1,169 @@
+"""Prometheus metrics, defined once and recorded from the Outcome, correct under several gunicorn workers.
+
+gunicorn.conf.py points PROMETHEUS_MULTIPROC_DIR at a fresh directory before any worker imports
+prometheus_client, so every worker writes its samples there and a scrape of any worker sums them all
+(dead workers are marked by the child_exit hook). Without gunicorn the default registry is used.
+
+Label values are bounded: models and tiers come from the catalog (anything else becomes "other"),
+backends, statuses, strategies, reasons and causes from small fixed sets.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from functools import lru_cache
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from .chat import Outcome
+from .smart_router import Decision
+
+DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120)
+TTFT_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+SCORE_BUCKETS = tuple(round(0.1 * i, 1) for i in range(1, 11))
+BACKENDS = ("ollama", "anthropic", "openai_compat")
+NONE = "none"
+OTHER = "other"
+
+
+class _Metrics:
+    def __init__(self) -> None:
+        self.requests = Counter("api_gateway_requests_total", "Chat requests answered, by HTTP status sent",
+                                ["model", "backend", "tier", "status"])
+        self.duration = Histogram("api_gateway_request_duration_seconds", "Chat request latency, whole request",
+                                  ["model", "backend"], buckets=DURATION_BUCKETS)
+        self.upstream = Histogram("api_gateway_upstream_duration_seconds", "Latency of each upstream attempt",
+                                  ["backend"], buckets=DURATION_BUCKETS)
+        self.ttft = Histogram("api_gateway_time_to_first_token_seconds", "Time to the first streamed token",
+                              ["backend"], buckets=TTFT_BUCKETS)
+        self.cost = Counter("api_gateway_cost", "Spend in USD from real token counts", ["model"])
+        self.savings = Counter("api_gateway_savings", "USD saved against sending everything to the cloud model")
+        self.tokens = Counter("api_gateway_tokens", "Tokens by model and direction", ["model", "direction"])
+        self.cache = Counter("api_gateway_cache", "Response cache lookups", ["result"])
+        self.decisions = Counter("api_gateway_routing_decisions", "Routing decisions",
+                                 ["tier", "strategy", "reason"])
+        self.score = Histogram("api_gateway_complexity_score", "Complexity score of routed prompts",
+                               buckets=SCORE_BUCKETS)
+        self.fallbacks = Counter("api_gateway_fallbacks", "Requests answered by another backend than decided",
+                                 ["from_backend", "to_backend", "cause"])
+        self.in_flight = Gauge("api_gateway_in_flight_requests", "Chat requests being served now",
+                               multiprocess_mode="livesum")
+
+
+@lru_cache(maxsize=1)
+def metrics() -> _Metrics:
+    """Created on first use (not at import), once per process."""
+    return _Metrics()
+
+
+class Telemetry:
+    """Records outcomes; bounded labels; scrape-time gauges from a callback."""
+
+    def __init__(self, models: Iterable[str], tiers: Iterable[str]):
+        self.models, self.tiers = frozenset(models), frozenset(tiers)
+        self.m = metrics()
+
+    def _model(self, name: str | None) -> str:
+        return name if name in self.models else (NONE if not name else OTHER)
+
+    def _tier(self, name: str | None) -> str:
+        return name if name in self.tiers else (NONE if not name else OTHER)
+
+    @staticmethod
+    def _backend(name: str | None) -> str:
+        return name if name in BACKENDS else NONE
+
+    def request(self, outcome: Outcome | None, decision: Decision | None, status: int, seconds: float) -> None:
+        """One per chat request, when its response is complete (streams: when the stream ends)."""
+        model = self._model(outcome.model if outcome else None)
+        backend = self._backend(outcome.backend if outcome else None)
+        tier = self._tier(outcome.tier if outcome else (decision.tier if decision else None))
+        self.m.requests.labels(model, backend, tier, str(status)).inc()
+        self.m.duration.labels(model, backend).observe(seconds)
+
+    def decision(self, decision: Decision) -> None:
+        self.m.decisions.labels(self._tier(decision.tier), decision.strategy, decision.reason_code).inc()
+        self.m.score.observe(decision.score)
+
+    def outcome(self, outcome: Outcome, cloud_cost: float) -> None:
+        model = self._model(outcome.model)
+        usage = outcome.completion.usage
+        self.m.cost.labels(model).inc(outcome.cost)
+        self.m.savings.inc(max(0.0, cloud_cost - outcome.cost))
+        self.m.tokens.labels(model, "input").inc(usage.input_tokens)
+        self.m.tokens.labels(model, "output").inc(usage.output_tokens)
+        for attempt in outcome.attempts:
+            if attempt.outcome != "skipped":
+                self.m.upstream.labels(self._backend(attempt.backend)).observe(attempt.latency_seconds)
+        decided = outcome.decision
+        if decided is not None and not outcome.cached and outcome.model != decided.model:
+            cause = next((a.error_type for a in outcome.attempts if a.outcome != "ok" and a.error_type), "unknown")
+            self.m.fallbacks.labels(self._backend(decided.backend), self._backend(outcome.backend), cause).inc()
+
+    def first_token(self, backend: str, seconds: float) -> None:
+        self.m.ttft.labels(self._backend(backend)).observe(seconds)
+
+    def cache(self, result: str) -> None:
+        self.m.cache.labels(result).inc()
+
+    def in_flight(self, delta: int) -> None:
+        self.m.in_flight.inc(delta)
+
+
+def gauges(backends: dict[str, tuple[bool, bool]], budget: tuple[float, float | None] | None,
+           gpus: Iterable) -> list[GaugeMetricFamily]:
+    """The scrape-time gauges: backends {name: (up, circuit_open)}, budget (spent, limit), GPU samples."""
+    up = GaugeMetricFamily("api_gateway_backend_up", "1 when the backend answers its health check", labels=["backend"])
+    circuit = GaugeMetricFamily("api_gateway_circuit_open", "1 while the backend's circuit breaker is open "
+                                "(in the worker that answered the scrape)", labels=["backend"])
+    for name, (ok, is_open) in sorted(backends.items()):
+        up.add_metric([name], 1.0 if ok else 0.0)
+        circuit.add_metric([name], 1.0 if is_open else 0.0)
+    out = [up, circuit]
+    if budget is not None:
+        spent, limit = budget
+        out.append(GaugeMetricFamily("api_gateway_budget_spent_dollars", "Spend this UTC month (USD)", value=spent))
+        out.append(GaugeMetricFamily("api_gateway_budget_limit_dollars", "Monthly budget (USD); 0 = no budget",
+                                     value=limit or 0.0))
+    families = {
+        "memory_total_bytes": "GPU memory in total", "memory_used_bytes": "GPU memory in use",
+        "utilization_ratio": "GPU busy share (0-1)", "temperature_celsius": "GPU temperature",
+        "power_watts": "GPU power draw",
+    }
+    gpus = list(gpus)
+    out.append(GaugeMetricFamily("api_gateway_gpu_count", "GPUs the gateway can see", value=len(gpus)))
+    for field, help_text in families.items():
+        fam = GaugeMetricFamily(f"api_gateway_gpu_{field}", help_text, labels=["gpu"])
+        for g in gpus:
+            value = getattr(g, field)
+            if value is not None:
+                fam.add_metric([f"{g.index}:{g.name}"], float(value))
+        out.append(fam)
+    return out
+
+
+class _ScrapeTimeGauges:
+    """Gauges computed when scraped (backend state, budget, GPU), so they are never stale."""
+
+    def __init__(self, sample: Callable[[], list[GaugeMetricFamily]]):
+        self.sample = sample
+
+    def collect(self):
+        yield from self.sample()
+
+
+def render(sample: Callable[[], list[GaugeMetricFamily]]) -> bytes:
+    """The /metrics body: every worker's counters (multiprocess) plus this scrape's gauges."""
+    registry = CollectorRegistry()
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        MultiProcessCollector(registry)
+        registry.register(_ScrapeTimeGauges(sample))
+        return generate_latest(registry)
+    from prometheus_client import REGISTRY
+
+    metrics()  # make sure the process metrics exist even before the first request
+    registry.register(_ScrapeTimeGauges(sample))
+    return generate_latest(REGISTRY) + generate_latest(registry)
