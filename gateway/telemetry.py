@@ -91,8 +91,10 @@ class Telemetry:
     def outcome(self, outcome: Outcome, cloud_cost: float) -> None:
         model = self._model(outcome.model)
         usage = outcome.completion.usage
-        self.m.cost.labels(model).inc(outcome.cost)
         self.m.savings.inc(max(0.0, cloud_cost - outcome.cost))
+        if outcome.cached:
+            return  # no model worked for a cache hit: no tokens, no cost, no upstream time
+        self.m.cost.labels(model).inc(outcome.cost)
         self.m.tokens.labels(model, "input").inc(usage.input_tokens)
         self.m.tokens.labels(model, "output").inc(usage.output_tokens)
         for attempt in outcome.attempts:

@@ -3,14 +3,18 @@
 # Usage: ./scripts/test.sh [pytest args...]     (VENV=path to use another virtual environment)
 set -euo pipefail
 
-# The suite starts its own redis-server on a free loopback port: it needs the binary, nothing running.
-ensure_redis() {
-  command -v redis-server >/dev/null 2>&1 && return 0
+# The suite starts its own redis-server and prometheus on free loopback ports: it needs the binaries.
+ensure_tools() {
+  local missing=()
+  command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+  command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+  [ ${#missing[@]} -eq 0 ] && return 0
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-    info "installing redis-server"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+    info "installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   else
-    die "redis-server is needed by the tests: sudo apt-get install redis-server (or brew install redis)"
+    die "the tests need: ${missing[*]} (sudo apt-get install ${missing[*]})"
   fi
 }
 
@@ -19,7 +23,8 @@ main() {
   # shellcheck source=scripts/lib.sh
   . scripts/lib.sh
   local venv="${VENV:-.venv}"
-  ensure_redis
+  ensure_tools
+  [ -f .cache/grafana/dashboard.schema.json ] || ./scripts/grafana_schema.sh
   ensure_venv "$venv" test
   info "ruff check"
   "$venv/bin/ruff" check .

@@ -1,0 +1,158 @@
+"""Metrics as Prometheus sees them: a real prometheus server scraping the gateway under gunicorn.
+
+Every Grafana panel query must return data after traffic that exercises every path, and every alert
+expression must parse, evaluated through Prometheus' own HTTP API.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+from tests.conftest import ROOT, free_port
+from tests.fakes import Script
+from tests.test_observability import panel_queries, sample
+
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(shutil.which("prometheus") is None,
+                                 reason="prometheus not installed (scripts/test.sh installs it)")]
+HEADERS = {"X-API-Key": "integration-key"}
+DESIGN = "Design a distributed system for real-time chat at scale, with fault tolerance and consistency trade-offs"
+
+
+@pytest.fixture
+def fake_gpu(tmp_path) -> dict[str, str]:
+    """nvidia-smi faked at its boundary, on the gateway's PATH."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    smi = bindir / "nvidia-smi"
+    smi.write_text("#!/bin/sh\necho '0, NVIDIA T4, 15360, 4096, 37, 51, 27.50'\n")
+    smi.chmod(0o755)
+    import os
+
+    return {"PATH": f"{bindir}:{os.environ['PATH']}"}
+
+
+@pytest.fixture
+def prometheus(tmp_path):
+    procs = []
+
+    def start(target: str) -> str:
+        port = free_port()
+        config = {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "rule_files": [str(ROOT / "configs" / "prometheus" / "alert-rules.yml")],
+            "scrape_configs": [{"job_name": "api-gateway", "static_configs": [{"targets": [target]}]}],
+        }
+        path = tmp_path / "prometheus.yml"
+        path.write_text(yaml.safe_dump(config))
+        proc = subprocess.Popen(["prometheus", f"--config.file={path}", f"--storage.tsdb.path={tmp_path / 'data'}",
+                                 f"--web.listen-address=127.0.0.1:{port}"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(proc)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{url}/-/ready", timeout=1).ok:
+                    return url
+            except requests.RequestException:
+                time.sleep(0.2)
+        raise AssertionError("prometheus did not start")
+
+    yield start
+    for proc in procs:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def query(prom: str, expr: str) -> dict:
+    r = requests.get(f"{prom}/api/v1/query", params={"query": expr}, timeout=10)
+    return r.json()
+
+
+def wait_for(prom: str, expr: str, seconds: float = 30) -> list:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        result = query(prom, expr).get("data", {}).get("result", [])
+        if result:
+            return result
+        time.sleep(0.5)
+    raise AssertionError(f"no data for {expr}")
+
+
+def traffic(url: str, ollama, claude, i: int) -> None:
+    """One round over every path: local, cloud, cache hit, fallback, stream, error, budget refusal.
+    Prompts change with the round so that only the intended request is a cache hit."""
+    post = lambda body: requests.post(f"{url}/api/v1/chat", json=body, headers=HEADERS, timeout=30)  # noqa: E731
+    post({"prompt": f"What is Python {i}?"})
+    post({"prompt": f"What is Python {i}?"})                              # cache hit
+    post({"prompt": f"{DESIGN} ({i})"})                                   # cloud
+    ollama.queue(Script(status=500), Script(status=500))
+    post({"prompt": f"What is a fallback {i}?", "strategy": "local-only"})  # tinyllama -> phi
+    r = requests.post(f"{url}/v1/chat/completions", headers=HEADERS, stream=True, timeout=30, json={
+        "model": "phi", "messages": [{"role": "user", "content": f"stream please {i}"}], "stream": True})
+    r.content  # noqa: B018 - read the stream to its end
+    ollama.queue(Script(status=500), Script(status=500))
+    post({"prompt": "What is an error?", "model": "tinyllama"})           # 502
+    post({"prompt": DESIGN, "model": "claude-sonnet", "max_tokens": 30000})  # 429 budget_exceeded
+
+
+def test_every_panel_returns_data_and_every_alert_parses(gunicorn, prometheus, redis_server, ollama, claude,
+                                                          fake_gpu, tmp_path):
+    url, _, _ = gunicorn(REDIS_URL=redis_server.url, BUDGET_MONTHLY_USD="0.05", CACHE_TTL_SECONDS="60",
+                         GATEWAY_WORKERS="2", **fake_gpu)
+    prom = prometheus(url.removeprefix("http://"))
+    wait_for(prom, 'up{job="api-gateway"} == 1')
+    for i in range(4):  # several scrapes apart, so every rate() has two points that differ
+        traffic(url, ollama, claude, i)
+        time.sleep(1.2)
+    wait_for(prom, "api_gateway_time_to_first_token_seconds_count")
+    time.sleep(2.5)
+
+    empty, results = [], {}
+    for dashboard, title, expr in panel_queries():
+        body = query(prom, expr)
+        assert body["status"] == "success", f"{dashboard} / {title}: {body}"
+        values = [float(s["value"][1]) for s in body["data"]["result"]]
+        results[f"{dashboard} / {title} / {expr}"] = values
+        if not any(v == v for v in values):  # no series, or only NaN
+            empty.append(f"{dashboard} / {title}: {expr}")
+    assert not empty, "panels without data:\n" + "\n".join(empty)
+    (tmp_path / "panel-values.json").write_text(json.dumps(results, indent=1))
+
+    rules = yaml.safe_load((ROOT / "configs" / "prometheus" / "alert-rules.yml").read_text())
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            body = query(prom, rule["expr"])
+            assert body["status"] == "success", f"{rule['alert']}: {body}"
+    loaded = requests.get(f"{prom}/api/v1/rules", timeout=10).json()["data"]["groups"]
+    assert sum(len(g["rules"]) for g in loaded) == sum(len(g["rules"]) for g in rules["groups"])
+    assert all(r["health"] == "ok" for g in loaded for r in g["rules"])
+
+
+def test_one_scrape_counts_every_request_across_four_workers(gunicorn, ollama):
+    url, _, _ = gunicorn(GATEWAY_WORKERS="4", GATEWAY_THREADS="4", CACHE_TTL_SECONDS="0")
+    n = 60
+    for i in range(n):  # a new connection each time, so gunicorn spreads them over its workers
+        with requests.Session() as s:
+            assert s.post(f"{url}/api/v1/chat", json={"prompt": f"What is {i}?"}, headers=HEADERS, timeout=10).ok
+    text = requests.get(f"{url}/metrics", timeout=10).text
+    assert sample(text, "api_gateway_requests_total") == n
+    assert sample(text, "api_gateway_request_duration_seconds_count") == n
+    assert sample(text, "api_gateway_tokens_total", direction="input") == 3 * n
+    assert sample(text, "api_gateway_in_flight_requests") == 0
+
+
+def test_shipped_prometheus_config_scrapes_the_gateway():
+    config = yaml.safe_load(Path(ROOT / "configs" / "prometheus" / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert jobs["api-gateway"]["static_configs"][0]["targets"] == ["api-gateway:8080"]
+    assert config["rule_files"] == ["alert-rules.yml"]
