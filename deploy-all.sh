@@ -1,0 +1,242 @@
+#!/usr/bin/env bash
+# Run the Hybrid AI Stack: with Docker Compose, or natively (gateway + redis-server, Ollama of your own).
+#
+#   ./deploy-all.sh docker [TIER] [--gpu|--cpu]   the whole stack in containers
+#   ./deploy-all.sh local  [TIER]                 the gateway natively, in the background
+#   ./deploy-all.sh status | logs | down | stop   see it, follow it, remove containers, stop local mode
+set -euo pipefail
+
+DRY_RUN=0
+PROFILE=""
+RUN_DIR="${DEPLOY_RUN_DIR:-.run}"
+HEALTH_TIMEOUT="${HEALTH_TIMEOUT:-180}"
+
+usage() {
+  cat <<'EOF'
+Usage: ./deploy-all.sh COMMAND [TIER] [options]
+
+Commands:
+  docker [TIER]   docker compose up the stack for deployment tier TIER (1-4, default DEPLOYMENT_TIER or 2);
+                  profile gpu when an NVIDIA GPU and the container toolkit are present, else cpu
+  local [TIER]    no Docker: the gateway under gunicorn from .venv, a private redis-server when installed,
+                  Ollama at OLLAMA_URL; returns once healthy and leaves it running (pid files in .run/)
+  stop            stop what 'local' started
+  status          containers and local processes, and the gateway's health
+  logs            follow the logs (compose, or .run/gateway.log)
+  down            stop and remove the containers (volumes are kept)
+  aws|gcp TIER    cloud deployment (Terraform): not available yet
+
+Options:
+  --gpu | --cpu   force the Ollama profile
+  --dry-run       print every command instead of running it
+  -h, --help      this help
+Environment values already set override .env.
+EOF
+}
+
+run() {
+  if [ "$DRY_RUN" -eq 1 ]; then
+    printf '+ %s\n' "$*"
+  else
+    "$@"
+  fi
+}
+
+python_bin() {
+  if [ -x .venv/bin/python ]; then echo .venv/bin/python; else echo python3; fi
+}
+
+# Load .env without overriding what the caller already exported.
+load_env() {
+  [ -f .env ] || return 0
+  local line key
+  while IFS= read -r line || [ -n "$line" ]; do
+    case "$line" in '' | '#'*) continue ;; esac
+    key="${line%%=*}"
+    [[ "$key" =~ ^[A-Z_][A-Z0-9_]*$ ]] || continue
+    if [ -z "${!key+x}" ]; then
+      export "$key=${line#*=}"
+    fi
+  done < .env
+}
+
+check_tier() {
+  case "$1" in 1 | 2 | 3 | 4) ;; *) die "tier must be 1, 2, 3 or 4 (got '$1')" ;; esac
+}
+
+gateway_url() {
+  echo "http://127.0.0.1:${GATEWAY_PORT:-8080}"
+}
+
+wait_healthy() {
+  local url="$1" waited=0
+  [ "$DRY_RUN" -eq 1 ] && { printf '+ wait for %s/health\n' "$url"; return 0; }
+  printf '==> waiting for the gateway at %s ' "$url" >&2
+  until python3 -c "import sys,urllib.request; urllib.request.urlopen(sys.argv[1] + '/health', timeout=2)" "$url" \
+      2>/dev/null; do
+    waited=$((waited + 2))
+    [ "$waited" -ge "$HEALTH_TIMEOUT" ] && { echo >&2; die "the gateway did not become healthy in ${HEALTH_TIMEOUT}s"; }
+    printf '.' >&2
+    sleep 2
+  done
+  echo " up" >&2
+}
+
+smoke_hint() {
+  local keys="${GATEWAY_API_KEYS:-}"
+  local key="${keys%%,*}"
+  info "gateway: $(gateway_url)  (API keys: GATEWAY_API_KEYS in $(pwd)/.env)"
+  if [ "$DRY_RUN" -eq 0 ] && [ -n "$key" ]; then
+    info "smoke request (dry run, routes without calling a model):"
+    python3 - "$(gateway_url)" "$key" <<'PY' || warn "smoke request failed"
+import json, sys, urllib.request
+req = urllib.request.Request(sys.argv[1] + "/api/v1/chat", data=b'{"prompt": "What is Python?", "dry_run": true}',
+                             headers={"Authorization": "Bearer " + sys.argv[2], "Content-Type": "application/json"})
+body = json.load(urllib.request.urlopen(req, timeout=10))
+print(f"    -> {body['model']} ({body['backend']}): {body['routing']['reason']}")
+PY
+  fi
+}
+
+# ---------------------------------------------------------------------------------------- docker
+pick_profile() {
+  if [ -n "$PROFILE" ]; then echo "$PROFILE"; return; fi
+  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 \
+      && docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q nvidia; then
+    echo gpu
+  else
+    echo cpu
+  fi
+}
+
+cmd_docker() {
+  local tier="$1" profile models
+  if [ "$DRY_RUN" -eq 0 ]; then
+    need_cmd docker "run ./install.sh"
+    docker compose version >/dev/null 2>&1 || die "the Docker Compose plugin is missing: run ./install.sh"
+  fi
+  if [ ! -f .env ]; then
+    info ".env is missing: generating it (./install.sh --env-only)"
+    run ./install.sh --env-only --yes
+  fi
+  load_env
+  profile="$(pick_profile)"
+  models="$("$(python_bin)" scripts/tier_models.py "$tier")"
+  info "tier $tier, profile $profile, models: $models"
+  export DEPLOYMENT_TIER="$tier" OLLAMA_MODELS_TO_PULL="$models"
+  run docker compose --profile "$profile" up -d --build
+  wait_healthy "$(gateway_url)"
+  info "models are pulled in the background: docker compose logs -f ollama-pull-$profile"
+  info "Grafana http://127.0.0.1:${GRAFANA_PORT:-3000} (user ${GRAFANA_ADMIN_USER:-admin}, password in .env)," \
+       "n8n http://127.0.0.1:${N8N_PORT:-5678}, Prometheus http://127.0.0.1:${PROMETHEUS_PORT:-9090}"
+  smoke_hint
+}
+
+# ---------------------------------------------------------------------------------------- local
+cmd_local() {
+  local tier="$1"
+  load_env
+  export DEPLOYMENT_TIER="$tier"
+  if [ "$DRY_RUN" -eq 0 ]; then
+    [ -x .venv/bin/gunicorn ] || ensure_venv .venv
+    mkdir -p "$RUN_DIR"
+    RUN_DIR="$(cd "$RUN_DIR" && pwd)"
+    [ -f "$RUN_DIR/gateway.pid" ] && kill -0 "$(cat "$RUN_DIR/gateway.pid")" 2>/dev/null \
+      && die "local mode is already running (./deploy-all.sh stop first)"
+  fi
+  if [ -z "${REDIS_URL:-}" ]; then
+    if command -v redis-server >/dev/null 2>&1; then
+      local port="${LOCAL_REDIS_PORT:-6380}"
+      info "starting a private redis-server on 127.0.0.1:$port"
+      start_bg redis redis-server --bind 127.0.0.1 --port "$port" --dir "$RUN_DIR" \
+        --appendonly yes --appendfsync everysec --requirepass "${REDIS_PASSWORD:-}"
+      export REDIS_URL="redis://127.0.0.1:$port/0"
+    else
+      warn "redis-server not installed: state is per process, so one worker only (apt-get install redis-server)"
+      export GATEWAY_WORKERS=1
+    fi
+  fi
+  info "starting the gateway (tier $tier, Ollama at ${OLLAMA_URL:-http://localhost:11434})"
+  start_bg gateway .venv/bin/gunicorn -c gateway/gunicorn.conf.py "gateway:create_app()"
+  wait_healthy "$(gateway_url)"
+  info "logs: $RUN_DIR/gateway.log; stop with ./deploy-all.sh stop"
+  smoke_hint
+}
+
+start_bg() {
+  local name="$1"
+  shift
+  if [ "$DRY_RUN" -eq 1 ]; then
+    printf '+ %s > %s/%s.log 2>&1 &\n' "$*" "$RUN_DIR" "$name"
+    return 0
+  fi
+  nohup "$@" >"$RUN_DIR/$name.log" 2>&1 &
+  echo $! >"$RUN_DIR/$name.pid"
+}
+
+cmd_stop() {
+  local pidfile pid name
+  for pidfile in "$RUN_DIR"/gateway.pid "$RUN_DIR"/redis.pid; do
+    [ -f "$pidfile" ] || continue
+    pid="$(cat "$pidfile")"
+    name="$(basename "$pidfile" .pid)"
+    if kill -0 "$pid" 2>/dev/null; then
+      info "stopping $name (pid $pid)"
+      run kill -TERM "$pid"
+      for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+      kill -0 "$pid" 2>/dev/null && run kill -KILL "$pid"
+    fi
+    run rm -f "$pidfile"
+  done
+}
+
+cmd_status() {
+  if command -v docker >/dev/null 2>&1 && docker compose version >/dev/null 2>&1; then
+    run docker compose ps
+  fi
+  local pidfile
+  for pidfile in "$RUN_DIR"/*.pid; do
+    [ -f "$pidfile" ] || continue
+    if kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+      info "local $(basename "$pidfile" .pid): running (pid $(cat "$pidfile"))"
+    else
+      warn "local $(basename "$pidfile" .pid): not running (stale pid file)"
+    fi
+  done
+  load_env
+  python3 -c "import sys,urllib.request; print(urllib.request.urlopen(sys.argv[1] + '/health/ready', timeout=3).read().decode())" \
+    "$(gateway_url)" 2>/dev/null || warn "the gateway at $(gateway_url) does not answer"
+}
+
+main() {
+  cd "$(dirname "${BASH_SOURCE[0]}")"
+  # shellcheck source=scripts/lib.sh
+  . scripts/lib.sh
+  local args=()
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --dry-run) DRY_RUN=1 ;;
+      --gpu) PROFILE=gpu ;;
+      --cpu) PROFILE=cpu ;;
+      -h | --help) usage; exit 0 ;;
+      -*) usage >&2; die "unknown option: $1" ;;
+      *) args+=("$1") ;;
+    esac
+    shift
+  done
+  [ ${#args[@]} -ge 1 ] || { usage >&2; exit 2; }
+  local command="${args[0]}" tier="${args[1]:-${DEPLOYMENT_TIER:-2}}"
+  case "$command" in
+    docker) check_tier "$tier"; cmd_docker "$tier" ;;
+    local) check_tier "$tier"; cmd_local "$tier" ;;
+    stop) cmd_stop ;;
+    status) cmd_status ;;
+    logs)
+      if [ -f "$RUN_DIR/gateway.pid" ]; then run tail -n 100 -f "$RUN_DIR/gateway.log"; else run docker compose logs -f --tail=100; fi ;;
+    down) run docker compose down ;;
+    aws | gcp) die "'$command' deployment (Terraform) is not available yet: use 'docker' on the VM for now" ;;
+    *) usage >&2; die "unknown command: $command" ;;
+  esac
+}
+
+main "$@"

@@ -1,0 +1,53 @@
+"""`./deploy-all.sh local` for real: gunicorn from .venv, a private redis-server, the fake Ollama."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import pytest
+import requests
+
+from tests.conftest import ROOT, free_port
+
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server not installed")]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_local_mode_up_answer_and_stop(ollama, tmp_path):
+    port, redis_port = free_port(), free_port()
+    env = {**{k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "GATEWAY_WORKERS")},
+           "OLLAMA_URL": ollama.url, "GATEWAY_PORT": str(port), "GATEWAY_HOST": "127.0.0.1",
+           "LOCAL_REDIS_PORT": str(redis_port), "GATEWAY_API_KEYS": "local-key", "REDIS_PASSWORD": "local-redis",
+           "DEPLOY_RUN_DIR": str(tmp_path), "ANTHROPIC_API_KEY": ""}
+    up = subprocess.run(["./deploy-all.sh", "local", "2"], cwd=ROOT, env=env, capture_output=True, text=True,
+                        timeout=120)
+    pids = {name: int((tmp_path / f"{name}.pid").read_text()) for name in ("gateway", "redis")
+            if (tmp_path / f"{name}.pid").exists()}
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert "tinyllama" in up.stdout + up.stderr  # the smoke request's answer
+        url = f"http://127.0.0.1:{port}"
+        ready = requests.get(f"{url}/health/ready", timeout=5).json()
+        assert ready["status"] == "ready" and ready["redis"]["ok"] is True
+        r = requests.post(f"{url}/api/v1/chat", json={"prompt": "What is Python?"},
+                          headers={"Authorization": "Bearer local-key"}, timeout=10)
+        assert r.status_code == 200 and r.json()["backend"] == "ollama"
+        assert requests.get(f"{url}/api/v1/stats", headers={"X-API-Key": "local-key"}, timeout=5).json()[
+            "scope"] == "shared"
+        assert set(pids) == {"gateway", "redis"} and all(alive(p) for p in pids.values())
+    finally:
+        down = subprocess.run(["./deploy-all.sh", "stop"], cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=60)
+    assert down.returncode == 0, down.stderr
+    assert not any(alive(p) for p in pids.values())
+    assert not list(tmp_path.glob("*.pid"))

@@ -1,0 +1,187 @@
+"""The stack files, checked with the real validators (Compose, hadolint, shellcheck) plus what they
+do not check: files that must exist, variables that must be documented, what must not be published."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+
+VENV_BIN = Path(__import__("sys").executable).parent
+COMPOSE = ROOT / "docker-compose.yml"
+SECRETS = {"GATEWAY_API_KEYS": "k1,k2", "REDIS_PASSWORD": "r", "GRAFANA_ADMIN_PASSWORD": "g", "POSTGRES_PASSWORD": "p",
+           "N8N_ENCRYPTION_KEY": "n", "QDRANT_API_KEY": "q"}
+SCRIPTS = [ROOT / "install.sh", ROOT / "deploy-all.sh", ROOT / ".ci" / "run", *sorted((ROOT / "scripts").glob("*.sh"))]
+
+
+def tool(name: str) -> str:
+    path = shutil.which(name, path=str(VENV_BIN)) or shutil.which(name)
+    if path is None:
+        pytest.skip(f"{name} not installed (pip install -e '.[test]')")
+    return path
+
+
+def compose_env(**extra) -> dict[str, str]:
+    return {**{k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "DEPLOYMENT_"))},
+            **SECRETS, **extra}
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+@pytest.mark.parametrize("profile", ["cpu", "gpu"])
+@pytest.mark.parametrize("tier", ["1", "2", "3", "4"])
+def test_compose_config_is_valid_for_every_profile_and_tier(profile, tier, tmp_path):
+    models = subprocess.run([__import__("sys").executable, "scripts/tier_models.py", tier], cwd=ROOT,
+                            capture_output=True, text=True, check=True).stdout.strip()
+    out = subprocess.run([tool("docker-compose"), "--env-file", str(ROOT / ".env.example"), "-f", str(COMPOSE),
+                          "--profile", profile, "config", "--format", "json"], cwd=ROOT, capture_output=True,
+                         text=True, env=compose_env(DEPLOYMENT_TIER=tier, OLLAMA_MODELS_TO_PULL=models), timeout=60)
+    assert out.returncode == 0, out.stderr
+    config = __import__("json").loads(out.stdout)
+    services = set(config["services"])
+    assert f"ollama-{profile}" in services and f"ollama-pull-{profile}" in services
+    other = "gpu" if profile == "cpu" else "cpu"
+    assert f"ollama-{other}" not in services
+    assert config["services"]["api-gateway"]["environment"]["DEPLOYMENT_TIER"] == tier
+    assert config["services"][f"ollama-pull-{profile}"]["environment"]["OLLAMA_MODELS_TO_PULL"] == models
+    aliases = config["services"][f"ollama-{profile}"]["networks"]["backend"]["aliases"]
+    assert aliases == ["ollama"]  # the gateway's OLLAMA_URL never changes with the profile
+
+
+def test_compose_refuses_to_start_without_secrets():
+    out = subprocess.run([tool("docker-compose"), "--env-file", str(ROOT / ".env.example"), "-f", str(COMPOSE),
+                          "--profile", "cpu", "config", "--quiet"], cwd=ROOT, capture_output=True, text=True,
+                         env=compose_env(**{k: "" for k in SECRETS}), timeout=60)
+    assert out.returncode != 0 and "./install.sh generates" in out.stderr
+
+
+def test_build_contexts_and_mounted_files_exist(compose):
+    for name, svc in compose["services"].items():
+        build = svc.get("build")
+        if build:
+            assert (ROOT / build["context"] / build["dockerfile"]).is_file(), name
+        for volume in svc.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("."):
+                assert (ROOT / source).exists(), f"{name}: {source}"
+
+
+def test_every_variable_is_documented_in_env_example():
+    used = set(re.findall(r"\$\{([A-Z_][A-Z0-9_]*)", COMPOSE.read_text()))
+    documented = set(re.findall(r"^([A-Z_][A-Z0-9_]*)=", (ROOT / ".env.example").read_text(), re.M))
+    assert used <= documented, sorted(used - documented)
+    keys = re.findall(r"^([A-Z_][A-Z0-9_]*)=", (ROOT / ".env.example").read_text(), re.M)
+    assert len(keys) == len(set(keys)), "duplicate keys in .env.example"
+
+
+def test_internal_services_are_not_published_and_admin_uis_stay_local(compose):
+    services = compose["services"]
+    for name in ("redis", "ollama-cpu", "ollama-gpu", "qdrant", "postgres", "ollama-pull-cpu", "n8n-import"):
+        assert "ports" not in services[name], name
+    assert services["prometheus"]["ports"][0].startswith("127.0.0.1:")
+    for name in ("grafana", "n8n"):
+        assert services[name]["ports"][0].startswith("${ADMIN_BIND:-127.0.0.1}:"), name
+    assert services["api-gateway"]["ports"][0].endswith(":8080")
+
+
+def test_images_are_pinned_and_secrets_have_no_defaults(compose):
+    text = COMPOSE.read_text()
+    assert ":latest" not in text and "version:" not in text.split("services:")[0]
+    for name, svc in compose["services"].items():
+        image = svc.get("image", "")
+        assert re.search(r":\$\{[A-Z0-9_]+:-[\w.-]+\}$|:local\}$|:[\w.-]+$", image), f"{name}: {image}"
+    for secret in SECRETS:
+        uses = re.findall(rf"\$\{{{secret}(:[-?][^}}]*)?\}}", text)
+        assert uses and all(u.startswith(":?") for u in uses), f"{secret} must be required, never defaulted"
+    assert "admin/admin" not in text and "GF_SECURITY_ADMIN_PASSWORD: admin" not in text
+
+
+def test_long_running_services_have_healthchecks_restart_and_log_rotation(compose):
+    for name, svc in compose["services"].items():
+        assert svc.get("logging"), name
+        if svc.get("restart") == "no":
+            continue  # one-shot jobs
+        assert svc.get("restart") == "unless-stopped", name
+        assert svc.get("mem_limit"), name
+        if name != "api-gateway":  # the gateway's healthcheck is in its Dockerfile
+            assert svc.get("healthcheck"), name  # merged from the x-ollama anchor for the ollama services
+
+
+def test_dockerfile_passes_hadolint():
+    out = subprocess.run([tool("hadolint"), "gateway/Dockerfile"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    text = (ROOT / "gateway" / "Dockerfile").read_text()
+    assert "HEALTHCHECK" in text and re.search(r"^USER 10001", text, re.M)
+    assert 'CMD ["gunicorn", "-c", "gateway/gunicorn.conf.py", "gateway:create_app()"]' in text
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+def test_scripts_pass_shellcheck(script):
+    out = subprocess.run([tool("shellcheck"), "-x", str(script)], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout
+    text = script.read_text()
+    if script.name != "lib.sh":  # lib.sh is sourced by the others, not run
+        assert "set -euo pipefail" in text and os.access(script, os.X_OK)
+
+
+def test_install_dry_run_changes_nothing(tmp_path):
+    before = sorted(p.name for p in ROOT.iterdir())
+    out = subprocess.run(["./install.sh", "--dry-run", "--yes", "--no-docker"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "+ " in out.stdout and "apt-get install" in out.stdout and "would" in out.stdout
+    assert sorted(p.name for p in ROOT.iterdir()) == before
+
+
+def test_env_generation_is_idempotent_and_private(tmp_path):
+    shutil.copy(ROOT / ".env.example", tmp_path / ".env.example")
+    cmd = [__import__("sys").executable, str(ROOT / "scripts" / "init_env.py")]
+    first = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, check=True)
+    env1 = (tmp_path / ".env").read_text()
+    values = dict(re.findall(r"^([A-Z0-9_]+)=(.*)$", env1, re.M))
+    for secret in SECRETS:
+        assert len(values[secret]) >= 20, secret
+        assert values[secret] not in first.stdout  # names only, never values
+    assert values["N8N_GATEWAY_API_KEY"] in values["GATEWAY_API_KEYS"].split(",")
+    assert stat.S_IMODE((tmp_path / ".env").stat().st_mode) == 0o600
+    second = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert (tmp_path / ".env").read_text() == env1 and "nothing changed" in second.stdout
+    # a user's own value survives, an emptied one is regenerated
+    text = env1.replace(f"QDRANT_API_KEY={values['QDRANT_API_KEY']}", "QDRANT_API_KEY=")
+    text = text.replace(f"REDIS_PASSWORD={values['REDIS_PASSWORD']}", "REDIS_PASSWORD=mine")
+    (tmp_path / ".env").write_text(text)
+    subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, check=True)
+    third = dict(re.findall(r"^([A-Z0-9_]+)=(.*)$", (tmp_path / ".env").read_text(), re.M))
+    assert third["REDIS_PASSWORD"] == "mine" and len(third["QDRANT_API_KEY"]) >= 20
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["docker", "3", "--dry-run", "--cpu"], ["docker compose --profile cpu up -d --build", "tier 3",
+                                            "tinyllama phi mistral"]),
+    (["docker", "1", "--dry-run", "--gpu"], ["docker compose --profile gpu up -d --build", "models: tinyllama"]),
+    (["down", "--dry-run"], ["docker compose down"]),
+])
+def test_deploy_docker_dry_run_prints_the_compose_commands(args, expected, tmp_path):
+    out = subprocess.run(["./deploy-all.sh", *args], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "DEPLOY_RUN_DIR": str(tmp_path)})
+    assert out.returncode == 0, out.stderr
+    for fragment in expected:
+        assert fragment in out.stdout + out.stderr
+
+
+def test_deploy_rejects_bad_tier_and_unready_clouds():
+    out = subprocess.run(["./deploy-all.sh", "docker", "7", "--dry-run"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode != 0 and "tier must be 1, 2, 3 or 4" in out.stderr
+    out = subprocess.run(["./deploy-all.sh", "aws", "2"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode != 0 and "not available yet" in out.stderr
