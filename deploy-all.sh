@@ -127,6 +127,7 @@ cmd_docker() {
   run docker compose --profile "$profile" up -d --build
   wait_healthy "$(gateway_url)"
   info "models are pulled in the background: docker compose logs -f ollama-pull-$profile"
+  log_deploy "docker" "$tier"
   info "Grafana http://127.0.0.1:${GRAFANA_PORT:-3000} (user ${GRAFANA_ADMIN_USER:-admin}, password in .env)," \
        "n8n http://127.0.0.1:${N8N_PORT:-5678}, Prometheus http://127.0.0.1:${PROMETHEUS_PORT:-9090}"
   smoke_hint
@@ -160,7 +161,17 @@ cmd_local() {
   start_bg gateway .venv/bin/gunicorn -c gateway/gunicorn.conf.py "gateway:create_app()"
   wait_healthy "$(gateway_url)"
   info "logs: $RUN_DIR/gateway.log; stop with ./deploy-all.sh stop"
+  log_deploy "local" "$tier"
   smoke_hint
+}
+
+# Record the deployment in Taskwarrior when it is installed (scripts/tw-helper.sh).
+log_deploy() {
+  command -v task >/dev/null 2>&1 || return 0
+  [ "$DRY_RUN" -eq 1 ] && { printf '+ tw_log_deploy %s %s\n' "$1" "$2"; return 0; }
+  # shellcheck source=scripts/tw-helper.sh
+  . scripts/tw-helper.sh
+  tw_log_deploy "$1" "$2" || warn "could not log the deployment in Taskwarrior"
 }
 
 start_bg() {

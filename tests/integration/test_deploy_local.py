@@ -28,7 +28,9 @@ def test_local_mode_up_answer_and_stop(ollama, tmp_path):
     env = {**{k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "GATEWAY_WORKERS")},
            "OLLAMA_URL": ollama.url, "GATEWAY_PORT": str(port), "GATEWAY_HOST": "127.0.0.1",
            "LOCAL_REDIS_PORT": str(redis_port), "GATEWAY_API_KEYS": "local-key", "REDIS_PASSWORD": "local-redis",
-           "DEPLOY_RUN_DIR": str(tmp_path), "ANTHROPIC_API_KEY": ""}
+           "DEPLOY_RUN_DIR": str(tmp_path), "ANTHROPIC_API_KEY": "",
+           "TASKDATA": str(tmp_path / "task"), "TASKRC": str(tmp_path / "taskrc")}
+    (tmp_path / "taskrc").write_text(f"data.location={tmp_path / 'task'}\n")
     up = subprocess.run(["./deploy-all.sh", "local", "2"], cwd=ROOT, env=env, capture_output=True, text=True,
                         timeout=120)
     pids = {name: int((tmp_path / f"{name}.pid").read_text()) for name in ("gateway", "redis")
