@@ -34,14 +34,6 @@ Environment values already set override .env.
 EOF
 }
 
-run() {
-  if [ "$DRY_RUN" -eq 1 ]; then
-    printf '+ %s\n' "$*"
-  else
-    "$@"
-  fi
-}
-
 python_bin() {
   if [ -x .venv/bin/python ]; then echo .venv/bin/python; else echo python3; fi
 }

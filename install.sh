@@ -29,14 +29,6 @@ Options:
 EOF
 }
 
-run() {
-  if [ "$DRY_RUN" -eq 1 ]; then
-    printf '+ %s\n' "$*"
-  else
-    "$@"
-  fi
-}
-
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then
     run "$@"

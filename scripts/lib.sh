@@ -4,6 +4,15 @@
 info() { printf '==> %s\n' "$*" >&2; }
 warn() { printf 'warning: %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+# run CMD...: run it, or with DRY_RUN=1 only print it.
+run() {
+  if [ "${DRY_RUN:-0}" -eq 1 ]; then
+    printf '+ %s\n' "$*"
+  else
+    "$@"
+  fi
+}
+
 need_cmd() { command -v "$1" >/dev/null 2>&1 || die "$1 is required${2:+ ($2)}"; }
 
 # ensure_venv DIR [EXTRAS]: a virtual environment with the project installed (editable), pinned deps.

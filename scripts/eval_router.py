@@ -1,0 +1,214 @@
+#!/usr/bin/env python3
+"""Routing quality on public per-prompt results: APGR, CPT(50 %), CPT(80 %) per benchmark and router.
+
+Reads ../shared/routing-bench/routellm (MT-Bench, MMLU, GSM8K: a weak and a strong model's result per
+prompt, contaminated prompts dropped) and scores every prompt with each router, then sweeps the
+threshold over the 11 decile edges of the scores as the data's README defines. Deterministic.
+
+    python scripts/eval_router.py [--data DIR] [--router NAME ...] [--json FILE] [--quick]
+
+Routers: random (mean of 10 seeds), oracle, length (prompt characters), heuristic (the gateway's
+shipped estimate_complexity with configs/models.yaml). "cost saved at ~95 % quality" = 100 % - CPT(50 %)
+with local calls free.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import json
+import random
+import statistics
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+DEFAULT_DATA = ROOT.parent / "shared" / "routing-bench" / "routellm"
+WEAK, STRONG = "mistralai/Mixtral-8x7B-Instruct-v0.1", "gpt-4-1106-preview"
+BENCHMARKS = ("mt_bench", "mmlu", "gsm8k")
+csv.field_size_limit(10**8)
+
+
+@dataclass(frozen=True)
+class Item:
+    prompt: str
+    weak: float    # the weak (local) model's result: 0/1 correct, or the MT-Bench grade
+    strong: float  # the strong (cloud) model's result
+
+
+# --------------------------------------------------------------------------- data
+
+
+def _contaminated(path: Path) -> set[str]:
+    if not path.exists():
+        return set()
+    return {json.loads(line)["eval_prompt"].strip() for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip()}
+
+
+def load_mt_bench(data: Path) -> list[Item]:
+    drop = _contaminated(data / "mt_bench" / "contaminated_prompts.jsonl")
+    grades: dict[tuple[int, str], list[float]] = {}
+    for line in (data / "mt_bench" / "judgements.jsonl").read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        if row["model"] in (WEAK, STRONG) and row["score"] >= 0:
+            grades.setdefault((row["question_id"], row["model"]), []).append(float(row["score"]))
+    items = []
+    for line in (data / "mt_bench" / "question.jsonl").read_text(encoding="utf-8").splitlines():
+        q = json.loads(line)
+        first = q["turns"][0]
+        weak, strong = grades.get((q["question_id"], WEAK)), grades.get((q["question_id"], STRONG))
+        if first.strip() in drop or not weak or not strong:
+            continue
+        items.append(Item(first, statistics.fmean(weak), statistics.fmean(strong)))
+    return items
+
+
+def _load_csv(path: Path, drop: set[str]) -> list[Item]:
+    with path.open(newline="", encoding="utf-8") as f:
+        return [Item(row["prompt"], float(row[WEAK] == "True"), float(row[STRONG] == "True"))
+                for row in csv.DictReader(f) if row["prompt"].strip() not in drop]
+
+
+def load_gsm8k(data: Path) -> list[Item]:
+    drop = _contaminated(data / "gsm8k" / "contaminated_prompts.jsonl")
+    return _load_csv(data / "gsm8k" / "gsm8k_responses.csv", drop)
+
+
+def load_mmlu(data: Path) -> list[Item]:
+    drop = _contaminated(data / "mmlu" / "contaminated_prompts.jsonl")
+    items: list[Item] = []
+    for path in sorted((data / "mmlu" / "responses").glob("mmlu_*.csv")):
+        items += _load_csv(path, drop)
+    return items
+
+
+LOADERS = {"mt_bench": load_mt_bench, "mmlu": load_mmlu, "gsm8k": load_gsm8k}
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def curve(scores: Sequence[float], items: Sequence[Item]) -> list[tuple[float, float]]:
+    """(strong share, PGR) at each of the 11 decile edges of the scores; a score at or above the
+    threshold goes to the strong model. Sorted by cost, with the all-weak (0, 0) end included."""
+    n = len(items)
+    r_weak = sum(i.weak for i in items) / n
+    r_strong = sum(i.strong for i in items) / n
+    gap = r_strong - r_weak
+    ordered = sorted(scores)
+    points = {(0.0, 0.0)}
+    for k in range(11):
+        threshold = _quantile(ordered, k / 10)
+        strong = [s >= threshold for s in scores]
+        cost = sum(strong) / n
+        quality = sum(i.strong if st else i.weak for i, st in zip(items, strong, strict=True)) / n
+        points.add((cost, (quality - r_weak) / gap if gap else 0.0))
+    return sorted(points)
+
+
+def _quantile(ordered: Sequence[float], q: float) -> float:
+    """Linear-interpolated quantile (numpy's default), without numpy."""
+    pos = q * (len(ordered) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def apgr(points: Sequence[tuple[float, float]]) -> float:
+    """Area under PGR(cost) over cost 0..1 (trapezoids; the curve is extended flat to cost 1)."""
+    pts = list(points)
+    if pts[-1][0] < 1.0:
+        pts.append((1.0, pts[-1][1]))
+    return sum((c2 - c1) * (p1 + p2) / 2 for (c1, p1), (c2, p2) in itertools.pairwise(pts))
+
+
+def cpt(points: Sequence[tuple[float, float]], target: float) -> float:
+    """The smallest strong share at which PGR reaches `target` (linear interpolation), in [0, 1]."""
+    prev_c, prev_p = points[0]
+    if prev_p >= target:
+        return prev_c
+    for c, p in points[1:]:
+        if p >= target:
+            return prev_c + (c - prev_c) * (target - prev_p) / (p - prev_p) if p != prev_p else c
+        prev_c, prev_p = c, p
+    return 1.0
+
+
+def summarize(scores: Sequence[float], items: Sequence[Item]) -> dict[str, float]:
+    pts = curve(scores, items)
+    return {"APGR": apgr(pts), "CPT50": 100 * cpt(pts, 0.5), "CPT80": 100 * cpt(pts, 0.8)}
+
+
+# --------------------------------------------------------------------------- routers
+
+
+def _random(seed: int) -> Callable[[list[Item]], list[float]]:
+    def score(items: list[Item]) -> list[float]:
+        rnd = random.Random(seed)
+        return [rnd.random() for _ in items]
+    return score
+
+
+def oracle(items: list[Item]) -> list[float]:
+    """The best a router could do: strong exactly where it beats weak, by how much."""
+    return [i.strong - i.weak for i in items]
+
+
+def length(items: list[Item]) -> list[float]:
+    return [float(len(i.prompt)) for i in items]
+
+
+def heuristic(items: list[Item]) -> list[float]:
+    from gateway.catalog import load_catalog
+    from gateway.smart_router import estimate_complexity
+
+    routing = load_catalog(ROOT / "configs" / "models.yaml").routing
+    return [estimate_complexity(i.prompt, routing)[0] for i in items]
+
+
+ROUTERS: dict[str, Callable[[list[Item]], list[float]]] = {"oracle": oracle, "length": length, "heuristic": heuristic}
+
+
+def evaluate(name: str, items: list[Item]) -> dict[str, float | str]:
+    if name == "random":
+        runs = [summarize(_random(seed)(items), items) for seed in range(10)]
+        result: dict[str, float | str] = {k: statistics.fmean(r[k] for r in runs) for k in runs[0]}
+    else:
+        result = dict(summarize(ROUTERS[name](items), items))
+    result["protocol"] = "none"  # nothing here is trained on the benchmarks
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--router", action="append", choices=["random", *ROUTERS], help="default: all")
+    parser.add_argument("--benchmark", action="append", choices=BENCHMARKS, help="default: all three")
+    parser.add_argument("--json", type=Path, help="write the figures as JSON")
+    parser.add_argument("--quick", action="store_true", help="MMLU subsampled to every 10th prompt (tests)")
+    args = parser.parse_args()
+    if not args.data.exists():
+        raise SystemExit(f"error: no benchmark data at {args.data} (--data DIR)")
+    routers = args.router or ["random", "oracle", "length", "heuristic"]
+    report: dict[str, dict] = {}
+    for bench in args.benchmark or BENCHMARKS:
+        items = LOADERS[bench](args.data)
+        if args.quick and bench == "mmlu":
+            items = items[::10]
+        report[bench] = {name: evaluate(name, items) for name in routers}
+        print(f"\n{bench} ({len(items)} prompts{', every 10th' if args.quick and bench == 'mmlu' else ''})")
+        print(f"{'router':<12}{'APGR':>7}{'CPT(50%)':>10}{'CPT(80%)':>10}{'saved at ~95% quality':>24}")
+        for name, r in report[bench].items():
+            print(f"{name:<12}{r['APGR']:>7.3f}{r['CPT50']:>9.1f}%{r['CPT80']:>9.1f}%{100 - r['CPT50']:>23.1f}%")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

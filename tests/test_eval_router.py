@@ -1,0 +1,75 @@
+"""The routing-quality metrics: hand-computed small cases, and the data README's reference figures."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+spec = importlib.util.spec_from_file_location("eval_router", ROOT / "scripts" / "eval_router.py")
+ev = importlib.util.module_from_spec(spec)
+sys.modules["eval_router"] = ev  # dataclasses look their module up there
+spec.loader.exec_module(ev)
+DATA = ev.DEFAULT_DATA
+needs_data = pytest.mark.skipif(not DATA.exists(), reason=f"benchmark data not found at {DATA}")
+
+
+def items(pairs):
+    return [ev.Item(f"p{i}", w, s) for i, (w, s) in enumerate(pairs)]
+
+
+def test_curve_apgr_cpt_on_a_hand_computed_case():
+    # 4 prompts; the strong model wins on the two the router scores highest.
+    data = items([(0, 1), (0, 1), (1, 1), (1, 1)])     # r_weak 0.5, r_strong 1.0
+    pts = ev.curve([0.9, 0.8, 0.2, 0.1], data)
+    assert pts[0] == (0.0, 0.0) and pts[-1] == (1.0, 1.0)
+    assert (0.5, 1.0) in pts and (0.25, 0.5) in pts   # top quarter recovers half the gap
+    assert ev.cpt(pts, 0.5) == pytest.approx(0.25)
+    assert ev.cpt(pts, 0.8) == pytest.approx(0.4)       # interpolated between 0.25 (0.5) and 0.5 (1.0)
+    # area: (0,0)-(0.25,0.5)-(0.5,1)-(0.75,1)-(1,1)
+    assert ev.apgr(pts) == pytest.approx(0.25 * 0.25 + 0.25 * 0.75 + 0.5)
+
+
+def test_a_router_that_scores_backwards_is_worse_than_random():
+    data = items([(0, 1), (0, 1), (1, 1), (1, 1)])
+    assert ev.summarize([0.1, 0.2, 0.8, 0.9], data)["APGR"] < 0.5 < ev.summarize([0.9, 0.8, 0.2, 0.1], data)["APGR"]
+
+
+@needs_data
+def test_benchmarks_load_with_contaminated_prompts_dropped():
+    assert len(ev.load_mt_bench(DATA)) == 72
+    assert len(ev.load_gsm8k(DATA)) == 1307
+    assert len(ev.load_mmlu(DATA)) == 14037
+
+
+@needs_data
+@pytest.mark.parametrize(("bench", "router", "metric", "expected", "tol"), [
+    ("mt_bench", "length", "APGR", 0.56, 0.01), ("mt_bench", "length", "CPT50", 34.4, 0.1),
+    ("mt_bench", "length", "CPT80", 77.6, 0.1), ("mmlu", "length", "CPT50", 36.7, 0.1),
+    ("gsm8k", "length", "CPT50", 36.5, 0.1),
+    ("mt_bench", "oracle", "APGR", 0.95, 0.01), ("mt_bench", "oracle", "CPT50", 9.1, 0.5),
+    ("mmlu", "oracle", "CPT50", 6.2, 0.1), ("gsm8k", "oracle", "CPT50", 11.0, 0.1),
+    ("mt_bench", "random", "APGR", 0.52, 0.02), ("mt_bench", "random", "CPT50", 49.8, 2.5),
+    ("mmlu", "random", "CPT50", 49.7, 1.0), ("gsm8k", "random", "CPT50", 49.1, 2.5),
+])
+def test_reference_figures_are_reproduced(bench, router, metric, expected, tol):
+    result = ev.evaluate(router, ev.LOADERS[bench](DATA))
+    assert result[metric] == pytest.approx(expected, abs=tol)
+
+
+@needs_data
+def test_script_writes_the_json_report(tmp_path):
+    out = subprocess.run([sys.executable, "scripts/eval_router.py", "--quick", "--json", str(tmp_path / "r.json")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert set(report) == {"mt_bench", "mmlu", "gsm8k"}
+    for bench in report.values():
+        assert set(bench) == {"random", "oracle", "length", "heuristic"}
+        assert all({"APGR", "CPT50", "CPT80", "protocol"} <= set(r) for r in bench.values())
+    assert "saved at ~95% quality" in out.stdout
