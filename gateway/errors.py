@@ -30,6 +30,10 @@ class Unauthorized(GatewayError):
     status, type = 401, "authentication_error"
 
 
+class Forbidden(GatewayError):
+    status, type = 403, "forbidden"
+
+
 class NotFound(GatewayError):
     status, type = 404, "not_found"
 

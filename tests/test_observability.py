@@ -75,6 +75,14 @@ def test_metrics_cover_every_path(make_app, ollama, claude):
     assert "gpt-17" not in after  # a client's model name never becomes a label value
 
 
+def test_metrics_without_token_only_for_private_networks(make_app):
+    client = make_app().test_client()
+    assert client.get("/metrics", environ_base={"REMOTE_ADDR": "10.1.2.3"}).status_code == 200
+    assert client.get("/metrics", environ_base={"REMOTE_ADDR": "172.18.0.5"}).status_code == 200
+    r = client.get("/metrics", environ_base={"REMOTE_ADDR": "8.8.8.8"})
+    assert r.status_code == 403 and "METRICS_TOKEN" in r.get_json()["error"]["message"]
+
+
 def test_metrics_token(make_app):
     client = make_app(METRICS_TOKEN="scrape-secret").test_client()
     assert client.get("/metrics").status_code == 401

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import hmac
+import ipaddress
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from ..errors import Unauthorized
+from ..errors import Forbidden, Unauthorized
 from ..state import StateUnavailable
 from ..telemetry import gauges, render
 
@@ -48,6 +49,10 @@ def metrics():
         given = request.headers.get("Authorization", "")
         if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
             raise Unauthorized("GET /metrics needs 'Authorization: Bearer METRICS_TOKEN'")
+    elif not _private(request.remote_addr):
+        # The gateway port is public; spend and model names are not. Without a token, only private
+        # networks (Prometheus on the compose network, loopback, a VPC) may scrape.
+        raise Forbidden("metrics are served to private networks only; set METRICS_TOKEN to scrape from elsewhere")
 
     def sample():
         up = svc.upstreams
@@ -61,3 +66,11 @@ def metrics():
         return gauges(backends, budget, svc.gpu.report().gpus)
 
     return Response(render(sample), mimetype="text/plain; version=0.0.4; charset=utf-8")
+
+
+def _private(addr: str | None) -> bool:
+    try:
+        ip = ipaddress.ip_address(addr or "")
+    except ValueError:
+        return False  # a unix socket or a proxy that hides the peer: no token, no metrics
+    return ip.is_private or ip.is_loopback
