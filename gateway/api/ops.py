@@ -74,3 +74,11 @@ def _private(addr: str | None) -> bool:
     except ValueError:
         return False  # a unix socket or a proxy that hides the peer: no token, no metrics
     return ip.is_private or ip.is_loopback
+
+
+@bp.get("/openapi.json")
+def openapi():
+    """The OpenAPI 3.1 description of every route (open, like the health checks)."""
+    from ..openapi import spec
+
+    return jsonify(spec())

@@ -1,0 +1,203 @@
+"""The OpenAPI 3.1 description of every route, served at /openapi.json.
+
+Built from the same constants the code validates with (strategies, roles, backends), and checked
+against the app's URL map by a test, so it cannot drift silently.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from .backends.base import KINDS
+from .catalog import BACKENDS
+from .chat import ROLES, STRATEGIES
+
+REF = "#/components/schemas/"
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": REF + name}
+
+
+def _json(schema: dict, description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*statuses: int, openai: bool = False) -> dict:
+    text = {400: "Malformed JSON, missing field or wrong type", 401: "Missing or invalid API key",
+            403: "Forbidden", 404: "Unknown model, tier or route", 413: "Body or prompt too large",
+            422: "A value out of range", 429: "Rate limit or budget reached (Retry-After)",
+            502: "Every attempt failed on an upstream error", 503: "No backend could serve (Retry-After when known)",
+            504: "Every attempt timed out"}
+    schema = _ref("OpenAIError" if openai else "Error")
+    return {str(s): _json(schema, text[s]) for s in statuses}
+
+
+CHAT_ERRORS = (400, 401, 404, 413, 422, 429, 502, 503, 504)
+OPEN = [{}]  # no authentication
+
+
+def _schemas() -> dict:
+    number, integer, string = {"type": "number"}, {"type": "integer"}, {"type": "string"}
+    nullable_string = {"type": ["string", "null"]}
+    return {
+        "Error": {"type": "object", "required": ["error", "request_id"], "properties": {
+            "error": {"type": "object", "required": ["type", "message"], "additionalProperties": True,
+                      "properties": {"type": string, "message": string, "param": nullable_string,
+                                     "attempts": {"type": "array", "items": _ref("Attempt")}}},
+            "request_id": nullable_string}},
+        "OpenAIError": {"type": "object", "required": ["error"], "properties": {"error": {
+            "type": "object", "required": ["message", "type", "param", "code"],
+            "properties": {"message": string, "type": string, "param": nullable_string, "code": nullable_string}}}},
+        "Message": {"type": "object", "required": ["role", "content"], "properties": {
+            "role": {"type": "string", "enum": list(ROLES)}, "content": string}},
+        "ChatRequest": {"type": "object", "properties": {
+            "prompt": {"type": "string", "minLength": 1},
+            "messages": {"type": "array", "minItems": 1, "items": _ref("Message")},
+            "model": {"type": "string", "description": "auto, a tier or a model name", "default": "auto"},
+            "strategy": {"type": "string", "enum": list(STRATEGIES)},
+            "system": string, "max_tokens": {"type": "integer", "minimum": 1},
+            "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+            "stop": {"oneOf": [string, {"type": "array", "items": string, "maxItems": 4}]},
+            "dry_run": {"type": "boolean", "default": False}, "stream": {"type": "boolean", "default": False}},
+            "description": "Give `prompt` or `messages` (with at least one user message), not both."},
+        "Usage": {"type": "object", "required": ["input_tokens", "output_tokens"],
+                  "properties": {"input_tokens": integer, "output_tokens": integer}},
+        "Choice": {"type": "object", "required": ["model", "backend", "tier", "estimated_cost"], "properties": {
+            "model": string, "backend": {"type": "string", "enum": list(BACKENDS)}, "tier": string,
+            "estimated_cost": number}},
+        "Attempt": {"type": "object", "required": ["model", "backend", "outcome"], "properties": {
+            "model": string, "backend": string, "outcome": {"type": "string", "enum": ["ok", "error", "skipped"]},
+            "error_type": {"type": "string", "description": "one of: " + ", ".join(
+                [*KINDS, "circuit_open", "budget_exceeded", "budget_unguarded", "concurrency_cap"])},
+            "status": integer, "latency_seconds": number, "detail": string}},
+        "Routing": {"type": "object", "required": ["complexity", "tier", "strategy", "reason", "factors"],
+                    "properties": {"complexity": number, "tier": string, "strategy": string, "reason": string,
+                                   "factors": {"type": "object", "additionalProperties": number},
+                                   "estimated_cost": number,
+                                   "alternatives": {"type": "array", "items": _ref("Choice")},
+                                   "attempts": {"type": "array", "items": _ref("Attempt")}}},
+        "ChatResponse": {"type": "object", "required": ["request_id", "model", "backend", "usage", "cost", "routing"],
+                         "properties": {"request_id": string, "model": string,
+                                        "backend": {"type": "string", "enum": list(BACKENDS)},
+                                        "response": string, "finish_reason": string, "usage": _ref("Usage"),
+                                        "cost": number, "routing": _ref("Routing"), "latency_seconds": number,
+                                        "cached": {"type": "boolean"}, "dry_run": {"type": "boolean"}}},
+        "ComplexityResponse": {"type": "object", "required": ["complexity", "factors", "recommended"], "properties": {
+            "request_id": string, "complexity": number, "factors": {"type": "object"},
+            "recommended": {"type": "object"}, "estimated_cost": number, "reason": string,
+            "alternatives": {"type": "array", "items": _ref("Choice")}}},
+        "ModelsResponse": {"type": "object", "required": ["models"], "properties": {
+            "models": {"type": "array", "items": {"type": "object", "required": [
+                "name", "backend", "tier", "available", "warm", "circuit", "price_in_per_mtok", "price_out_per_mtok"]}},
+            "prices_as_of": string, "deployment_tier": integer}},
+        "StatsResponse": {"type": "object", "required": ["requests", "local_share"], "additionalProperties": True},
+        "BudgetResponse": {"type": "object", "required": [
+            "month", "limit_usd", "spent_usd", "reserved_usd", "remaining_usd", "soft_limit_reached"], "properties": {
+            "month": string, "limit_usd": {"type": ["number", "null"]}, "spent_usd": number,
+            "reserved_usd": number, "remaining_usd": {"type": ["number", "null"]},
+            "soft_limit_reached": {"type": "boolean"}, "key": string}},
+        "DecisionsResponse": {"type": "object", "required": ["decisions"], "properties": {
+            "decisions": {"type": "array", "items": {"type": "object", "additionalProperties": string}}}},
+        "GpuResponse": {"type": "object", "required": ["source", "gpus"], "properties": {
+            "source": {"type": "string", "enum": ["nvml", "nvidia-smi", "none"]}, "detail": string,
+            "sampled_at": number, "gpus": {"type": "array", "items": {"type": "object"}}}},
+        "ChatCompletionRequest": {"type": "object", "required": ["messages"], "properties": {
+            "model": {"type": "string", "default": "auto"},
+            "messages": {"type": "array", "minItems": 1, "items": {"type": "object", "required": ["role", "content"]}},
+            "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+            "max_tokens": {"type": "integer", "minimum": 1}, "max_completion_tokens": {"type": "integer", "minimum": 1},
+            "stop": {"oneOf": [string, {"type": "array", "items": string, "maxItems": 4}]},
+            "stream": {"type": "boolean"}, "stream_options": {"type": "object", "properties": {
+                "include_usage": {"type": "boolean"}}},
+            "user": string, "strategy": {"type": "string", "enum": list(STRATEGIES)}}},
+        "ChatCompletion": {"type": "object", "required": ["id", "object", "created", "model", "choices", "usage"],
+                           "properties": {"id": string, "object": {"const": "chat.completion"}, "created": integer,
+                                          "model": string, "choices": {"type": "array"}, "usage": {
+                                              "type": "object",
+                                              "required": ["prompt_tokens", "completion_tokens", "total_tokens"]}}},
+        "Model": {"type": "object", "required": ["id", "object", "created", "owned_by"], "properties": {
+            "id": string, "object": {"const": "model"}, "created": integer, "owned_by": string}},
+        "ModelList": {"type": "object", "required": ["object", "data"], "properties": {
+            "object": {"const": "list"}, "data": {"type": "array", "items": _ref("Model")}}},
+        "Ready": {"type": "object", "required": ["status", "backends"], "properties": {
+            "status": {"type": "string", "enum": ["ready", "unavailable"]}, "backends": {"type": "object"},
+            "redis": {"type": "object"}}},
+    }
+
+
+def _op(summary: str, responses: dict, body: str | None = None, security=None, params=None) -> dict:
+    op: dict = {"summary": summary, "responses": responses}
+    if body:
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": _ref(body)}}}
+    if security is not None:
+        op["security"] = security
+    if params:
+        op["parameters"] = params
+    return op
+
+
+@lru_cache(maxsize=1)
+def spec() -> dict:
+    sse = {"text/event-stream": {"schema": {"type": "string"}}}
+    chat_ok = {"description": "The answer (JSON), or Server-Sent Events with `stream: true`",
+               "content": {"application/json": {"schema": _ref("ChatResponse")}, **sse}}
+    completion_ok = {"description": "A chat.completion, or chat.completion.chunk events with `stream: true`",
+                     "content": {"application/json": {"schema": _ref("ChatCompletion")}, **sse}}
+    query = lambda name, schema, text: {"name": name, "in": "query", "required": False,  # noqa: E731
+                                        "schema": schema, "description": text}
+    paths = {
+        "/api/v1/chat": {"post": _op("Answer through the smart router (or dry_run: the decision only)",
+                                     {"200": chat_ok, **_errors(*CHAT_ERRORS)}, "ChatRequest")},
+        "/api/v1/complexity": {"post": _op("Score a prompt and recommend a model; calls no model",
+                                           {"200": _json(_ref("ComplexityResponse"), "The decision"),
+                                            **_errors(400, 401, 404, 413, 422, 503)}, "ChatRequest")},
+        "/api/v1/models": {"get": _op("Every configured model with availability, warmth, circuit and prices",
+                                      {"200": _json(_ref("ModelsResponse"), "Models"), **_errors(401)})},
+        "/api/v1/stats": {"get": _op("Counts, local share, cache, spend this month, savings, budget",
+                                     {"200": _json(_ref("StatsResponse"), "Statistics"), **_errors(401, 503)})},
+        "/api/v1/budget": {"get": _op("The month's budget, global or one key's own",
+                                      {"200": _json(_ref("BudgetResponse"), "Budget"), **_errors(401, 503)},
+                                      params=[query("key", {"type": "string"}, "a key id (12 hex characters)")])},
+        "/api/v1/decisions": {"get": _op("The newest routing decisions",
+                                         {"200": _json(_ref("DecisionsResponse"), "Decisions"),
+                                          **_errors(401, 422, 503)},
+                                         params=[query("limit", {"type": "integer", "minimum": 1, "maximum": 1000},
+                                                       "how many (default 100)")])},
+        "/api/v1/gpu": {"get": _op("GPUs seen by the gateway",
+                                   {"200": _json(_ref("GpuResponse"), "GPU report"), **_errors(401)})},
+        "/v1/chat/completions": {"post": _op("OpenAI-compatible chat completions",
+                                             {"200": completion_ok, **_errors(*CHAT_ERRORS, openai=True)},
+                                             "ChatCompletionRequest")},
+        "/v1/models": {"get": _op("OpenAI-compatible model list: auto, the tiers, the models",
+                                  {"200": _json(_ref("ModelList"), "Models"), **_errors(401, openai=True)})},
+        "/v1/models/{model_id}": {"get": _op("One model, tier or auto", {
+            "200": _json(_ref("Model"), "The model"), **_errors(401, 404, openai=True)},
+            params=[{"name": "model_id", "in": "path", "required": True, "schema": {"type": "string"}}])},
+        "/health": {"get": _op("Liveness; no upstream calls", {"200": _json({"type": "object"}, "Alive")},
+                               security=OPEN)},
+        "/health/ready": {"get": _op("Readiness with per-backend state",
+                                     {"200": _json(_ref("Ready"), "Ready"), "503": _json(_ref("Ready"), "Not ready")},
+                                     security=OPEN)},
+        "/metrics": {"get": _op("Prometheus metrics (METRICS_TOKEN, or private networks only)", {
+            "200": {"description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}},
+            **_errors(401, 403)}, security=[{"metricsToken": []}, {}])},
+        "/openapi.json": {"get": _op("This description", {"200": _json({"type": "object"}, "OpenAPI 3.1")},
+                                     security=OPEN)},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Hybrid AI Stack gateway", "version": "0.1.0",
+                 "description": "Routes each request to the cheapest model that can answer it well."},
+        "servers": [{"url": "/"}],
+        "security": [{"bearerAuth": []}, {"apiKeyHeader": []}],
+        "paths": paths,
+        "components": {
+            "schemas": _schemas(),
+            "securitySchemes": {
+                "bearerAuth": {"type": "http", "scheme": "bearer", "description": "one of GATEWAY_API_KEYS"},
+                "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                "metricsToken": {"type": "http", "scheme": "bearer", "description": "METRICS_TOKEN"},
+            },
+        },
+    }
