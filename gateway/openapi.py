@@ -52,14 +52,17 @@ def _schemas() -> dict:
         "Message": {"type": "object", "required": ["role", "content"], "properties": {
             "role": {"type": "string", "enum": list(ROLES)}, "content": string}},
         "ChatRequest": {"type": "object", "properties": {
-            "prompt": {"type": "string", "minLength": 1},
-            "messages": {"type": "array", "minItems": 1, "items": _ref("Message")},
+            "prompt": {"type": "string", "pattern": r"\S"},
+            "messages": {"type": "array", "minItems": 1, "items": _ref("Message"),
+                         "contains": {"properties": {"role": {"const": "user"}, "content": {"pattern": r"\S"}}}},
             "model": {"type": "string", "description": "auto, a tier or a model name", "default": "auto"},
             "strategy": {"type": "string", "enum": list(STRATEGIES)},
-            "system": string, "max_tokens": {"type": "integer", "minimum": 1},
+            "system": string, "max_tokens": {"type": "integer", "minimum": 1, "maximum": 32768},
             "temperature": {"type": "number", "minimum": 0, "maximum": 2},
             "stop": {"oneOf": [string, {"type": "array", "items": string, "maxItems": 4}]},
             "dry_run": {"type": "boolean", "default": False}, "stream": {"type": "boolean", "default": False}},
+            "oneOf": [{"required": ["prompt"], "not": {"required": ["messages"]}},
+                      {"required": ["messages"], "not": {"required": ["prompt"]}}],
             "description": "Give `prompt` or `messages` (with at least one user message), not both."},
         "Usage": {"type": "object", "required": ["input_tokens", "output_tokens"],
                   "properties": {"input_tokens": integer, "output_tokens": integer}},
@@ -82,7 +85,11 @@ def _schemas() -> dict:
                                         "backend": {"type": "string", "enum": list(BACKENDS)},
                                         "response": string, "finish_reason": string, "usage": _ref("Usage"),
                                         "cost": number, "routing": _ref("Routing"), "latency_seconds": number,
-                                        "cached": {"type": "boolean"}, "dry_run": {"type": "boolean"}}},
+                                        "cached": {"type": "boolean"}}},
+        "DryRunResponse": {"type": "object", "required": ["request_id", "dry_run", "model", "backend", "routing"],
+                           "properties": {"request_id": string, "dry_run": {"const": True}, "model": string,
+                                          "backend": {"type": "string", "enum": list(BACKENDS)},
+                                          "routing": _ref("Routing")}},
         "ComplexityResponse": {"type": "object", "required": ["complexity", "factors", "recommended"], "properties": {
             "request_id": string, "complexity": number, "factors": {"type": "object"},
             "recommended": {"type": "object"}, "estimated_cost": number, "reason": string,
@@ -139,9 +146,14 @@ def _op(summary: str, responses: dict, body: str | None = None, security=None, p
 
 @lru_cache(maxsize=1)
 def spec() -> dict:
-    sse = {"text/event-stream": {"schema": {"type": "string"}}}
-    chat_ok = {"description": "The answer (JSON), or Server-Sent Events with `stream: true`",
-               "content": {"application/json": {"schema": _ref("ChatResponse")}, **sse}}
+    # One Server-Sent Event: `event` names it on the native surface, `data` is JSON (or "[DONE]").
+    sse = {"text/event-stream": {"schema": {"type": "object", "required": ["data"], "properties": {
+        "event": {"type": "string", "enum": ["start", "delta", "done", "error"]}, "data": {"type": "string"},
+        "id": {"type": "string"}, "retry": {"type": "integer"}}}}}
+    chat_ok = {"description": "The answer (JSON; the decision only with `dry_run: true`), or Server-Sent "
+                              "Events with `stream: true`",
+               "content": {"application/json": {"schema": {"oneOf": [_ref("ChatResponse"), _ref("DryRunResponse")]}},
+                           **sse}}
     completion_ok = {"description": "A chat.completion, or chat.completion.chunk events with `stream: true`",
                      "content": {"application/json": {"schema": _ref("ChatCompletion")}, **sse}}
     query = lambda name, schema, text: {"name": name, "in": "query", "required": False,  # noqa: E731
