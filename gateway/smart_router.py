@@ -312,8 +312,9 @@ def _by_complexity(p: _Planner, score: float, factors: dict) -> Decision:
             p.code = "local_only"
     models = _gpu_upgrade(p, p.chain(start, allow_paid), tiers[start])
     if p.strategy == "cost-aware":
-        # Spend only where the score asked for it: a failed local call does not escalate to the cloud.
-        models = [m for m in models if not m.paid or m.tier == tiers[start].name]
+        # Spend only where the score asked for it: a failed local call does not escalate to the cloud,
+        # unless no local model can take the prompt at all (longer than every local context window).
+        models = [m for m in models if not m.paid or m.tier == tiers[start].name] or models
     if not models or models[0].tier != tiers[wanted].name:
         p.unavailable_note(list(p.cat.models_in(tiers[wanted].name)))
         if p.code == "complexity":

@@ -192,6 +192,11 @@ def test_cost_aware_does_not_escalate_local_failures_to_the_cloud():
     assert all(c.backend == "ollama" for c in d.plan)
 
 
+def test_cost_aware_uses_the_cloud_when_no_local_model_can_hold_the_prompt():
+    d = decide(req("word " * 3000, strategy="cost-aware"), ctx())  # ~3,750 tokens > 2,048 local windows
+    assert d.backend == "anthropic"
+
+
 def test_default_strategy_comes_from_context():
     d = decide(req(COMPLEX[0]), ctx(default_strategy="local-only"))
     assert d.strategy == "local-only" and d.backend == "ollama"
@@ -266,3 +271,35 @@ def test_any_text_gets_a_bounded_decision(seed):
     assert 0.0 <= score <= 1.0 and all(0.0 <= v <= 1.0 for v in factors.values())
     d = decide(req(text), ctx())
     assert d.model in {m.name for m in CATALOG.models}
+
+
+# --------------------------------------------------------------------------- properties (Hypothesis)
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+TEXT = st.one_of(
+    st.text(),                                                     # any Unicode, including empty
+    st.text(alphabet=st.characters(max_codepoint=0x1F), max_size=500),  # control characters
+    st.binary(max_size=2000).map(lambda b: b.decode("latin-1")),   # binary-looking input
+    st.builds(lambda s, n: s * n, st.text(min_size=1, max_size=20), st.integers(1, 8000)),  # huge
+)
+
+
+@given(TEXT, st.sampled_from(["auto", "local-only", "cloud-first", "cost-aware"]))
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_any_prompt_gets_a_valid_decision(text, strategy):
+    try:
+        d = decide(req(text, strategy=strategy), ctx())
+    except ServiceUnavailable as exc:
+        # Only one honest refusal: a prompt longer than every local context window, under local-only.
+        assert strategy == "local-only" and "exceed" in exc.message
+        enabled = {t.name for t in CATALOG.tiers if t.min_deployment_tier <= 2}
+        local = [m for m in CATALOG.models if not m.paid and m.tier in enabled]
+        assert req(text).input_tokens_estimate >= max(m.context_window for m in local)
+        return
+    assert 0.0 <= d.score <= 1.0 and all(0.0 <= v <= 1.0 for v in d.factors.values())
+    assert d.model in {m.name for m in CATALOG.models} and d.reason
+    assert d == decide(req(text, strategy=strategy), ctx())  # deterministic
+    if strategy == "local-only":
+        assert all(c.backend == "ollama" for c in d.plan)
