@@ -96,7 +96,8 @@ class Dispatcher:
 
         won = self._first_success(request, decision, first_piece)
         first, rest = won.result
-        return LiveStream(self, request, decision, won, first, rest, start)
+        return LiveStream(self, request, decision, won, first, rest, start,
+                          deadline=start + self.settings.request_deadline_seconds)
 
     def _first_success(self, request: ChatRequest, decision: Decision, call: Callable) -> _Success:
         """Walk the plan with budget, concurrency cap, retries, breakers and the deadline; return the
@@ -256,11 +257,11 @@ class LiveStream:
     """
 
     def __init__(self, dispatcher: Dispatcher, request: ChatRequest, decision: Decision, won: _Success,
-                 first: StreamDelta, rest: Iterator[StreamDelta], started: float):
+                 first: StreamDelta, rest: Iterator[StreamDelta], started: float, deadline: float):
         self.dispatcher, self.request, self.decision = dispatcher, request, decision
         self.model, self.backend, self.attempts = won.model, won.backend, won.attempts
         self.reservation, self._lease = won.reservation, won.lease
-        self._first, self._rest, self._started = first, rest, started
+        self._first, self._rest, self._started, self._deadline = first, rest, started, deadline
         self.text: list[str] = []
         self.outcome: Outcome | None = None
         self.error: BackendError | None = None
@@ -280,6 +281,8 @@ class LiveStream:
                     yield delta
                     return
                 yield delta
+                if clock() > self._deadline:  # an upstream that never stops is cut at the request deadline
+                    raise BackendError("timeout", "request deadline reached mid-stream")
                 delta = next(self._rest)
         except BackendError as exc:
             self.error = exc

@@ -9,6 +9,7 @@ after the 200 status line.
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 import uuid
@@ -100,7 +101,7 @@ class FakeAnthropic(FakeServer):
         event("content_block_start", {"type": "content_block_start", "index": 0,
                                        "content_block": {"type": "text", "text": ""}})
         event("ping", {"type": "ping"})
-        for i, piece in enumerate(reply):
+        for i, piece in enumerate(itertools.cycle(reply) if script.endless else reply):
             if script.cut_after is not None and i >= script.cut_after:
                 return self.cut(h)
             if script.error_after is not None and i >= script.error_after:

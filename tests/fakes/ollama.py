@@ -7,6 +7,7 @@ errors inside a 200 stream as an {"error": ...} line.
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from datetime import UTC, datetime, timedelta
@@ -66,7 +67,7 @@ class FakeOllama(FakeServer):
             final["message"] = {"role": "assistant", "content": "".join(reply_pieces)}
             return self.send(h, 200, final, script.content_type or "application/json", script.headers)
         self.start_stream(h, script.content_type or "application/x-ndjson", script.headers)
-        for i, piece in enumerate(reply_pieces):
+        for i, piece in enumerate(itertools.cycle(reply_pieces) if script.endless else reply_pieces):
             if script.cut_after is not None and i >= script.cut_after:
                 return self.cut(h)
             if script.error_after is not None and i >= script.error_after:

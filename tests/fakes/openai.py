@@ -6,6 +6,7 @@ stream_options.include_usage is set; errors are {"error": {message, type, param,
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 import uuid
@@ -72,7 +73,7 @@ class FakeOpenAI(FakeServer):
 
         self.start_stream(h, script.content_type or "text/event-stream", script.headers)
         chunk({"role": "assistant", "content": ""})
-        for i, piece in enumerate(reply):
+        for i, piece in enumerate(itertools.cycle(reply) if script.endless else reply):
             if script.cut_after is not None and i >= script.cut_after:
                 return self.cut(h)
             if script.error_after is not None and i >= script.error_after:

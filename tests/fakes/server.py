@@ -32,6 +32,7 @@ class Script:
     error_after: int | None = None       # streaming: send the protocol's in-stream error after k chunks
     chunk_delay: float = 0.0
     drop: bool = False                   # close the connection without any response
+    endless: bool = False                # streaming: repeat the reply forever (until the client leaves)
 
 
 @dataclass

@@ -109,3 +109,33 @@ def test_two_gateway_processes_share_stats_through_redis(gunicorn, redis_server,
     seen = [requests.get(f"{url}/api/v1/stats", headers=headers, timeout=5).json() for url in (a, b) * 4]
     assert all(s == seen[0] for s in seen)
     assert seen[0]["requests"] == 3 and seen[0]["by_backend"] == {"ollama": 2, "anthropic": 1}
+
+
+def test_sigterm_lets_in_flight_requests_and_streams_finish(gunicorn, ollama):
+    url, proc, _ = gunicorn(GATEWAY_WORKERS="1")
+    headers = {"X-API-Key": "integration-key"}
+    results = {}
+
+    def slow_call():
+        results["chat"] = requests.post(f"{url}/api/v1/chat", json={"prompt": "What is slow?"}, headers=headers,
+                                        timeout=30)
+
+    def slow_stream():
+        r = requests.post(f"{url}/api/v1/chat", json={"prompt": "What is streaming?", "stream": True},
+                          headers=headers, stream=True, timeout=30)
+        results["stream"] = [x for x in r.iter_lines(decode_unicode=True) if x.startswith("event: ")]
+
+    import threading
+
+    ollama.queue(Script(delay=1.5, reply="finished anyway"),
+                 Script(reply="one two three four five six", chunk_delay=0.25))
+    threads = [threading.Thread(target=slow_call), threading.Thread(target=slow_stream)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)  # graceful: finish what is in flight, accept nothing new
+    for t in threads:
+        t.join(timeout=30)
+    assert proc.wait(timeout=30) == 0
+    assert results["chat"].status_code == 200 and results["chat"].json()["response"] == "finished anyway"
+    assert results["stream"][0] == "event: start" and results["stream"][-1] == "event: done"
