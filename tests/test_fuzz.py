@@ -42,21 +42,27 @@ def fuzz_schema():
     claude.close()
 
 
-@pytest.mark.parametrize(("path", "method"), OPERATIONS, ids=[f"{m.upper()} {p}" for p, m in OPERATIONS])
-def test_no_server_errors_and_documented_shapes(fuzz_schema, path, method):
-    operation = fuzz_schema[path][method.upper()]
+def fuzz(schema, path: str, method: str, examples: int, key: str, base_url: str | None = None) -> int:
+    """Run `examples` generated cases against one operation; returns how many were sent."""
+    operation = schema[path][method.upper()]
     seen = []
 
     @given(case=operation.as_strategy())
-    @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True,
+    @settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True,
               database=None)
     def run(case):
-        case.headers = {**(case.headers or {}), "Authorization": "Bearer fuzz-key"}
-        response = case.call()
+        case.headers = {**(case.headers or {}), "Authorization": f"Bearer {key}"}
+        response = case.call(base_url=base_url, timeout=30) if base_url else case.call()
         seen.append(response.status_code)
         case.validate_response(response, checks=CHECKS)
 
     run()
     op = spec()["paths"][path][method]
     has_input = "requestBody" in op or "parameters" in op  # without inputs there is one case to make
-    assert len(seen) >= (EXAMPLES // 2 if has_input else 1), len(seen)
+    assert len(seen) >= (examples // 2 if has_input else 1), len(seen)
+    return len(seen)
+
+
+@pytest.mark.parametrize(("path", "method"), OPERATIONS, ids=[f"{m.upper()} {p}" for p, m in OPERATIONS])
+def test_no_server_errors_and_documented_shapes(fuzz_schema, path, method):
+    fuzz(fuzz_schema, path, method, EXAMPLES, "fuzz-key")
