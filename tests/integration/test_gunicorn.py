@@ -27,6 +27,7 @@ def test_serves_chat_with_auth_and_logs_no_prompt(gunicorn):
                       timeout=10)
     assert r.status_code == 200 and r.json()["model"] == "tinyllama"
     assert r.headers["X-Request-ID"] == r.json()["request_id"]
+    assert not any(ch.isdigit() for ch in r.headers.get("Server", ""))  # no server version disclosed
     assert requests.get(f"{url}/health/ready", timeout=5).json()["status"] == "ready"
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=15) == 0  # graceful stop

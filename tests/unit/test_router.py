@@ -287,7 +287,7 @@ TEXT = st.one_of(
 
 
 @given(TEXT, st.sampled_from(["auto", "local-only", "cloud-first", "cost-aware"]))
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=1000, suppress_health_check=[HealthCheck.too_slow])  # bounded: < 1 s each
 def test_any_prompt_gets_a_valid_decision(text, strategy):
     try:
         d = decide(req(text, strategy=strategy), ctx())
