@@ -47,7 +47,7 @@ FAULTS = {
     "stream_cut_before_first_token": (Script(reply=REPLY, cut_after=0), None, "fallback"),
     "stream_cut_after_first_token": (Script(reply=REPLY, cut_after=2), None, "error_event"),
     "error_mid_stream": (Script(reply=REPLY, error_after=2, error_type="overloaded_error"), None, "error_event"),
-    "endless_stream": (Script(reply=REPLY, endless=True, chunk_delay=0.02), None, "error_event"),
+    "endless_stream": (Script(reply=REPLY, endless=True, chunk_delay=0.02), "fallback", "error_event"),
 }
 BACKENDS = ("ollama", "anthropic", "openai_compat")
 

@@ -6,6 +6,7 @@ is recorded as an attempt and a long retry-after turns into a fallback instead o
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import anthropic
@@ -55,21 +56,32 @@ class AnthropicBackend(Backend):
         return params
 
     def complete(self, model: ModelSpec, request: ChatRequest, max_tokens: int) -> Completion:
-        with _translate():
-            msg = self.client.messages.create(**self._params(model, request, max_tokens))
-        content = getattr(msg, "content", None)
-        usage = getattr(msg, "usage", None)
-        if not isinstance(content, list) or usage is None:
-            raise BackendError("malformed", "anthropic: response is not a message")
-        text = "".join(getattr(b, "text", "") or "" for b in content if getattr(b, "type", "") == "text")
-        return Completion(text, Usage(int(usage.input_tokens or 0), int(usage.output_tokens or 0)),
-                          _FINISH.get(msg.stop_reason or "", "stop"))
+        """Streamed underneath (as Anthropic advises for long requests), so the whole answer is bounded by
+        the timeout even if the upstream never stops sending."""
+        deadline = time.monotonic() + self.settings.timeout
+        pieces = self.stream(model, request, max_tokens)
+        text: list[str] = []
+        try:
+            for delta in pieces:
+                text.append(delta.text)
+                if delta.usage is not None:
+                    return Completion("".join(text), delta.usage, delta.finish_reason or "stop")
+                if time.monotonic() > deadline:
+                    raise BackendError("timeout",
+                                       f"anthropic: answer still arriving after {self.settings.timeout:.0f} s")
+        finally:
+            pieces.close()
+        raise BackendError("connection", "anthropic: stream ended before message_stop")
 
     def stream(self, model: ModelSpec, request: ChatRequest, max_tokens: int) -> Iterator[StreamDelta]:
         input_tokens = output_tokens = 0
         finish = "stop"
         with _translate():
             events = self.client.messages.create(**self._params(model, request, max_tokens), stream=True)
+            if "event-stream" not in events.response.headers.get("content-type", ""):
+                events.close()
+                raise BackendError("malformed", "anthropic: expected an event stream, got "
+                                   f"{events.response.headers.get('content-type')!r}")
             try:
                 for event in events:
                     kind = event.type

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -143,10 +144,19 @@ def translate_requests_errors(backend: str):
         raise BackendError("connection", f"{backend}: request failed ({type(exc).__name__})") from exc
 
 
-def json_body(backend: str, resp: requests.Response) -> dict:
+MAX_BODY_BYTES = 32 * 2**20  # an answer larger than this is not an answer
+
+
+def json_body(backend: str, resp: requests.Response, total_timeout: float | None = None) -> dict:
+    """The response's JSON object. With `total_timeout` (a response opened with stream=True) the body is
+    read in pieces against that many seconds and MAX_BODY_BYTES: an upstream that never stops sending
+    cannot hold the request past its timeout."""
     if "json" not in resp.headers.get("content-type", ""):
+        resp.close()
         raise BackendError("malformed", f"{backend}: expected JSON, got {resp.headers.get('content-type')!r}",
                            status=resp.status_code)
+    if total_timeout is not None:
+        _read_bounded(backend, resp, total_timeout)
     try:
         data = resp.json()
     except ValueError as exc:
@@ -154,6 +164,22 @@ def json_body(backend: str, resp: requests.Response) -> dict:
     if not isinstance(data, dict):
         raise BackendError("malformed", f"{backend}: response is not a JSON object", status=resp.status_code)
     return data
+
+
+def _read_bounded(backend: str, resp: requests.Response, seconds: float) -> None:
+    deadline, size, parts = time.monotonic() + seconds, 0, []
+    with translate_requests_errors(backend):
+        try:
+            for part in resp.iter_content(65536):
+                parts.append(part)
+                size += len(part)
+                if size > MAX_BODY_BYTES:
+                    raise BackendError("malformed", f"{backend}: response larger than {MAX_BODY_BYTES} bytes")
+                if time.monotonic() > deadline:
+                    raise BackendError("timeout", f"{backend}: response still arriving after {seconds:.0f} s")
+        finally:
+            resp.close()
+    resp._content = b"".join(parts)  # requests' own cache of the body, so resp.json() reads it
 
 
 def new_session(pool_size: int = 128) -> requests.Session:

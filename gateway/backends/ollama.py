@@ -59,8 +59,8 @@ class OllamaBackend(Backend):
         return resp
 
     def complete(self, model: ModelSpec, request: ChatRequest, max_tokens: int) -> Completion:
-        resp = self._post(model, self._body(model, request, max_tokens, stream=False), stream=False)
-        data = json_body(self.name, resp)
+        resp = self._post(model, self._body(model, request, max_tokens, stream=False), stream=True)
+        data = json_body(self.name, resp, total_timeout=self.settings.timeout)
         if "error" in data:
             raise BackendError("server_error", f"ollama: {str(data['error'])[:300]}", status=resp.status_code)
         message = data.get("message")

@@ -34,7 +34,8 @@ class OpenAICompatBackend(Backend):
         if settings.api_key:
             self.session.headers["Authorization"] = f"Bearer {settings.api_key}"
 
-    def _post(self, model: ModelSpec, request: ChatRequest, max_tokens: int, stream: bool):
+    def _post(self, model: ModelSpec, request: ChatRequest, max_tokens: int, stream: bool,
+              read_stream: bool | None = None):
         messages = ([{"role": "system", "content": request.system}] if request.system else []) + [
             {"role": m.role, "content": m.content} for m in request.messages
         ]
@@ -46,7 +47,8 @@ class OpenAICompatBackend(Backend):
         if request.stop:
             body["stop"] = list(request.stop)
         with translate_requests_errors(self.name):
-            resp = self.session.post(f"{self.url}/chat/completions", json=body, stream=stream,
+            resp = self.session.post(f"{self.url}/chat/completions", json=body,
+                                     stream=stream if read_stream is None else read_stream,
                                      timeout=(self.settings.connect_timeout, self.settings.timeout))
             if resp.status_code >= 400:
                 err = http_error(self.name, resp)
@@ -55,8 +57,8 @@ class OpenAICompatBackend(Backend):
         return resp
 
     def complete(self, model: ModelSpec, request: ChatRequest, max_tokens: int) -> Completion:
-        resp = self._post(model, request, max_tokens, stream=False)
-        data = json_body(self.name, resp)
+        resp = self._post(model, request, max_tokens, stream=False, read_stream=True)
+        data = json_body(self.name, resp, total_timeout=self.settings.timeout)
         try:
             choice = data["choices"][0]
             text = choice["message"]["content"] or ""

@@ -64,6 +64,8 @@ class FakeOllama(FakeServer):
             "eval_count": len(reply_pieces), "eval_duration": 1_100_000_000,
         }
         if body.get("stream", True) is False:
+            if script.endless:
+                return self.endless_json(h, script)
             final["message"] = {"role": "assistant", "content": "".join(reply_pieces)}
             return self.send(h, 200, final, script.content_type or "application/json", script.headers)
         self.start_stream(h, script.content_type or "application/x-ndjson", script.headers)

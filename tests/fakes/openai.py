@@ -58,6 +58,8 @@ class FakeOpenAI(FakeServer):
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(reply),
                  "total_tokens": prompt_tokens + len(reply)}
         if not body.get("stream"):
+            if script.endless:
+                return self.endless_json(h, script)
             return self.send(h, 200, {
                 "id": cid, "object": "chat.completion", "created": created, "model": body["model"],
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(reply)},

@@ -174,6 +174,14 @@ class FakeServer:
         except OSError:
             pass
 
+    def endless_json(self, h: BaseHTTPRequestHandler, script: Script) -> None:
+        """A JSON body that never ends (a broken upstream): whitespace forever, until the client leaves."""
+        self.start_stream(h, "application/json")
+        self.write_chunk(h, b'{"model": "x", ')
+        while True:
+            self.write_chunk(h, b" " * 64)
+            time.sleep(script.chunk_delay or 0.01)
+
     def scripted_prelude(self, h: BaseHTTPRequestHandler, script: Script) -> bool:
         """Apply delay/drop/raw body. Returns True when the response is already fully handled."""
         if script.delay:
