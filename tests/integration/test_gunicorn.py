@@ -128,8 +128,8 @@ def test_sigterm_lets_in_flight_requests_and_streams_finish(gunicorn, ollama):
 
     import threading
 
-    ollama.queue(Script(delay=1.5, reply="finished anyway"),
-                 Script(reply="one two three four five six", chunk_delay=0.25))
+    # Both calls take over a second upstream (whichever reaches the fake first): SIGTERM lands mid-way.
+    ollama.default = Script(delay=1.2, reply="finished anyway", chunk_delay=0.2)
     threads = [threading.Thread(target=slow_call), threading.Thread(target=slow_stream)]
     for t in threads:
         t.start()
