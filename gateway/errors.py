@@ -42,10 +42,6 @@ class UnknownModel(NotFound):
     type = "model_not_found"
 
 
-class MethodNotAllowed(GatewayError):
-    status, type = 405, "method_not_allowed"
-
-
 class PayloadTooLarge(GatewayError):
     status, type = 413, "payload_too_large"
 

@@ -64,7 +64,6 @@ class BackendHealth:
 
 class Backend(ABC):
     name: ClassVar[str]
-    supports_streaming: ClassVar[bool] = True
 
     @abstractmethod
     def complete(self, model: ModelSpec, request: ChatRequest, max_tokens: int) -> Completion:
