@@ -7,6 +7,7 @@
 set -euo pipefail
 
 DRY_RUN=0
+SKIP_DOCTOR=0
 PROFILE=""
 RUN_DIR="${DEPLOY_RUN_DIR:-.run}"
 HEALTH_TIMEOUT="${HEALTH_TIMEOUT:-180}"
@@ -20,6 +21,8 @@ Commands:
                   profile gpu when an NVIDIA GPU and the container toolkit are present, else cpu
   local [TIER]    no Docker: the gateway under gunicorn from .venv, a private redis-server when installed,
                   Ollama at OLLAMA_URL; returns once healthy and leaves it running (pid files in .run/)
+  doctor [TIER]   check this machine (Docker, Compose >= 2.24, disk, memory, ports, .env, GPU runtime);
+                  docker and local run it first and stop on a problem (--skip-doctor to go on anyway)
   stop            stop what 'local' started
   status          containers and local processes, and the gateway's health
   logs            follow the logs (compose, or .run/gateway.log)
@@ -28,6 +31,7 @@ Commands:
 
 Options:
   --gpu | --cpu   force the Ollama profile
+  --skip-doctor   do not stop on the doctor's problems
   --dry-run       print every command instead of running it
   -h, --help      this help
 Environment values already set override .env.
@@ -90,6 +94,19 @@ PY
   fi
 }
 
+# Run the doctor quietly before starting: only problems are printed; a blocking one stops here.
+preflight() {
+  local mode="$1" tier="$2"
+  if [ "$DRY_RUN" -eq 1 ]; then
+    printf '+ %s\n' "scripts/doctor.py --mode $mode --tier $tier --quiet"
+    return 0
+  fi
+  if ! "$(python_bin)" scripts/doctor.py --mode "$mode" --tier "$tier" --quiet; then
+    [ "$SKIP_DOCTOR" -eq 1 ] && { warn "doctor found problems; going on (--skip-doctor)"; return 0; }
+    die "doctor found problems (above); fix them, or pass --skip-doctor"
+  fi
+}
+
 # ---------------------------------------------------------------------------------------- docker
 pick_profile() {
   if [ -n "$PROFILE" ]; then echo "$PROFILE"; return; fi
@@ -112,6 +129,7 @@ cmd_docker() {
     run ./install.sh --env-only --yes
   fi
   load_env
+  preflight docker "$tier"
   profile="$(pick_profile)"
   models="$("$(python_bin)" scripts/tier_models.py "$tier")"
   info "tier $tier, profile $profile, models: $models"
@@ -130,6 +148,7 @@ cmd_local() {
   local tier="$1"
   load_env
   export DEPLOYMENT_TIER="$tier"
+  preflight local "$tier"
   if [ "$DRY_RUN" -eq 0 ]; then
     [ -x .venv/bin/gunicorn ] || ensure_venv .venv
     mkdir -p "$RUN_DIR"
@@ -221,6 +240,7 @@ main() {
       --dry-run) DRY_RUN=1 ;;
       --gpu) PROFILE=gpu ;;
       --cpu) PROFILE=cpu ;;
+      --skip-doctor) SKIP_DOCTOR=1 ;;
       -h | --help) usage; exit 0 ;;
       -*) usage >&2; die "unknown option: $1" ;;
       *) args+=("$1") ;;
@@ -231,6 +251,7 @@ main() {
   local command="${args[0]}" tier="${args[1]:-${DEPLOYMENT_TIER:-2}}"
   case "$command" in
     docker) check_tier "$tier"; cmd_docker "$tier" ;;
+    doctor) check_tier "$tier"; load_env; "$(python_bin)" scripts/doctor.py --tier "$tier" ;;
     local) check_tier "$tier"; cmd_local "$tier" ;;
     stop) cmd_stop ;;
     status) cmd_status ;;

@@ -1,0 +1,227 @@
+#!/usr/bin/env python3
+"""Check a machine before the stack starts: one line per problem, with the command or setting that fixes it.
+
+    python3 scripts/doctor.py [--tier N] [--mode docker|local] [--env-file .env] [--quiet]
+
+Exit status 0 when nothing blocks (warnings do not block), 1 otherwise. ./deploy-all.sh doctor runs it,
+and docker/local run it quietly first. Overrides for tests and odd machines: DOCTOR_FREE_DISK_GB,
+DOCTOR_MEM_GB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+MIN_COMPOSE = (2, 24)
+STACK_DISK_GB = 4.0   # images of the stack's services
+STACK_RAM_GB = 1.5    # gateway, Redis, Prometheus, Grafana, n8n, Postgres, Qdrant at rest
+SECRETS = ("GATEWAY_API_KEYS", "REDIS_PASSWORD", "GRAFANA_ADMIN_PASSWORD", "POSTGRES_PASSWORD",
+           "N8N_ENCRYPTION_KEY", "QDRANT_API_KEY")
+EXAMPLE_VALUES = {"changeme", "change-me", "admin", "password", "secret", "example", "your-key-here",
+                  "sk-ant-your-key-here", "xxx", "todo"}
+PORTS = (("GATEWAY_PORT", 8080), ("GRAFANA_PORT", 3000), ("N8N_PORT", 5678), ("PROMETHEUS_PORT", 9090))
+
+
+@dataclass
+class Finding:
+    level: str   # ok | warn | fail
+    what: str
+    fix: str = ""
+
+
+def run(cmd: list[str]) -> subprocess.CompletedProcess | None:
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=15)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
+def check_docker() -> list[Finding]:
+    if not shutil.which("docker"):
+        return [Finding("fail", "Docker is not installed",
+                        "./install.sh (or https://docs.docker.com/engine/install/)")]
+    info = run(["docker", "info", "--format", "{{.ServerVersion}}"])
+    if info is None or info.returncode != 0:
+        denied = info is not None and "permission denied" in (info.stderr or "").lower()
+        fix = ("sudo usermod -aG docker $USER, then log in again" if denied
+               else "sudo systemctl start docker (and: sudo systemctl enable docker)")
+        return [Finding("fail", "the Docker engine is not reachable" + (" without sudo" if denied else ""), fix)]
+    out = [Finding("ok", f"Docker engine {info.stdout.strip()}")]
+    compose = run(["docker", "compose", "version", "--short"])
+    version = compose.stdout.strip().lstrip("v") if compose and compose.returncode == 0 else ""
+    m = re.match(r"(\d+)\.(\d+)", version)
+    if not m:
+        out.append(Finding("fail", "the Docker Compose plugin is missing",
+                           "sudo apt-get install docker-compose-plugin (Docker's apt repository)"))
+    elif (int(m.group(1)), int(m.group(2))) < MIN_COMPOSE:
+        out.append(Finding("fail", f"Docker Compose {version} is older than {MIN_COMPOSE[0]}.{MIN_COMPOSE[1]}, "
+                           "which docker-compose.yml needs",
+                           "sudo apt-get install --only-upgrade docker-compose-plugin"))
+    else:
+        out.append(Finding("ok", f"Docker Compose {version}"))
+    return out
+
+
+def tier_models(tier: int) -> list[dict]:
+    raw = yaml.safe_load((ROOT / "configs" / "models.yaml").read_text())
+    enabled = {t["name"] for t in raw["tiers"] if int(t.get("min_deployment_tier", 1)) <= tier}
+    return [m for m in raw["models"] if m["backend"] == "ollama" and m["tier"] in enabled]
+
+
+def check_disk(tier: int) -> list[Finding]:
+    need = sum(float(m.get("disk_gb", 0)) for m in tier_models(tier)) + STACK_DISK_GB
+    override = os.environ.get("DOCTOR_FREE_DISK_GB")
+    if override:
+        free = float(override)
+    else:
+        info = run(["docker", "info", "--format", "{{.DockerRootDir}}"]) if shutil.which("docker") else None
+        where = info.stdout.strip() if info and info.returncode == 0 and info.stdout.strip() else str(ROOT)
+        free = shutil.disk_usage(where if os.path.exists(where) else ROOT).free / 1e9
+    if free < need:
+        return [Finding("fail", f"{free:.1f} GB free where Docker keeps images; tier {tier} needs about {need:.1f} GB",
+                        "free space (docker system prune) or choose a lower tier: ./deploy-all.sh docker 1")]
+    return [Finding("ok", f"disk: {free:.1f} GB free, tier {tier} needs about {need:.1f} GB")]
+
+
+def check_memory(tier: int) -> list[Finding]:
+    models = tier_models(tier)
+    override = os.environ.get("DOCTOR_MEM_GB")
+    if override:
+        total = float(override)
+    else:
+        meminfo = Path("/proc/meminfo")
+        m = re.search(r"MemTotal:\s+(\d+) kB", meminfo.read_text()) if meminfo.exists() else None
+        if not m:
+            return [Finding("warn", "cannot read the machine's memory size",
+                            "check it has enough for the tier's models")]
+        total = int(m.group(1)) / 1e6
+    largest = max((float(m.get("ram_gb", 0)) for m in models), default=0.0)
+    together = sum(float(m.get("ram_gb", 0)) for m in models)
+    if total < largest + STACK_RAM_GB:
+        return [Finding("fail", f"{total:.1f} GB of memory; tier {tier}'s largest model needs {largest:.1f} GB "
+                        f"plus {STACK_RAM_GB} GB for the stack", "choose a lower tier: ./deploy-all.sh docker 1")]
+    if total < together + STACK_RAM_GB:
+        return [Finding("warn", f"{total:.1f} GB of memory: tier {tier}'s models ({together:.1f} GB) will not all "
+                        "stay loaded at once", "expect cold loads, or set OLLAMA_KEEP_ALIVE=5m in .env")]
+    return [Finding("ok", f"memory: {total:.1f} GB")]
+
+
+def port_owner(port: int) -> str:
+    out = run(["ss", "-Hltnp", f"sport = :{port}"]) if shutil.which("ss") else None
+    m = re.search(r'users:\(\("([^"]+)"', out.stdout) if out and out.stdout else None
+    return m.group(1) if m else "another process"
+
+
+def check_ports(env: dict[str, str], only: tuple[str, ...] | None = None) -> list[Finding]:
+    out = []
+    for var, default in PORTS:
+        if only and var not in only:
+            continue
+        port = int(env.get(var) or default)
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                owner = port_owner(port)
+                level = "warn" if owner in ("docker-proxy", "gunicorn") else "fail"  # maybe the stack itself
+                out.append(Finding(level, f"port {port} is in use by {owner}",
+                                   f"stop {owner}, or set {var} to a free port in .env"))
+                continue
+        out.append(Finding("ok", f"port {port} free"))
+    return out
+
+
+def read_env(path: Path) -> tuple[dict[str, str], list[str]]:
+    values, dupes = {}, []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        m = re.match(r"^([A-Z_][A-Z0-9_]*)=(.*)$", line.strip())
+        if m:
+            if m.group(1) in values:
+                dupes.append(m.group(1))
+            values[m.group(1)] = m.group(2).strip().strip('"').strip("'")
+    return values, dupes
+
+
+def check_env(path: Path, required: bool) -> tuple[list[Finding], dict[str, str]]:
+    if not path.exists():
+        level = "fail" if required else "warn"
+        return [Finding(level, f"{path.name} is missing", "./install.sh --env-only (generates the secrets)")], {}
+    values, dupes = read_env(path)
+    out = []
+    if dupes:
+        out.append(Finding("fail", f"{path.name} sets {', '.join(sorted(set(dupes)))} more than once",
+                           f"keep one line for each in {path.name}"))
+    for name in SECRETS:
+        value = values.get(name, "")
+        if not value:
+            out.append(Finding("fail" if required else "warn", f"{name} is empty in {path.name}",
+                               "./install.sh --env-only fills empty secrets"))
+        elif value.lower() in EXAMPLE_VALUES or any(v.lower() in EXAMPLE_VALUES for v in value.split(",")):
+            out.append(Finding("fail", f"{name} in {path.name} is an example value, not a secret",
+                               "empty it and run ./install.sh --env-only to generate one"))
+    if not values.get("ANTHROPIC_API_KEY"):
+        out.append(Finding("warn", "ANTHROPIC_API_KEY is empty: every request stays on local models",
+                           f"add your key to {path.name} to let complex prompts use Claude"))
+    return out or [Finding("ok", f"{path.name}: secrets set")], values
+
+
+def check_gpu() -> list[Finding]:
+    smi = run(["nvidia-smi", "-L"]) if shutil.which("nvidia-smi") else None
+    if smi is None or smi.returncode != 0 or "GPU" not in smi.stdout:
+        return [Finding("ok", "no NVIDIA GPU: the cpu profile will be used")]
+    runtimes = run(["docker", "info", "--format", "{{json .Runtimes}}"])
+    if runtimes is None or "nvidia" not in (runtimes.stdout or ""):
+        return [Finding("fail", "an NVIDIA GPU is present but Docker cannot use it (no NVIDIA container runtime)",
+                        "install nvidia-container-toolkit, then: sudo nvidia-ctk runtime configure --runtime=docker "
+                        "&& sudo systemctl restart docker (or run with --cpu)")]
+    return [Finding("ok", f"GPU: {smi.stdout.splitlines()[0]}")]
+
+
+def check_clock() -> list[Finding]:
+    out = run(["timedatectl", "show", "-p", "NTPSynchronized", "--value"]) if shutil.which("timedatectl") else None
+    if out is not None and out.returncode == 0 and out.stdout.strip() == "no":
+        return [Finding("warn", "the clock is not synchronised (NTP): spend days and months, and TLS, need it",
+                        "sudo timedatectl set-ntp true")]
+    return []
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tier", type=int, choices=(1, 2, 3, 4), default=int(os.environ.get("DEPLOYMENT_TIER", 2)))
+    parser.add_argument("--mode", choices=("docker", "local"), default="docker")
+    parser.add_argument("--env-file", type=Path, default=ROOT / ".env")
+    parser.add_argument("--quiet", action="store_true", help="print only problems")
+    args = parser.parse_args()
+
+    env_findings, values = check_env(args.env_file, required=args.mode == "docker")
+    env = {**values, **os.environ}  # what the caller exported wins, as in deploy-all.sh
+    # Local mode publishes only the gateway; docker mode also Grafana, n8n and Prometheus.
+    findings = env_findings + check_ports(env, None if args.mode == "docker" else ("GATEWAY_PORT",))
+    if args.mode == "docker":
+        findings = check_docker() + check_disk(args.tier) + check_memory(args.tier) + check_gpu() + findings
+    findings += check_clock()
+    marks = {"ok": "ok  ", "warn": "warn", "fail": "FAIL"}
+    for f in findings:
+        if f.level == "ok" and args.quiet:
+            continue
+        print(f"[{marks[f.level]}] {f.what}" + (f"\n         fix: {f.fix}" if f.fix and f.level != "ok" else ""))
+    failed = [f for f in findings if f.level == "fail"]
+    if failed or not args.quiet:
+        print(f"doctor: {len(failed)} problem(s) block, {sum(f.level == 'warn' for f in findings)} warning(s)")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""./deploy-all.sh doctor: each problem simulated at its boundary gives its own message and the exit code."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT, free_port
+
+GOOD_ENV = "\n".join(f"{k}=generated-{k.lower()}-0123456789abcdef" for k in (
+    "GATEWAY_API_KEYS", "REDIS_PASSWORD", "GRAFANA_ADMIN_PASSWORD", "POSTGRES_PASSWORD", "N8N_ENCRYPTION_KEY",
+    "QDRANT_API_KEY")) + "\nANTHROPIC_API_KEY=sk-ant-test\n"
+
+
+def fake_docker(bindir, compose="2.29.1", engine=True, runtimes='{"runc":{}}'):
+    script = bindir / "docker"
+    script.write_text(f"""#!/bin/sh
+case "$1 $2" in
+  "compose version") echo "v{compose}"; exit 0 ;;
+esac
+if [ "$1" = info ]; then
+  {"" if engine else 'echo "Cannot connect to the Docker daemon" >&2; exit 1'}
+  case "$*" in
+    *Runtimes*) echo '{runtimes}' ;;
+    *DockerRootDir*) echo /var/lib/docker ;;
+    *) echo 27.3.1 ;;
+  esac
+  exit 0
+fi
+exit 1
+""")
+    script.chmod(0o755)
+
+
+@pytest.fixture
+def doctor(tmp_path):
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    env_file = tmp_path / ".env"
+    env_file.write_text(GOOD_ENV)
+    ports = {var: str(free_port()) for var in ("GATEWAY_PORT", "GRAFANA_PORT", "N8N_PORT", "PROMETHEUS_PORT")}
+
+    def run(*args, env=None, docker=None):
+        fake_docker(bindir, **(docker or {}))
+        base = {k: v for k, v in os.environ.items() if not k.endswith("_PORT")}
+        full = {**base, "PATH": f"{bindir}:{os.environ['PATH']}", "DOCTOR_FREE_DISK_GB": "100",
+                "DOCTOR_MEM_GB": "16", **ports, **(env or {})}
+        return subprocess.run([sys.executable, str(ROOT / "scripts" / "doctor.py"), "--env-file", str(env_file),
+                               "--tier", "2", *args], capture_output=True, text=True, env=full, timeout=60)
+
+    run.env_file = env_file
+    run.ports = ports
+    return run
+
+
+def test_a_healthy_machine_passes(doctor):
+    out = doctor()
+    assert out.returncode == 0, out.stdout
+    assert "0 problem(s) block" in out.stdout and "Docker Compose 2.29.1" in out.stdout
+
+
+@pytest.mark.parametrize(("setup", "message", "fix"), [
+    ({"docker": {"compose": "2.20.2"}}, "Docker Compose 2.20.2 is older than 2.24", "docker-compose-plugin"),
+    ({"docker": {"engine": False}}, "the Docker engine is not reachable", "systemctl start docker"),
+    ({"env": {"DOCTOR_FREE_DISK_GB": "1.5"}}, "1.5 GB free where Docker keeps images", "docker system prune"),
+    ({"env": {"DOCTOR_MEM_GB": "2"}}, "2.0 GB of memory", "lower tier"),
+])
+def test_each_blocking_problem_has_its_message_and_fix(doctor, setup, message, fix):
+    out = doctor(**setup)
+    assert out.returncode == 1
+    assert message in out.stdout and fix in out.stdout
+
+
+def test_a_busy_port_names_its_variable(doctor):
+    port = int(doctor.ports["GRAFANA_PORT"])
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))
+        s.listen(1)
+        out = doctor()
+    assert out.returncode == 1
+    assert f"port {port} is in use" in out.stdout and "set GRAFANA_PORT to a free port" in out.stdout
+
+
+@pytest.mark.parametrize(("env_text", "message"), [
+    (GOOD_ENV.replace("REDIS_PASSWORD=generated-redis_password-0123456789abcdef", "REDIS_PASSWORD="),
+     "REDIS_PASSWORD is empty"),
+    (GOOD_ENV.replace("generated-grafana_admin_password-0123456789abcdef", "admin"),
+     "GRAFANA_ADMIN_PASSWORD in .env is an example value"),
+    (GOOD_ENV + "REDIS_PASSWORD=again\n", "sets REDIS_PASSWORD more than once"),
+])
+def test_env_problems(doctor, env_text, message):
+    doctor.env_file.write_text(env_text)
+    out = doctor()
+    assert out.returncode == 1 and message in out.stdout
+
+
+def test_missing_env_blocks_docker_but_only_warns_for_local(doctor):
+    doctor.env_file.unlink()
+    assert doctor().returncode == 1
+    local = doctor("--mode", "local")
+    assert local.returncode == 0 and ".env is missing" in local.stdout
+
+
+def test_gpu_without_container_runtime_blocks(doctor, tmp_path):
+    smi = tmp_path / "bin" / "nvidia-smi"
+    smi.write_text("#!/bin/sh\necho 'GPU 0: NVIDIA T4 (UUID: GPU-1234)'\n")
+    smi.chmod(0o755)
+    out = doctor()
+    assert out.returncode == 1 and "Docker cannot use it" in out.stdout and "nvidia-container-toolkit" in out.stdout
+    assert doctor(docker={"runtimes": '{"nvidia":{},"runc":{}}'}).returncode == 0
+
+
+def test_missing_anthropic_key_only_warns(doctor):
+    doctor.env_file.write_text(GOOD_ENV.replace("ANTHROPIC_API_KEY=sk-ant-test", "ANTHROPIC_API_KEY="))
+    out = doctor()
+    assert out.returncode == 0 and "[warn] ANTHROPIC_API_KEY is empty" in out.stdout
+
+
+def test_deploy_all_doctor_runs_the_checks(tmp_path):
+    env = {**os.environ, "DOCTOR_FREE_DISK_GB": "0.1", "DEPLOY_RUN_DIR": str(tmp_path)}
+    out = subprocess.run(["./deploy-all.sh", "doctor", "2"], cwd=ROOT, capture_output=True, text=True, env=env,
+                         timeout=60)
+    assert out.returncode == 1 and "GB free where Docker keeps images" in out.stdout
