@@ -7,6 +7,8 @@
 set -euo pipefail
 
 DRY_RUN=0
+YES=0
+VOLUMES=0
 SKIP_DOCTOR=0
 PROFILE=""
 RUN_DIR="${DEPLOY_RUN_DIR:-.run}"
@@ -24,14 +26,15 @@ Commands:
   doctor [TIER]   check this machine (Docker, Compose >= 2.24, disk, memory, ports, .env, GPU runtime);
                   docker and local run it first and stop on a problem (--skip-doctor to go on anyway)
   stop            stop what 'local' started
-  status          containers and local processes, and the gateway's health
-  logs            follow the logs (compose, or .run/gateway.log)
-  down            stop and remove the containers (volumes are kept)
+  status | ps      each service with its health, local processes, and the gateway's readiness
+  logs [SERVICE]  follow the logs (one service, all of compose, or .run/gateway.log in local mode)
+  down [--volumes]  stop and remove the containers; --volumes also deletes the data (asks first)
   aws|gcp TIER    cloud deployment (Terraform): not available yet
 
 Options:
   --gpu | --cpu   force the Ollama profile
   --skip-doctor   do not stop on the doctor's problems
+  --yes           do not ask (down --volumes)
   --dry-run       print every command instead of running it
   -h, --help      this help
 Environment values already set override .env.
@@ -78,20 +81,15 @@ wait_healthy() {
   echo " up" >&2
 }
 
-smoke_hint() {
-  local keys="${GATEWAY_API_KEYS:-}"
-  local key="${keys%%,*}"
-  info "gateway: $(gateway_url)  (API keys: GATEWAY_API_KEYS in $(pwd)/.env)"
-  if [ "$DRY_RUN" -eq 0 ] && [ -n "$key" ]; then
-    info "smoke request (dry run, routes without calling a model):"
-    python3 - "$(gateway_url)" "$key" <<'PY' || warn "smoke request failed"
-import json, sys, urllib.request
-req = urllib.request.Request(sys.argv[1] + "/api/v1/chat", data=b'{"prompt": "What is Python?", "dry_run": true}',
-                             headers={"Authorization": "Bearer " + sys.argv[2], "Content-Type": "application/json"})
-body = json.load(urllib.request.urlopen(req, timeout=10))
-print(f"    -> {body['model']} ({body['backend']}): {body['routing']['reason']}")
-PY
+# Every service with its URL, where the key is, and two real requests with their time to answer.
+smoke_test() {
+  local mode="$1"
+  if [ "$DRY_RUN" -eq 1 ]; then
+    printf '+ %s\n' "scripts/smoke.py --mode $mode"
+    return 0
   fi
+  "$(python_bin)" scripts/smoke.py --mode "$mode" --gateway-url "$(gateway_url)" \
+    || warn "the smoke test did not pass (see above)"
 }
 
 # Run the doctor quietly before starting: only problems are printed; a blocking one stops here.
@@ -140,7 +138,7 @@ cmd_docker() {
   log_deploy "docker" "$tier"
   info "Grafana http://127.0.0.1:${GRAFANA_PORT:-3000} (user ${GRAFANA_ADMIN_USER:-admin}, password in .env)," \
        "n8n http://127.0.0.1:${N8N_PORT:-5678}, Prometheus http://127.0.0.1:${PROMETHEUS_PORT:-9090}"
-  smoke_hint
+  smoke_test docker
 }
 
 # ---------------------------------------------------------------------------------------- local
@@ -173,7 +171,7 @@ cmd_local() {
   wait_healthy "$(gateway_url)"
   info "logs: $RUN_DIR/gateway.log; stop with ./deploy-all.sh stop"
   log_deploy "local" "$tier"
-  smoke_hint
+  smoke_test local
 }
 
 # Record the deployment in Taskwarrior when it is installed (scripts/tw-helper.sh).
@@ -213,8 +211,8 @@ cmd_stop() {
 }
 
 cmd_status() {
-  if command -v docker >/dev/null 2>&1 && docker compose version >/dev/null 2>&1; then
-    run docker compose ps
+  if [ "$DRY_RUN" -eq 1 ] || { command -v docker >/dev/null 2>&1 && docker compose version >/dev/null 2>&1; }; then
+    run docker compose ps --format 'table {{.Service}}\t{{.Status}}'
   fi
   local pidfile
   for pidfile in "$RUN_DIR"/*.pid; do
@@ -230,6 +228,20 @@ cmd_status() {
     "$(gateway_url)" 2>/dev/null || warn "the gateway at $(gateway_url) does not answer"
 }
 
+cmd_down() {
+  if [ "$VOLUMES" -eq 0 ]; then
+    run docker compose down
+    return
+  fi
+  if [ "$YES" -eq 0 ] && [ "$DRY_RUN" -eq 0 ]; then
+    local answer
+    warn "--volumes deletes ALL data: pulled models, spend and budgets, dashboards, n8n workflows and credentials"
+    read -r -p "Type 'delete' to go on: " answer || true
+    [ "$answer" = "delete" ] || die "cancelled; nothing deleted"
+  fi
+  run docker compose down --volumes
+}
+
 main() {
   cd "$(dirname "${BASH_SOURCE[0]}")"
   # shellcheck source=scripts/lib.sh
@@ -241,6 +253,8 @@ main() {
       --gpu) PROFILE=gpu ;;
       --cpu) PROFILE=cpu ;;
       --skip-doctor) SKIP_DOCTOR=1 ;;
+      --volumes) VOLUMES=1 ;;
+      --yes | -y) YES=1 ;;
       -h | --help) usage; exit 0 ;;
       -*) usage >&2; die "unknown option: $1" ;;
       *) args+=("$1") ;;
@@ -254,10 +268,14 @@ main() {
     doctor) check_tier "$tier"; load_env; "$(python_bin)" scripts/doctor.py --tier "$tier" ;;
     local) check_tier "$tier"; cmd_local "$tier" ;;
     stop) cmd_stop ;;
-    status) cmd_status ;;
+    status | ps) cmd_status ;;
     logs)
-      if [ -f "$RUN_DIR/gateway.pid" ]; then run tail -n 100 -f "$RUN_DIR/gateway.log"; else run docker compose logs -f --tail=100; fi ;;
-    down) run docker compose down ;;
+      if [ -f "$RUN_DIR/gateway.pid" ] && [ -z "${args[1]:-}" ]; then
+        run tail -n 100 -f "$RUN_DIR/gateway.log"
+      else
+        run docker compose logs -f --tail=100 ${args[1]:+"${args[1]}"}
+      fi ;;
+    down) cmd_down ;;
     aws | gcp) die "'$command' deployment (Terraform) is not available yet: use 'docker' on the VM for now" ;;
     *) usage >&2; die "unknown command: $command" ;;
   esac

@@ -171,6 +171,9 @@ def test_env_generation_is_idempotent_and_private(tmp_path):
                                             "tinyllama phi mistral"]),
     (["docker", "1", "--dry-run", "--gpu"], ["docker compose --profile gpu up -d --build", "models: tinyllama"]),
     (["down", "--dry-run"], ["docker compose down"]),
+    (["down", "--volumes", "--yes", "--dry-run"], ["docker compose down --volumes"]),
+    (["logs", "grafana", "--dry-run"], ["docker compose logs -f --tail=100 grafana"]),
+    (["status", "--dry-run"], ["docker compose ps --format"]),
 ])
 def test_deploy_docker_dry_run_prints_the_compose_commands(args, expected, tmp_path):
     out = subprocess.run(["./deploy-all.sh", *args], cwd=ROOT, capture_output=True, text=True, timeout=60,
@@ -185,3 +188,9 @@ def test_deploy_rejects_bad_tier_and_unready_clouds():
     assert out.returncode != 0 and "tier must be 1, 2, 3 or 4" in out.stderr
     out = subprocess.run(["./deploy-all.sh", "aws", "2"], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode != 0 and "not available yet" in out.stderr
+
+
+def test_down_volumes_asks_before_deleting_data():
+    out = subprocess.run(["./deploy-all.sh", "down", "--volumes"], cwd=ROOT, input="no\n", capture_output=True,
+                         text=True, timeout=30)
+    assert out.returncode != 0 and "nothing deleted" in out.stderr and "deletes ALL data" in out.stderr

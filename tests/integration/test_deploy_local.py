@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 
@@ -37,7 +38,11 @@ def test_local_mode_up_answer_and_stop(ollama, tmp_path):
             if (tmp_path / f"{name}.pid").exists()}
     try:
         assert up.returncode == 0, up.stdout + up.stderr
-        assert "tinyllama" in up.stdout + up.stderr  # the smoke request's answer
+        # the smoke test: a simple prompt answered locally, a complex one locally too (no cloud key), timed
+        smoke = re.findall(r"^\s+(simple|complex)\s+-> (\S+) \((\w+)\) in ([0-9.]+) s", up.stdout, re.M)
+        assert [(kind, backend) for kind, _, backend, _ in smoke] == [("simple", "ollama"), ("complex", "ollama")]
+        assert smoke[0][1] == "tinyllama" and all(float(s[3]) >= 0 for s in smoke)
+        assert "key: GATEWAY_API_KEYS in" in up.stdout
         url = f"http://127.0.0.1:{port}"
         ready = requests.get(f"{url}/health/ready", timeout=5).json()
         assert ready["status"] == "ready" and ready["redis"]["ok"] is True
