@@ -9,6 +9,7 @@ set -euo pipefail
 DRY_RUN=0
 YES=0
 VOLUMES=0
+LOCAL=0
 SKIP_DOCTOR=0
 PROFILE=""
 RUN_DIR="${DEPLOY_RUN_DIR:-.run}"
@@ -29,6 +30,9 @@ Commands:
   status | ps      each service with its health, local processes, and the gateway's readiness
   logs [SERVICE]  follow the logs (one service, all of compose, or .run/gateway.log in local mode)
   down [--volumes]  stop and remove the containers; --volumes also deletes the data (asks first)
+  backup [DIR]    Redis, Grafana, n8n's database and .env into one dated archive (--local: local mode)
+  restore FILE    restore an archive into the stopped stack (--local: local mode)
+  update [TIER]   back up, pull the pinned images, recreate, wait for health (says how to roll back)
   aws|gcp TIER    cloud deployment (Terraform): not available yet
 
 Options:
@@ -74,7 +78,11 @@ wait_healthy() {
   until python3 -c "import sys,urllib.request; urllib.request.urlopen(sys.argv[1] + '/health', timeout=2)" "$url" \
       2>/dev/null; do
     waited=$((waited + 2))
-    [ "$waited" -ge "$HEALTH_TIMEOUT" ] && { echo >&2; die "the gateway did not become healthy in ${HEALTH_TIMEOUT}s"; }
+    if [ "$waited" -ge "$HEALTH_TIMEOUT" ]; then
+      echo >&2
+      warn "the gateway did not become healthy in ${HEALTH_TIMEOUT}s"
+      return 1
+    fi
     printf '.' >&2
     sleep 2
   done
@@ -133,7 +141,7 @@ cmd_docker() {
   info "tier $tier, profile $profile, models: $models"
   export DEPLOYMENT_TIER="$tier" OLLAMA_MODELS_TO_PULL="$models"
   run docker compose --profile "$profile" up -d --build
-  wait_healthy "$(gateway_url)"
+  wait_healthy "$(gateway_url)" || die "see: ./deploy-all.sh logs api-gateway"
   info "models are pulled in the background: docker compose logs -f ollama-pull-$profile"
   log_deploy "docker" "$tier"
   info "Grafana http://127.0.0.1:${GRAFANA_PORT:-3000} (user ${GRAFANA_ADMIN_USER:-admin}, password in .env)," \
@@ -158,9 +166,23 @@ cmd_local() {
     if command -v redis-server >/dev/null 2>&1; then
       local port="${LOCAL_REDIS_PORT:-6380}"
       info "starting a private redis-server on 127.0.0.1:$port"
+      # A restored dump.rdb without an AOF: load it with AOF off, then turn AOF on (which writes it from the
+      # loaded data); with AOF on from the start Redis would ignore the dump and begin empty.
+      local aof=yes
+      [ -f "$RUN_DIR/dump.rdb" ] && [ ! -d "$RUN_DIR/appendonlydir" ] && aof=no
       start_bg redis redis-server --bind 127.0.0.1 --port "$port" --dir "$RUN_DIR" \
-        --appendonly yes --appendfsync everysec --requirepass "${REDIS_PASSWORD:-}"
+        --appendonly "$aof" --appendfsync everysec --requirepass "${REDIS_PASSWORD:-}"
+      if [ "$aof" = no ] && [ "$DRY_RUN" -eq 0 ]; then
+        local tries=0
+        until REDISCLI_AUTH="${REDIS_PASSWORD:-}" redis-cli -p "$port" ping >/dev/null 2>&1; do
+          tries=$((tries + 1)); [ "$tries" -ge 50 ] && die "redis-server did not start (see $RUN_DIR/redis.log)"
+          sleep 0.1
+        done
+        REDISCLI_AUTH="${REDIS_PASSWORD:-}" redis-cli -p "$port" config set appendonly yes >/dev/null
+      fi
       export REDIS_URL="redis://127.0.0.1:$port/0"
+      # for ./deploy-all.sh backup --local (password included; the run dir is private)
+      [ "$DRY_RUN" -eq 1 ] || (umask 077 && echo "redis://default:${REDIS_PASSWORD:-}@127.0.0.1:$port/0" >"$RUN_DIR/redis.url")
     else
       warn "redis-server not installed: state is per process, so one worker only (apt-get install redis-server)"
       export GATEWAY_WORKERS=1
@@ -168,7 +190,7 @@ cmd_local() {
   fi
   info "starting the gateway (tier $tier, Ollama at ${OLLAMA_URL:-http://localhost:11434})"
   start_bg gateway .venv/bin/gunicorn -c gateway/gunicorn.conf.py "gateway:create_app()"
-  wait_healthy "$(gateway_url)"
+  wait_healthy "$(gateway_url)" || die "see $RUN_DIR/gateway.log"
   info "logs: $RUN_DIR/gateway.log; stop with ./deploy-all.sh stop"
   log_deploy "local" "$tier"
   smoke_test local
@@ -228,6 +250,41 @@ cmd_status() {
     "$(gateway_url)" 2>/dev/null || warn "the gateway at $(gateway_url) does not answer"
 }
 
+cmd_backup() {
+  local what="$1" target="$2" mode=docker flags=()
+  [ "$DRY_RUN" -eq 1 ] && flags+=(--dry-run)
+  if [ "$LOCAL" -eq 1 ]; then
+    mode=local
+    flags+=(--run-dir "$RUN_DIR")
+    [ -f "$RUN_DIR/redis.url" ] && flags+=(--redis-url "$(cat "$RUN_DIR/redis.url")")
+  fi
+  if [ "$what" = backup ]; then
+    "$(python_bin)" scripts/backup.py backup --mode "$mode" --out "${target:-backups}" "${flags[@]}"
+  else
+    [ -n "$target" ] || die "usage: ./deploy-all.sh restore FILE [--local]"
+    "$(python_bin)" scripts/backup.py restore "$target" --mode "$mode" "${flags[@]}"
+  fi
+}
+
+cmd_update() {
+  local tier="$1" profile
+  load_env
+  info "backing up first"
+  cmd_backup backup ""
+  profile="$(pick_profile)"
+  local models
+  models="$("$(python_bin)" scripts/tier_models.py "$tier")"
+  export DEPLOYMENT_TIER="$tier" OLLAMA_MODELS_TO_PULL="$models"
+  run docker compose --profile "$profile" pull
+  run docker compose --profile "$profile" up -d --build --remove-orphans
+  if ! wait_healthy "$(gateway_url)"; then
+    warn "the update did not become healthy. To roll back: set the previous *_IMAGE_TAG values in .env, then"
+    warn "./deploy-all.sh down && ./deploy-all.sh restore backups/<the archive above> && ./deploy-all.sh docker $tier"
+    return 1
+  fi
+  info "updated; the backup taken before is in backups/"
+}
+
 cmd_down() {
   if [ "$VOLUMES" -eq 0 ]; then
     run docker compose down
@@ -255,6 +312,7 @@ main() {
       --skip-doctor) SKIP_DOCTOR=1 ;;
       --volumes) VOLUMES=1 ;;
       --yes | -y) YES=1 ;;
+      --local) LOCAL=1 ;;
       -h | --help) usage; exit 0 ;;
       -*) usage >&2; die "unknown option: $1" ;;
       *) args+=("$1") ;;
@@ -276,6 +334,8 @@ main() {
         run docker compose logs -f --tail=100 ${args[1]:+"${args[1]}"}
       fi ;;
     down) cmd_down ;;
+    backup | restore) cmd_backup "$command" "${args[1]:-}" ;;
+    update) check_tier "$tier"; cmd_update "$tier" ;;
     aws | gcp) die "'$command' deployment (Terraform) is not available yet: use 'docker' on the VM for now" ;;
     *) usage >&2; die "unknown command: $command" ;;
   esac

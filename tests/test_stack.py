@@ -174,6 +174,10 @@ def test_env_generation_is_idempotent_and_private(tmp_path):
     (["down", "--volumes", "--yes", "--dry-run"], ["docker compose down --volumes"]),
     (["logs", "grafana", "--dry-run"], ["docker compose logs -f --tail=100 grafana"]),
     (["status", "--dry-run"], ["docker compose ps --format"]),
+    (["backup", "--dry-run"], ["redis-cli --no-auth-warning --rdb /data/backup.rdb", "pg_dump -U n8n -d n8n",
+                               "tar -C /var/lib/grafana -cf -"]),
+    (["update", "2", "--dry-run"], ["pg_dump", "docker compose --profile cpu pull",
+                                    "docker compose --profile cpu up -d --build --remove-orphans"]),
 ])
 def test_deploy_docker_dry_run_prints_the_compose_commands(args, expected, tmp_path):
     out = subprocess.run(["./deploy-all.sh", *args], cwd=ROOT, capture_output=True, text=True, timeout=60,

@@ -58,3 +58,40 @@ def test_local_mode_up_answer_and_stop(ollama, tmp_path):
     assert down.returncode == 0, down.stderr
     assert not any(alive(p) for p in pids.values())
     assert not list(tmp_path.glob("*.pid"))
+
+
+def test_backup_and_restore_round_trip_in_local_mode(ollama, tmp_path):
+    run_dir, backups = tmp_path / "run", tmp_path / "backups"
+    port = free_port()
+    env = {**{k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "GATEWAY_WORKERS")},
+           "OLLAMA_URL": ollama.url, "GATEWAY_PORT": str(port), "GATEWAY_HOST": "127.0.0.1",
+           "LOCAL_REDIS_PORT": str(free_port()), "GATEWAY_API_KEYS": "k", "REDIS_PASSWORD": "round-trip",
+           "DEPLOY_RUN_DIR": str(run_dir), "ANTHROPIC_API_KEY": "", "TASKDATA": str(tmp_path / "task"),
+           "TASKRC": str(tmp_path / "taskrc")}
+    (tmp_path / "taskrc").write_text(f"data.location={tmp_path / 'task'}\n")
+
+    def deploy(*args):
+        out = subprocess.run(["./deploy-all.sh", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                             timeout=120)
+        assert out.returncode == 0, out.stdout + out.stderr
+        return out.stdout + out.stderr
+
+    def requests_counted():
+        stats = requests.get(f"http://127.0.0.1:{port}/api/v1/stats", headers={"X-API-Key": "k"}, timeout=5).json()
+        return stats["requests"]
+
+    try:
+        deploy("local", "2")
+        before = requests_counted()  # the smoke test's two requests
+        assert before == 2
+        made = deploy("backup", str(backups), "--local")
+        archive = next(backups.glob("hybrid-ai-backup-*.tar.gz"))
+        assert "backup written" in made and "Never rotate N8N_ENCRYPTION_KEY" in made
+        deploy("stop")
+        for leftover in (run_dir / "dump.rdb", run_dir / "appendonlydir"):  # lose the data
+            shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink(missing_ok=True)
+        deploy("restore", str(archive), "--local")
+        deploy("local", "2")
+        assert requests_counted() == before + 2  # restored, plus this start's smoke test
+    finally:
+        deploy("stop")
