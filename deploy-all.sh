@@ -10,6 +10,8 @@ DRY_RUN=0
 YES=0
 VOLUMES=0
 LOCAL=0
+EXTERNAL_OLLAMA=""
+PULL=0
 SKIP_DOCTOR=0
 PROFILE=""
 RUN_DIR="${DEPLOY_RUN_DIR:-.run}"
@@ -37,6 +39,9 @@ Commands:
 
 Options:
   --gpu | --cpu   force the Ollama profile
+  --mac           use the Ollama running natively on this Mac (Docker on macOS has no GPU); automatic on macOS
+  --external-ollama URL   use an Ollama outside the stack (host or another machine); no Ollama container
+  --pull          with an external Ollama: pull the tier's models into it
   --skip-doctor   do not stop on the doctor's problems
   --yes           do not ask (down --volumes)
   --dry-run       print every command instead of running it
@@ -125,7 +130,7 @@ pick_profile() {
 }
 
 cmd_docker() {
-  local tier="$1" profile models
+  local tier="$1" profile="" models
   if [ "$DRY_RUN" -eq 0 ]; then
     need_cmd docker "run ./install.sh"
     docker compose version >/dev/null 2>&1 || die "the Docker Compose plugin is missing: run ./install.sh"
@@ -136,17 +141,50 @@ cmd_docker() {
   fi
   load_env
   preflight docker "$tier"
-  profile="$(pick_profile)"
   models="$("$(python_bin)" scripts/tier_models.py "$tier")"
-  info "tier $tier, profile $profile, models: $models"
   export DEPLOYMENT_TIER="$tier" OLLAMA_MODELS_TO_PULL="$models"
-  run docker compose --profile "$profile" up -d --build
+  if [ -z "$EXTERNAL_OLLAMA" ] && [ "$(uname -s)" = Darwin ]; then
+    EXTERNAL_OLLAMA="http://host.docker.internal:11434"  # Docker on macOS cannot use the GPU: Ollama runs natively
+  fi
+  if [ -n "$EXTERNAL_OLLAMA" ]; then
+    # Checked from this machine: the container's host.docker.internal is our 127.0.0.1.
+    local from_here="${EXTERNAL_OLLAMA/host.docker.internal/127.0.0.1}"
+    "$(python_bin)" scripts/ollama_tools.py check "$from_here" || die "the external Ollama is not reachable"
+    if [ "$(uname -s)" = Linux ] && [[ "$EXTERNAL_OLLAMA" == *host.docker.internal* ]] && command -v ss >/dev/null 2>&1 \
+        && ss -Hltn 'sport = :11434' | grep -q '127.0.0.1:11434' && ! ss -Hltn 'sport = :11434' | grep -qE '(\*|0\.0\.0\.0|\[::\]):11434'; then
+      die "Ollama listens on 127.0.0.1 only, so containers cannot reach it: set OLLAMA_HOST=0.0.0.0 (sudo systemctl edit ollama)"
+    fi
+    if [ "$PULL" -eq 1 ]; then
+      info "pulling tier $tier's models into $from_here: $models"
+      # shellcheck disable=SC2086 # one argument per model
+      run "$(python_bin)" scripts/ollama_tools.py pull "$from_here" $models
+    fi
+    export STACK_OLLAMA_URL="$EXTERNAL_OLLAMA"
+    info "tier $tier, external Ollama $EXTERNAL_OLLAMA (no Ollama container), models: $models"
+    run docker compose up -d --build
+  else
+    profile="$(pick_profile)"
+    info "tier $tier, profile $profile, models: $models"
+    run docker compose --profile "$profile" up -d --build
+  fi
   wait_healthy "$(gateway_url)" || die "see: ./deploy-all.sh logs api-gateway"
-  info "models are pulled in the background: docker compose logs -f ollama-pull-$profile"
+  [ -n "$profile" ] && info "models are pulled in the background: docker compose logs -f ollama-pull-$profile"
   log_deploy "docker" "$tier"
   info "Grafana http://127.0.0.1:${GRAFANA_PORT:-3000} (user ${GRAFANA_ADMIN_USER:-admin}, password in .env)," \
        "n8n http://127.0.0.1:${N8N_PORT:-5678}, Prometheus http://127.0.0.1:${PROMETHEUS_PORT:-9090}"
   smoke_test docker
+  gpu_truth "$profile"
+}
+
+# After the smoke test loaded a model: say whether it really runs on the GPU (gpu profile or external Ollama).
+gpu_truth() {
+  local profile="$1"
+  [ "$DRY_RUN" -eq 1 ] && { printf '+ %s\n' "scripts/ollama_tools.py gpu-truth"; return 0; }
+  if [ -n "$EXTERNAL_OLLAMA" ]; then
+    "$(python_bin)" scripts/ollama_tools.py gpu-truth --url "${EXTERNAL_OLLAMA/host.docker.internal/127.0.0.1}" || true
+  elif [ "$profile" = gpu ]; then
+    "$(python_bin)" scripts/ollama_tools.py gpu-truth --compose ollama-gpu || true
+  fi
 }
 
 # ---------------------------------------------------------------------------------------- local
@@ -313,6 +351,9 @@ main() {
       --volumes) VOLUMES=1 ;;
       --yes | -y) YES=1 ;;
       --local) LOCAL=1 ;;
+      --mac) EXTERNAL_OLLAMA="http://host.docker.internal:11434" ;;
+      --external-ollama) shift; EXTERNAL_OLLAMA="${1:?--external-ollama needs a URL}" ;;
+      --pull) PULL=1 ;;
       -h | --help) usage; exit 0 ;;
       -*) usage >&2; die "unknown option: $1" ;;
       *) args+=("$1") ;;

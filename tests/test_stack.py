@@ -8,6 +8,7 @@ import re
 import shutil
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -198,3 +199,52 @@ def test_down_volumes_asks_before_deleting_data():
     out = subprocess.run(["./deploy-all.sh", "down", "--volumes"], cwd=ROOT, input="no\n", capture_output=True,
                          text=True, timeout=30)
     assert out.returncode != 0 and "nothing deleted" in out.stderr and "deletes ALL data" in out.stderr
+
+
+def test_external_ollama_path_uses_no_ollama_container(ollama, tmp_path):
+    out = subprocess.run(["./deploy-all.sh", "docker", "2", "--external-ollama", ollama.url, "--pull", "--dry-run"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "DEPLOY_RUN_DIR": str(tmp_path)})
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, text
+    assert f"Ollama 0.12.6 at {ollama.url}" in text and "no Ollama container" in text
+    assert "+ docker compose up -d --build" in text and "--profile" not in text.split("no Ollama container")[1]
+    assert "ollama_tools.py pull" in text and "tinyllama phi" in text
+
+
+def test_external_ollama_unreachable_is_a_clear_error(unused_port, tmp_path):
+    out = subprocess.run(["./deploy-all.sh", "docker", "--external-ollama", f"http://127.0.0.1:{unused_port}",
+                          "--dry-run"], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "DEPLOY_RUN_DIR": str(tmp_path)})
+    assert out.returncode != 0 and "no Ollama answers" in out.stderr and "OLLAMA_HOST=0.0.0.0" in out.stderr
+
+
+def test_pull_into_an_external_ollama(ollama):
+    ollama.installed = {"tinyllama"}
+    cmd = [sys.executable, "scripts/ollama_tools.py", "pull", ollama.url, "phi", "mistral"]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "phi: success" in out.stdout
+    assert {"phi", "mistral"} <= ollama.installed
+
+
+def test_gpu_truth_is_loud_when_the_model_runs_on_the_cpu(ollama):
+    cmd = [sys.executable, "scripts/ollama_tools.py", "gpu-truth", "--url", ollama.url]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 1 and "runs on the CPU" in out.stdout and "WARNING" in out.stderr
+    ollama.vram = 900_000_000
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0 and "tinyllama:latest: runs on the GPU" in out.stdout
+
+
+def test_ollama_ps_processor_column_is_parsed():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ollama_tools", ROOT / "scripts" / "ollama_tools.py")
+    tools = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tools)
+    ps = ("NAME              ID              SIZE      PROCESSOR          UNTIL\n"
+          "mistral:latest    f974a74358d6    5.9 GB    100% GPU           4 minutes from now\n"
+          "phi:latest        e2fd6321a5fe    3.0 GB    48%/52% CPU/GPU    4 minutes from now\n"
+          "tinyllama:latest  2644915ede35    1.0 GB    100% CPU           4 minutes from now\n")
+    assert tools.processor_lines(ps) == [("mistral:latest", "100% GPU"), ("phi:latest", "48%/52% CPU/GPU"),
+                                         ("tinyllama:latest", "100% CPU")]

@@ -20,6 +20,7 @@ class FakeOllama(FakeServer):
         super().__init__()
         self.installed = set(installed)
         self.loaded = set(loaded)
+        self.vram = 0  # size_vram /api/ps reports for loaded models: > 0 means on the GPU
 
     def handle(self, h, method, path, body):
         if method == "GET" and path == "/api/version":
@@ -31,8 +32,15 @@ class FakeOllama(FakeServer):
         if method == "GET" and path == "/api/ps":
             expires = (datetime.now(UTC) + timedelta(minutes=5)).isoformat()
             return self.send(h, 200, {"models": [
-                {"name": f"{m}:latest", "model": f"{m}:latest", "size": 900_000_000, "size_vram": 0,
+                {"name": f"{m}:latest", "model": f"{m}:latest", "size": 900_000_000, "size_vram": self.vram,
                  "expires_at": expires} for m in sorted(self.loaded)]})
+        if method == "POST" and path == "/api/pull":
+            model = (body or {}).get("model", "")
+            self.start_stream(h, "application/x-ndjson")
+            for status in ("pulling manifest", "pulling 2af3b81862c6", "verifying sha256 digest", "success"):
+                self.write_chunk(h, json.dumps({"status": status}).encode() + b"\n")
+            self.installed.add(model.removesuffix(":latest"))
+            return self.end_stream(h)
         if method == "POST" and path == "/api/chat":
             return self._chat(h, body, self.next_script())
         return self.send(h, 404, {"error": "404 page not found"}, "text/plain")
