@@ -135,7 +135,7 @@ def main() -> int:
         p.add_argument("--run-dir", default=str(ROOT / ".run"), help="local mode's run directory")
         p.add_argument("--mode", choices=("docker", "local"), default="docker")
         p.add_argument("--redis-url", default=os.environ.get("REDIS_URL", ""))
-        p.add_argument("--env-file", default=str(ROOT / ".env"))
+        p.add_argument("--env-file", default=os.environ.get("BACKUP_ENV_FILE", str(ROOT / ".env")))
         p.add_argument("--dry-run", action="store_true")
     args = parser.parse_args()
     return backup(args) if args.command == "backup" else restore(args)

@@ -177,16 +177,29 @@ def check_env(path: Path, required: bool) -> tuple[list[Finding], dict[str, str]
     return out or [Finding("ok", f"{path.name}: secrets set")], values
 
 
-def check_gpu() -> list[Finding]:
+def check_gpu(tier: int) -> list[Finding]:
     smi = run(["nvidia-smi", "-L"]) if shutil.which("nvidia-smi") else None
     if smi is None or smi.returncode != 0 or "GPU" not in smi.stdout:
+        if Path("/dev/kfd").exists() or shutil.which("rocminfo"):
+            return [Finding("warn", "an AMD GPU (ROCm) is present: the gpu profile targets NVIDIA, so Ollama "
+                            "will run on the CPU", "use --cpu, or run Ollama natively with ROCm and --external-ollama")]
         return [Finding("ok", "no NVIDIA GPU: the cpu profile will be used")]
+    vram = run(["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"])
+    largest = max((float(m.get("ram_gb", 0)) for m in tier_models(tier)), default=0.0)
+    try:
+        total_gb = max(float(x) for x in vram.stdout.split()) / 1024 if vram and vram.returncode == 0 else None
+    except ValueError:
+        total_gb = None
+    out = []
+    if total_gb is not None and total_gb < largest:
+        out.append(Finding("warn", f"the GPU has {total_gb:.1f} GB; tier {tier}'s largest model needs {largest:.1f} GB",
+                           "it will run partly on the CPU: choose a lower tier or a smaller model"))
     runtimes = run(["docker", "info", "--format", "{{json .Runtimes}}"])
     if runtimes is None or "nvidia" not in (runtimes.stdout or ""):
-        return [Finding("fail", "an NVIDIA GPU is present but Docker cannot use it (no NVIDIA container runtime)",
-                        "install nvidia-container-toolkit, then: sudo nvidia-ctk runtime configure --runtime=docker "
-                        "&& sudo systemctl restart docker (or run with --cpu)")]
-    return [Finding("ok", f"GPU: {smi.stdout.splitlines()[0]}")]
+        return [*out, Finding("fail", "an NVIDIA GPU is present but Docker cannot use it (no NVIDIA container "
+                              "runtime)", "install nvidia-container-toolkit, then: sudo nvidia-ctk runtime configure "
+                              "--runtime=docker && sudo systemctl restart docker (or run with --cpu)")]
+    return [*out, Finding("ok", f"GPU: {smi.stdout.splitlines()[0]}")]
 
 
 def check_clock() -> list[Finding]:
@@ -210,7 +223,7 @@ def main() -> int:
     # Local mode publishes only the gateway; docker mode also Grafana, n8n and Prometheus.
     findings = env_findings + check_ports(env, None if args.mode == "docker" else ("GATEWAY_PORT",))
     if args.mode == "docker":
-        findings = check_docker() + check_disk(args.tier) + check_memory(args.tier) + check_gpu() + findings
+        findings = check_docker() + check_disk(args.tier) + check_memory(args.tier) + check_gpu(args.tier) + findings
     findings += check_clock()
     marks = {"ok": "ok  ", "warn": "warn", "fail": "FAIL"}
     for f in findings:

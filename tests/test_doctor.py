@@ -107,11 +107,13 @@ def test_missing_env_blocks_docker_but_only_warns_for_local(doctor):
 
 def test_gpu_without_container_runtime_blocks(doctor, tmp_path):
     smi = tmp_path / "bin" / "nvidia-smi"
-    smi.write_text("#!/bin/sh\necho 'GPU 0: NVIDIA T4 (UUID: GPU-1234)'\n")
+    smi.write_text('#!/bin/sh\ncase "$*" in *memory.total*) echo 2048 ;; '
+                   "*) echo 'GPU 0: NVIDIA T4 (UUID: GPU-1)' ;; esac\n")
     smi.chmod(0o755)
     out = doctor()
     assert out.returncode == 1 and "Docker cannot use it" in out.stdout and "nvidia-container-toolkit" in out.stdout
-    assert doctor(docker={"runtimes": '{"nvidia":{},"runc":{}}'}).returncode == 0
+    ok = doctor(docker={"runtimes": '{"nvidia":{},"runc":{}}'})
+    assert ok.returncode == 0 and "the GPU has 2.0 GB; tier 2's largest model needs 2.5 GB" in ok.stdout
 
 
 def test_missing_anthropic_key_only_warns(doctor):

@@ -67,8 +67,9 @@ def test_backup_and_restore_round_trip_in_local_mode(ollama, tmp_path):
            "OLLAMA_URL": ollama.url, "GATEWAY_PORT": str(port), "GATEWAY_HOST": "127.0.0.1",
            "LOCAL_REDIS_PORT": str(free_port()), "GATEWAY_API_KEYS": "k", "REDIS_PASSWORD": "round-trip",
            "DEPLOY_RUN_DIR": str(run_dir), "ANTHROPIC_API_KEY": "", "TASKDATA": str(tmp_path / "task"),
-           "TASKRC": str(tmp_path / "taskrc")}
+           "TASKRC": str(tmp_path / "taskrc"), "BACKUP_ENV_FILE": str(tmp_path / ".env")}
     (tmp_path / "taskrc").write_text(f"data.location={tmp_path / 'task'}\n")
+    (tmp_path / ".env").write_text("REDIS_PASSWORD=round-trip\nN8N_ENCRYPTION_KEY=keep-me-forever\n")
 
     def deploy(*args):
         out = subprocess.run(["./deploy-all.sh", *args], cwd=ROOT, env=env, capture_output=True, text=True,
@@ -90,7 +91,9 @@ def test_backup_and_restore_round_trip_in_local_mode(ollama, tmp_path):
         deploy("stop")
         for leftover in (run_dir / "dump.rdb", run_dir / "appendonlydir"):  # lose the data
             shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink(missing_ok=True)
+        (tmp_path / ".env").write_text("lost\n")
         deploy("restore", str(archive), "--local")
+        assert "N8N_ENCRYPTION_KEY=keep-me-forever" in (tmp_path / ".env").read_text()
         deploy("local", "2")
         assert requests_counted() == before + 2  # restored, plus this start's smoke test
     finally:
