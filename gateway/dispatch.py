@@ -19,7 +19,7 @@ from .config import Settings
 from .errors import BudgetExceeded, GatewayError, ServiceUnavailable, UpstreamError, UpstreamTimeout
 from .smart_router import Decision
 from .state import State, StateUnavailable
-from .state.budget import Reservation
+from .state.budget import UNGUARDED, Reservation
 from .upstreams import Upstreams
 
 log = logging.getLogger("gateway.dispatch")
@@ -178,10 +178,9 @@ class Dispatcher:
         except StateUnavailable as exc:
             if self.settings.redis_failure_policy == "allow":
                 return None
-            message = "Redis is down, so spend cannot be guarded: paid calls are paused (REDIS_FAILURE_POLICY)"
             if insisted:
-                raise ServiceUnavailable(message, error_type="budget_unguarded") from exc
-            raise _Skip("budget_unguarded", message) from exc
+                raise ServiceUnavailable(UNGUARDED, error_type="budget_unguarded") from exc
+            raise _Skip("budget_unguarded", UNGUARDED) from exc
         if reservation is None:
             message = f"the monthly budget cannot cover this call's worst case (${amount:.4f})"
             if insisted:

@@ -19,7 +19,7 @@ from .errors import TooManyRequests
 from .gpu import GpuMonitor
 from .smart_router import Decision, RoutingContext, decide
 from .state import State, StateUnavailable, build_state
-from .state.budget import budget_status, month_of
+from .state.budget import UNGUARDED, budget_left, budget_status, month_of
 from .state.cache import CachedAnswer, cache_key
 from .state.stats import snapshot
 from .telemetry import Telemetry
@@ -68,10 +68,10 @@ class GatewayService:
         if limits.monthly_usd is not None or limits.per_key_monthly_usd is not None:
             try:
                 totals = self.state.ledger.month_totals()
-                used, remaining = _budget_left(totals, limits, request.api_key_id if request else None)
+                used, remaining = budget_left(totals, limits, request.api_key_id if request else None)
             except StateUnavailable:
                 if self.settings.redis_failure_policy == "local-only":
-                    block = "Redis is down: paid calls paused, spend cannot be guarded (REDIS_FAILURE_POLICY)"
+                    block = UNGUARDED
         return RoutingContext(
             catalog=self.settings.catalog,
             configured_backends=frozenset(self.upstreams.backends),
@@ -226,7 +226,7 @@ class GatewayService:
         return budget_status(self.state.ledger.month_totals(month), self.state.limits, month, key_id)
 
     def stats_report(self) -> dict:
-        body = snapshot(self.stats.counters(), self.stats.__class__.scope)
+        body = snapshot(self.stats.counters(), self.stats.scope)
         totals = self.state.ledger.month_totals()
         spent, cloud_only = totals.get("total", 0.0), totals.get("cloud_only", 0.0)
         body["cost_usd"] = round(spent, 8)
@@ -248,22 +248,6 @@ class GatewayService:
 
 def _group(totals: dict[str, float], prefix: str) -> dict[str, float]:
     return {k[len(prefix):]: round(v, 8) for k, v in sorted(totals.items()) if k.startswith(prefix)}
-
-
-def _budget_left(totals: dict[str, float], limits, key_id: str | None) -> tuple[float | None, float | None]:
-    """(share of the budget used, USD left), the tighter of the global and the key's own budget."""
-    shares, lefts = [], []
-    if limits.monthly_usd is not None:
-        used = totals.get("total", 0.0) + totals.get("reserved", 0.0)
-        shares.append(used / limits.monthly_usd if limits.monthly_usd else 1.0)
-        lefts.append(limits.monthly_usd - used)
-    if limits.per_key_monthly_usd is not None and key_id:
-        used = totals.get(f"key:{key_id}", 0.0) + totals.get(f"reserved:{key_id}", 0.0)
-        shares.append(used / limits.per_key_monthly_usd if limits.per_key_monthly_usd else 1.0)
-        lefts.append(limits.per_key_monthly_usd - used)
-    if not shares:
-        return None, None
-    return max(shares), max(0.0, min(lefts))
 
 
 def _reference_cloud_model(settings: Settings) -> ModelSpec | None:

@@ -136,6 +136,8 @@ def test_fault_matrix(backend, fault, stream, expected, make_app, serve, ollama,
         assert answered_by == backend
         if stream:
             assert events[-1] == "[DONE]"
+            attempts = int(r.headers["X-Gateway-Attempts"])
+            assert (attempts >= 2) == (expected == "retry"), attempts
         else:
             kinds = [a.get("error_type") for a in body["routing"]["attempts"]]
             assert (kinds[-1] is None) and (len(kinds) >= 2) == (expected == "retry")

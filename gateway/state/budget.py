@@ -73,6 +73,21 @@ def budget_status(totals: dict[str, float], limits: Limits, month: str, key_id: 
     return body
 
 
+def budget_left(totals: dict[str, float], limits: Limits, key_id: str | None) -> tuple[float | None, float | None]:
+    """(share of the budget used, USD left) for routing: the tighter of the global and the key's own budget;
+    (None, None) when no budget applies."""
+    views = [budget_status(totals, limits, "", None)] + ([budget_status(totals, limits, "", key_id)] if key_id else [])
+    views = [v for v in views if v["limit_usd"] is not None]
+    if not views:
+        return None, None
+    share = max((v["spent_usd"] + v["reserved_usd"]) / v["limit_usd"] if v["limit_usd"] else 1.0 for v in views)
+    return share, min(v["remaining_usd"] for v in views)
+
+
+# The reason given everywhere paid calls pause because Redis cannot guard the budget.
+UNGUARDED = "Redis is down, so spend cannot be guarded: paid calls are paused (REDIS_FAILURE_POLICY)"
+
+
 # --------------------------------------------------------------------------- Redis
 
 _UNRESERVE = """
