@@ -13,6 +13,8 @@ LOCAL=0
 EXTERNAL_OLLAMA=""
 PULL=0
 SKIP_DOCTOR=0
+DESTROY=0
+PLAN_ONLY=0
 PROFILE=""
 RUN_DIR="${DEPLOY_RUN_DIR:-.run}"
 HEALTH_TIMEOUT="${HEALTH_TIMEOUT:-180}"
@@ -35,7 +37,9 @@ Commands:
   backup [DIR]    Redis, Grafana, n8n's database and .env into one dated archive (--local: local mode)
   restore FILE    restore an archive into the stopped stack (--local: local mode)
   update [TIER]   back up, pull the pinned images, recreate, wait for health (says how to roll back)
-  aws|gcp TIER    cloud deployment (Terraform): not available yet
+  aws|gcp TIER    a cloud VM running the stack (Terraform in terraform/aws|gcp): init, plan, shows the
+                  monthly estimate, asks, applies, waits for the gateway over HTTP, prints the outputs
+                  (--plan-only: stop after the plan; --destroy: tear it down). See terraform/README.md.
 
 Options:
   --gpu | --cpu   force the Ollama profile
@@ -43,7 +47,9 @@ Options:
   --external-ollama URL   use an Ollama outside the stack (host or another machine); no Ollama container
   --pull          with an external Ollama: pull the tier's models into it
   --skip-doctor   do not stop on the doctor's problems
-  --yes           do not ask (down --volumes)
+  --yes           do not ask (down --volumes, aws|gcp apply/destroy)
+  --plan-only     aws|gcp: plan only
+  --destroy       aws|gcp: destroy the VM and its network
   --dry-run       print every command instead of running it
   -h, --help      this help
 Environment values already set override .env.
@@ -354,6 +360,8 @@ main() {
       --mac) EXTERNAL_OLLAMA="http://host.docker.internal:11434" ;;
       --external-ollama) shift; EXTERNAL_OLLAMA="${1:?--external-ollama needs a URL}" ;;
       --pull) PULL=1 ;;
+      --destroy) DESTROY=1 ;;
+      --plan-only) PLAN_ONLY=1 ;;
       -h | --help) usage; exit 0 ;;
       -*) usage >&2; die "unknown option: $1" ;;
       *) args+=("$1") ;;
@@ -377,7 +385,14 @@ main() {
     down) cmd_down ;;
     backup | restore) cmd_backup "$command" "${args[1]:-}" ;;
     update) check_tier "$tier"; cmd_update "$tier" ;;
-    aws | gcp) die "'$command' deployment (Terraform) is not available yet: use 'docker' on the VM for now" ;;
+    aws | gcp)
+      check_tier "$tier"
+      local cloud_flags=()
+      [ "$YES" -eq 1 ] && cloud_flags+=(--yes)
+      [ "$DRY_RUN" -eq 1 ] && cloud_flags+=(--dry-run)
+      [ "$DESTROY" -eq 1 ] && cloud_flags+=(--destroy)
+      [ "$PLAN_ONLY" -eq 1 ] && cloud_flags+=(--plan-only)
+      exec scripts/deploy_cloud.sh "$command" "$tier" "${cloud_flags[@]}" ;;
     *) usage >&2; die "unknown command: $command" ;;
   esac
 }

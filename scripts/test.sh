@@ -27,6 +27,8 @@ main() {
   local venv="${VENV:-.venv}"
   ensure_tools
   [ -f .cache/grafana/dashboard.schema.json ] || ./scripts/grafana_schema.sh
+  # n8n (workflow tests) and checkov (Terraform checks) live in a cache outside the repo: instant on reruns.
+  ./scripts/tools.sh n8n checkov >/dev/null
   ensure_venv "$venv" test
   info "ruff check"
   "$venv/bin/ruff" check .

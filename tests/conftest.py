@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -121,6 +122,14 @@ def gateway_logs():
     logger.addHandler(handler)
     yield handler.lines
     logger.removeHandler(handler)
+
+
+def cached_tool(name: str) -> str:
+    """The binary of a tool scripts/tools.sh installs outside the repo (test.sh installs them first)."""
+    out = subprocess.run([str(ROOT / "scripts" / "tools.sh"), "--check", name], capture_output=True, text=True)
+    if out.returncode != 0:
+        pytest.fail(out.stderr.strip() or f"{name} is missing")
+    return out.stdout.strip()
 
 
 def free_port() -> int:

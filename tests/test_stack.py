@@ -188,11 +188,9 @@ def test_deploy_docker_dry_run_prints_the_compose_commands(args, expected, tmp_p
         assert fragment in out.stdout + out.stderr
 
 
-def test_deploy_rejects_bad_tier_and_unready_clouds():
+def test_deploy_rejects_bad_tier():
     out = subprocess.run(["./deploy-all.sh", "docker", "7", "--dry-run"], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode != 0 and "tier must be 1, 2, 3 or 4" in out.stderr
-    out = subprocess.run(["./deploy-all.sh", "aws", "2"], cwd=ROOT, capture_output=True, text=True)
-    assert out.returncode != 0 and "not available yet" in out.stderr
 
 
 def test_down_volumes_asks_before_deleting_data():

@@ -1,0 +1,221 @@
+variable "region" {
+  description = "AWS region to deploy into, e.g. eu-west-1."
+  type        = string
+
+  validation {
+    condition     = length(trimspace(var.region)) > 0
+    error_message = "region must not be empty."
+  }
+}
+
+variable "tier" {
+  description = "Deployment tier 1-4 (1 t3.small, 2 t3.medium, 3 t3.xlarge, 4 g4dn.xlarge with an NVIDIA T4). Sets the instance type, the disk size and the models the stack pulls."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = contains([1, 2, 3, 4], var.tier)
+    error_message = "tier must be 1, 2, 3 or 4."
+  }
+}
+
+variable "name" {
+  description = "Name prefix of every resource."
+  type        = string
+  default     = "hybrid-ai-stack"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,30}$", var.name))
+    error_message = "name must be 2-31 lower-case letters, digits or dashes, starting with a letter."
+  }
+}
+
+variable "allowed_ssh_cidrs" {
+  description = "CIDRs allowed to reach SSH (22). Required, at least one; the whole internet (0.0.0.0/0, ::/0) is refused."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.allowed_ssh_cidrs) > 0 && alltrue([for c in var.allowed_ssh_cidrs : can(cidrhost(c, 0))])
+    error_message = "allowed_ssh_cidrs needs at least one well-formed CIDR, e.g. 203.0.113.7/32."
+  }
+  validation {
+    condition     = !anytrue([for c in var.allowed_ssh_cidrs : endswith(c, "/0")])
+    error_message = "SSH from the whole internet is refused: give your own address range."
+  }
+}
+
+variable "allowed_api_cidrs" {
+  description = "CIDRs allowed to call the gateway API (gateway_port, or 80/443 with tls_domain). The API needs a gateway key either way."
+  type        = list(string)
+
+  validation {
+    condition     = alltrue([for c in var.allowed_api_cidrs : can(cidrhost(c, 0))])
+    error_message = "allowed_api_cidrs must hold well-formed CIDRs, e.g. 198.51.100.0/24."
+  }
+}
+
+variable "admin_cidrs" {
+  description = "CIDRs allowed to reach Grafana (3000), n8n (5678) and Prometheus (9090). Empty (default): they stay closed; use the SSH tunnel the outputs print."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for c in var.admin_cidrs : can(cidrhost(c, 0)) && !endswith(c, "/0")])
+    error_message = "admin_cidrs must hold well-formed CIDRs narrower than the whole internet."
+  }
+}
+
+variable "ssh_public_key" {
+  description = "OpenSSH public key installed for the ubuntu user."
+  type        = string
+
+  validation {
+    condition     = can(regex("^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+", var.ssh_public_key))
+    error_message = "ssh_public_key must be an OpenSSH public key line (ssh-ed25519 AAAA...)."
+  }
+}
+
+variable "create_vpc" {
+  description = "Create a dedicated VPC and public subnet (true) or use the region's default VPC (false)."
+  type        = bool
+  default     = true
+}
+
+variable "vpc_cidr" {
+  description = "CIDR of the dedicated VPC (create_vpc = true); the subnet takes its first /24."
+  type        = string
+  default     = "10.42.0.0/16"
+
+  validation {
+    condition     = can(cidrhost(var.vpc_cidr, 0)) && tonumber(split("/", var.vpc_cidr)[1]) <= 24
+    error_message = "vpc_cidr must be a well-formed IPv4 CIDR of /24 or wider."
+  }
+}
+
+variable "instance_types" {
+  description = "Override the instance type of some tiers, e.g. { 4 = \"g5.xlarge\" }."
+  type        = map(string)
+  default     = {}
+}
+
+variable "disk_gb" {
+  description = "Root disk size in GB; 0 (default) takes the tier's size (30/50/80/120)."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.disk_gb == 0 || (var.disk_gb >= 20 && var.disk_gb <= 2000)
+    error_message = "disk_gb must be 0 (tier default) or between 20 and 2000."
+  }
+}
+
+variable "ami_id" {
+  description = "AMI to boot; empty (default) takes the newest Canonical Ubuntu 24.04 LTS amd64 image."
+  type        = string
+  default     = ""
+}
+
+variable "kms_key_id" {
+  description = "KMS key ARN for the root disk; empty (default) uses the account's default EBS key. The disk is encrypted either way."
+  type        = string
+  default     = ""
+}
+
+variable "gateway_port" {
+  description = "Port of the gateway API on the VM."
+  type        = number
+  default     = 8080
+
+  validation {
+    condition     = var.gateway_port >= 1024 && var.gateway_port <= 65535 && !contains([3000, 5678, 9090], var.gateway_port)
+    error_message = "gateway_port must be 1024-65535 and not an admin port (3000, 5678, 9090)."
+  }
+}
+
+variable "tls_domain" {
+  description = "DNS name pointing at the VM's IP. When set, Caddy serves the gateway on 443 with a Let's Encrypt certificate (port 80 opens for the challenge) and the plain gateway port stays closed."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.tls_domain == "" || can(regex("^([a-z0-9]([a-z0-9-]*[a-z0-9])?\\.)+[a-z]{2,}$", var.tls_domain))
+    error_message = "tls_domain must be a DNS name such as ai.example.com."
+  }
+}
+
+variable "tls_email" {
+  description = "Contact e-mail for Let's Encrypt (optional, with tls_domain)."
+  type        = string
+  default     = ""
+}
+
+variable "stack_repo_url" {
+  description = "Git URL the VM clones the stack from (https)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^https://", var.stack_repo_url))
+    error_message = "stack_repo_url must be an https:// git URL."
+  }
+}
+
+variable "stack_ref" {
+  description = "Git ref (tag, branch or commit) the VM checks out."
+  type        = string
+  default     = "main"
+
+  validation {
+    condition     = length(trimspace(var.stack_ref)) > 0
+    error_message = "stack_ref must not be empty."
+  }
+}
+
+variable "stack_archive_url" {
+  description = "Release archive (.tar.gz) to fetch instead of cloning; empty (default) clones stack_repo_url."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.stack_archive_url == "" || can(regex("^https://", var.stack_archive_url))
+    error_message = "stack_archive_url must be empty or an https:// URL."
+  }
+}
+
+variable "anthropic_api_key_secret_arn" {
+  description = "Secrets Manager ARN of the Anthropic API key (plain string secret). Empty: no cloud model until you set ANTHROPIC_API_KEY in the VM's .env."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.anthropic_api_key_secret_arn == "" || can(regex("^arn:aws[a-z-]*:secretsmanager:", var.anthropic_api_key_secret_arn))
+    error_message = "anthropic_api_key_secret_arn must be a Secrets Manager ARN."
+  }
+}
+
+variable "gateway_api_keys_secret_arn" {
+  description = "Secrets Manager ARN of the gateway API keys (comma-separated). Empty: the VM generates them (read them over SSH)."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.gateway_api_keys_secret_arn == "" || can(regex("^arn:aws[a-z-]*:secretsmanager:", var.gateway_api_keys_secret_arn))
+    error_message = "gateway_api_keys_secret_arn must be a Secrets Manager ARN."
+  }
+}
+
+variable "budget_monthly_usd" {
+  description = "Monthly cloud-model budget the gateway enforces (BUDGET_MONTHLY_USD); 0 = no limit."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.budget_monthly_usd >= 0
+    error_message = "budget_monthly_usd must be 0 or more."
+  }
+}
+
+variable "tags" {
+  description = "Tags added to every resource."
+  type        = map(string)
+  default     = {}
+}
