@@ -1,4 +1,5 @@
-"""The gateway as it runs in production: gunicorn with gateway/gunicorn.conf.py, on loopback."""
+"""The gateway as it runs in production (gunicorn with gateway/gunicorn.conf.py) and a real Prometheus scraping
+it, on loopback."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import time
 
 import pytest
 import requests
+import yaml
 
 from tests.conftest import ANTHROPIC_KEY, ROOT, free_port
 
@@ -52,3 +54,35 @@ def gunicorn(ollama, claude, tmp_path):
         out.close()
 
 
+@pytest.fixture
+def prometheus(tmp_path):
+    """start(target) -> URL of a prometheus scraping target every second, with the alert rules loaded."""
+    procs = []
+
+    def start(target: str) -> str:
+        port = free_port()
+        config = {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "rule_files": [str(ROOT / "configs" / "prometheus" / "alert-rules.yml")],
+            "scrape_configs": [{"job_name": "api-gateway", "static_configs": [{"targets": [target]}]}],
+        }
+        path = tmp_path / "prometheus.yml"
+        path.write_text(yaml.safe_dump(config))
+        proc = subprocess.Popen(["prometheus", f"--config.file={path}", f"--storage.tsdb.path={tmp_path / 'data'}",
+                                 f"--web.listen-address=127.0.0.1:{port}"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(proc)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{url}/-/ready", timeout=1).ok:
+                    return url
+            except requests.RequestException:
+                time.sleep(0.2)
+        raise AssertionError("prometheus did not start")
+
+    yield start
+    for proc in procs:
+        proc.terminate()
+        proc.wait(timeout=20)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 import requests
 import yaml
 
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT
 from tests.fakes import Script
 from tests.test_observability import panel_queries, sample
 
@@ -38,39 +37,6 @@ def fake_gpu(tmp_path) -> dict[str, str]:
     import os
 
     return {"PATH": f"{bindir}:{os.environ['PATH']}"}
-
-
-@pytest.fixture
-def prometheus(tmp_path):
-    procs = []
-
-    def start(target: str) -> str:
-        port = free_port()
-        config = {
-            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-            "rule_files": [str(ROOT / "configs" / "prometheus" / "alert-rules.yml")],
-            "scrape_configs": [{"job_name": "api-gateway", "static_configs": [{"targets": [target]}]}],
-        }
-        path = tmp_path / "prometheus.yml"
-        path.write_text(yaml.safe_dump(config))
-        proc = subprocess.Popen(["prometheus", f"--config.file={path}", f"--storage.tsdb.path={tmp_path / 'data'}",
-                                 f"--web.listen-address=127.0.0.1:{port}"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        procs.append(proc)
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{url}/-/ready", timeout=1).ok:
-                    return url
-            except requests.RequestException:
-                time.sleep(0.2)
-        raise AssertionError("prometheus did not start")
-
-    yield start
-    for proc in procs:
-        proc.terminate()
-        proc.wait(timeout=20)
 
 
 def query(prom: str, expr: str) -> dict:
