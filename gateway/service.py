@@ -137,17 +137,18 @@ class GatewayService:
 
     def complete(self, request: ChatRequest, decision: Decision, policy: CachePolicy = CachePolicy()) -> Outcome:
         self.begin(decision)
-        hit = self.cached(request, decision, policy)
-        if hit is not None:
-            return hit
-        try:
-            outcome = self.dispatcher.execute(request, decision)
-        except Exception as exc:
-            self._log_decision(request, decision, None, error=getattr(exc, "type", type(exc).__name__))
-            raise
-        self.record(outcome, request)
-        self._store(request, outcome, policy)
-        return outcome
+        with self.state.batch():  # every write of this request in one round trip, sent before the answer
+            hit = self.cached(request, decision, policy)
+            if hit is not None:
+                return hit
+            try:
+                outcome = self.dispatcher.execute(request, decision)
+            except Exception as exc:
+                self._log_decision(request, decision, None, error=getattr(exc, "type", type(exc).__name__))
+                raise
+            self.record(outcome, request)
+            self._store(request, outcome, policy)
+            return outcome
 
     def open_stream(self, request: ChatRequest, decision: Decision) -> LiveStream:
         """Fails (GatewayError) before the first token like complete(); finish_stream() records the end."""
@@ -161,6 +162,10 @@ class GatewayService:
 
     def finish_stream(self, live: LiveStream, policy: CachePolicy) -> None:
         """The stream ended: record the whole answer, or what an interrupted one probably cost."""
+        with self.state.batch():
+            self._finish_stream(live, policy)
+
+    def _finish_stream(self, live: LiveStream, policy: CachePolicy) -> None:
         live.close()
         if live.outcome is not None and live.outcome.cached:
             return  # a replayed cache hit, recorded when it was looked up
@@ -195,13 +200,10 @@ class GatewayService:
         ref = self.cloud_reference
         cloud_cost = ref.cost(usage.input_tokens, usage.output_tokens) if ref else 0.0
         self.telemetry.outcome(outcome, cloud_cost)
-        try:
-            # A cache hit costs nothing but would have cost the cloud price: it counts as savings too.
-            self.state.ledger.record(cost=outcome.cost, cloud_cost=cloud_cost,
-                                     model=outcome.model, backend=outcome.backend, key_id=request.api_key_id,
-                                     reservation=outcome.reservation)
-        except StateUnavailable:
-            log.warning("spend not recorded: redis unavailable", extra={"request_id": request.request_id})
+        # A cache hit costs nothing but would have cost the cloud price: it counts as savings too. With Redis
+        # down the write is lost and logged; the reservation, if any, expires on its own.
+        self.state.ledger.record(cost=outcome.cost, cloud_cost=cloud_cost, model=outcome.model,
+                                 backend=outcome.backend, key_id=request.api_key_id, reservation=outcome.reservation)
 
     def record_error(self, kind: str) -> None:
         self.stats.record_error(kind)

@@ -2,18 +2,20 @@
 # Install the pinned tools the tests drive but the project does not import, each into its own folder under
 # a cache outside the repository (reruns are instant), and print the path of each tool's binary.
 #
-#   ./scripts/tools.sh [--check] n8n|checkov ...     (TOOLS_CACHE_DIR overrides ~/.cache/hybrid-ai-stack)
+#   ./scripts/tools.sh [--check] n8n|checkov|litellm ...     (TOOLS_CACHE_DIR overrides ~/.cache/hybrid-ai-stack)
 #
 # --check installs nothing: it prints the paths, or fails naming what is missing (the tests use it).
 #
 #   n8n      2.8.4, the newest n8n that runs on Node 20 (npm; cold ~11 min, warm ~5 min)
 #   checkov  3.3.30, Terraform static analysis (own virtual environment, ~1 min)
+#   litellm  the LiteLLM proxy, the peer scripts/bench_gateway.py --litellm compares with (own venv, ~4 min)
 set -euo pipefail
 
 CHECK=0
 
 N8N_VERSION=2.8.4
 CHECKOV_VERSION=3.3.30
+LITELLM_VERSION=1.100.5
 
 # tool_venv DIR BIN PIP_SPEC...: a virtual environment with PIP_SPEC installed; prints DIR/bin/BIN.
 tool_venv() {
@@ -58,14 +60,15 @@ main() {
   # shellcheck source=scripts/lib.sh
   . scripts/lib.sh
   [ "${1:-}" = --check ] && { CHECK=1; shift; }
-  [ $# -ge 1 ] || die "usage: scripts/tools.sh [--check] n8n|checkov ..."
+  [ $# -ge 1 ] || die "usage: scripts/tools.sh [--check] n8n|checkov|litellm ..."
   local cache="${TOOLS_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/hybrid-ai-stack}" tool
   mkdir -p "$cache"
   for tool in "$@"; do
     case "$tool" in
       n8n) install_n8n "$cache" ;;
       checkov) tool_venv "$cache/checkov-$CHECKOV_VERSION" checkov "checkov==$CHECKOV_VERSION" ;;
-      *) die "unknown tool: $tool (n8n, checkov)" ;;
+      litellm) tool_venv "$cache/litellm-$LITELLM_VERSION" litellm "litellm[proxy]==$LITELLM_VERSION" ;;
+      *) die "unknown tool: $tool (n8n, checkov, litellm)" ;;
     esac
   done
 }

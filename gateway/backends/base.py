@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -181,9 +182,15 @@ def _read_bounded(backend: str, resp: requests.Response, seconds: float) -> None
     resp._content = b"".join(parts)  # requests' own cache of the body, so resp.json() reads it
 
 
-def new_session(pool_size: int = 128) -> requests.Session:
-    """A pooled session: gthread workers share it, one connection per concurrent call."""
+def new_session(base_url: str, pool_size: int = 128) -> requests.Session:
+    """A pooled session: gthread workers share it, one connection per concurrent call.
+
+    Proxy and CA settings are read from the environment once, here: requests would otherwise re-read the
+    environment (proxies, NO_PROXY, netrc) on every call, about a third of the gateway's own CPU per request."""
     session = requests.Session()
+    session.trust_env = False
+    session.proxies = requests.utils.get_environ_proxies(base_url)
+    session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
     adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)

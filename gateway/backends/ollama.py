@@ -29,7 +29,7 @@ class OllamaBackend(Backend):
         self.url = settings.url
         self.settings = settings
         self.keep_alive = keep_alive
-        self.session = new_session()
+        self.session = new_session(self.url)
 
     def _body(self, model: ModelSpec, request: ChatRequest, max_tokens: int, stream: bool) -> dict:
         messages = ([{"role": "system", "content": request.system}] if request.system else []) + [

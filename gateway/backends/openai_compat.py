@@ -30,7 +30,7 @@ class OpenAICompatBackend(Backend):
     def __init__(self, settings: BackendSettings):
         self.settings = settings
         self.url = settings.url
-        self.session = new_session()
+        self.session = new_session(self.url)
         if settings.api_key:
             self.session.headers["Authorization"] = f"Bearer {settings.api_key}"
 

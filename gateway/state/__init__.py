@@ -6,7 +6,9 @@ in-process (one worker only). build_state picks them from REDIS_URL; nothing els
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ..config import Settings
@@ -42,6 +44,15 @@ class State:
     @property
     def shared(self) -> bool:
         return self.redis is not None
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """The writes of one request (stats, spend, decision log, cache fill) in one Redis round trip."""
+        if self.redis is None:
+            yield
+        else:
+            with self.redis.batch():
+                yield
 
     def close(self) -> None:
         if self.redis is not None:

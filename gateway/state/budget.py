@@ -174,11 +174,12 @@ class RedisLedger:
         now = self.wall()
         month = reservation.month if reservation else month_of(now)
         month_hash, zset, amounts = self._keys(month)
-        script = self.store.script(_RECORD)
-        self.store.run(lambda r: script(
-            keys=[month_hash, f"{PREFIX}spend:{day_of(now)}", zset, amounts],
-            args=[reservation.id if reservation else "", repr(cost), repr(cloud_cost), model, backend, key_id or "",
-                  DAY_TTL, MONTH_TTL], client=r))
+        # EVAL, not EVALSHA: it rides in the request's write pipeline, where a script Redis lost on a restart
+        # could not be reloaded (Redis caches the compiled script by its hash either way).
+        self.store.write(lambda pipe: pipe.eval(
+            _RECORD, 4, month_hash, f"{PREFIX}spend:{day_of(now)}", zset, amounts,
+            reservation.id if reservation else "", repr(cost), repr(cloud_cost), model, backend, key_id or "",
+            DAY_TTL, MONTH_TTL))
 
     def month_totals(self, month: str | None = None) -> dict[str, float]:
         month = month or month_of(self.wall())

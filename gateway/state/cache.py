@@ -65,7 +65,7 @@ class RedisCache:
 
     def put(self, key: str, answer: CachedAnswer, ttl: int) -> None:
         data = json.dumps(asdict(answer), separators=(",", ":"))
-        self.store.try_run(lambda r: r.set(key, data, ex=ttl), None)
+        self.store.write(lambda pipe: pipe.set(key, data, ex=ttl))
 
 
 class MemoryCache:

@@ -25,7 +25,7 @@ class RedisDecisionLog:
         self.store, self.maxlen = store, maxlen
 
     def append(self, entry: dict[str, str]) -> None:
-        self.store.try_run(lambda r: r.xadd(STREAM, entry, maxlen=self.maxlen, approximate=True), None)
+        self.store.write(lambda pipe: pipe.xadd(STREAM, entry, maxlen=self.maxlen, approximate=True))
 
     def recent(self, limit: int) -> list[dict[str, str]]:
         rows = self.store.run(lambda r: r.xrevrange(STREAM, count=limit))

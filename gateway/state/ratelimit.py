@@ -65,13 +65,11 @@ class RedisRateLimiter:
             return
         tok = self._keys(key)[1]
 
-        def add(r):
-            pipe = r.pipeline()
+        def add(pipe):
             pipe.incrby(tok, tokens)
             pipe.expire(tok, 120)
-            pipe.execute()
 
-        self.store.try_run(add, None)
+        self.store.write(add)
 
 
 class MemoryRateLimiter:

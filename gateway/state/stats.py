@@ -81,14 +81,12 @@ class RedisStats(_Counting):
         self.store = store
 
     def _add(self, fields: dict[str, int]) -> None:
-        def incr(r):
-            pipe = r.pipeline(transaction=True)
+        def incr(pipe):
             for k, v in fields.items():
                 if v:
                     pipe.hincrby(KEY, k, v)
-            pipe.execute()
 
-        self.store.try_run(incr, None)  # stats degrade, requests do not fail
+        self.store.write(incr)  # stats degrade, requests do not fail
 
     def counters(self) -> dict[str, float]:
         return {k: float(v) for k, v in self.store.run(lambda r: r.hgetall(KEY)).items()}

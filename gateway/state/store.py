@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 import redis
@@ -33,6 +34,7 @@ class RedisStore:
         self._down_until = 0.0
         self._lock = threading.Lock()
         self._scripts: dict[str, redis.commands.core.Script] = {}
+        self._local = threading.local()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RedisStore:
@@ -69,6 +71,45 @@ class RedisStore:
             return self.run(fn)
         except StateUnavailable:
             return default
+
+    def write(self, fn: Callable[[redis.client.Pipeline], object]) -> None:
+        """A write no answer waits for (stats, spend, decision log, cache fill). fn queues commands on a
+        pipeline. Inside batch() it waits for the batch's single round trip; outside, it is sent alone.
+        A failure loses the write (logged), never the request."""
+        pending = getattr(self._local, "pending", None)
+        if pending is not None:
+            pending.append(fn)
+        else:
+            self._flush([fn])
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Collect this thread's write() calls and send them in one pipeline at the end (nested: the
+        outermost batch sends). Reads inside still go to Redis at once."""
+        if getattr(self._local, "pending", None) is not None:
+            yield
+            return
+        self._local.pending = []
+        try:
+            yield
+        finally:
+            pending, self._local.pending = self._local.pending, None
+            if pending:
+                self._flush(pending)
+
+    def _flush(self, writes: list[Callable[[redis.client.Pipeline], object]]) -> None:
+        def send(r: redis.Redis) -> None:
+            pipe = r.pipeline(transaction=False)
+            for fn in writes:
+                fn(pipe)
+            pipe.execute()
+
+        try:
+            self.run(send)
+        except StateUnavailable:
+            log.warning("%d shared-state write(s) lost: redis unavailable", len(writes))
+        except redis.exceptions.ResponseError as exc:
+            log.error("shared-state write refused by redis: %s", exc)
 
     def script(self, source: str):
         """A registered Lua script (EVALSHA, reloaded by redis-py after a Redis restart)."""

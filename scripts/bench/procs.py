@@ -14,6 +14,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import requests
@@ -62,9 +63,15 @@ def fake_ollama(**script):
         proc.join(timeout=10)
 
 
+@dataclass
+class Server:
+    url: str
+    proc: subprocess.Popen
+
+
 @contextmanager
-def gateway(env: dict[str, str | None], *extra_args: str):
-    """The gateway under gunicorn with gateway/gunicorn.conf.py; yields its URL once /health answers.
+def gunicorn_gateway(env: dict[str, str | None], *extra_args: str):
+    """The gateway under gunicorn with gateway/gunicorn.conf.py; yields a Server once /health answers.
     A None value in env removes that variable (to get the production default)."""
     port = free_port()
     merged = {**os.environ, "GATEWAY_HOST": "127.0.0.1", "GATEWAY_PORT": str(port), "ANTHROPIC_API_KEY": "",
@@ -76,13 +83,27 @@ def gateway(env: dict[str, str | None], *extra_args: str):
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: proc.poll() is None and requests.get(f"{url}/health", timeout=2).ok, "gunicorn")
-        yield url
+        yield Server(url, proc)
     finally:
+        stop(proc, 60)
+
+
+@contextmanager
+def gateway(env: dict[str, str | None], *extra_args: str):
+    """gunicorn_gateway(), yielding only its URL."""
+    with gunicorn_gateway(env, *extra_args) as server:
+        yield server.url
+
+
+def stop(proc: subprocess.Popen, seconds: float = 30) -> None:
+    """SIGTERM, then SIGKILL after `seconds`."""
+    if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    try:
+        proc.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 @contextmanager

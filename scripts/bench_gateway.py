@@ -1,0 +1,317 @@
+#!/usr/bin/env python3
+"""Gateway overhead, side by side in one run: the direct upstream call, the gateway (cache miss and hit,
+native and OpenAI surfaces) and optionally a LiteLLM proxy on the same upstream, on loopback.
+
+Starts a fast fake upstream (scripts/bench/upstream.py), a private redis-server, the gateway under gunicorn
+with its production settings (2 workers x 256 threads, auth on, Redis, metrics, INFO access log; worker
+recycling off so CPU accounting sees every request) and, with --litellm, a LiteLLM proxy with the same
+worker count. Warms each up, then drives the same request body with wrk at each concurrency for a fixed
+time, rotating the target order per level so machine drift hits all. CPU time per request comes from the
+target processes' own accounting (/proc, the whole process tree).
+
+    python scripts/bench_gateway.py [--duration 10] [--concurrency 1 16 64] [--litellm VENV] [--json FILE]
+                                    [--delay-ms 0] [--quick] [--soak N] [--router]
+
+Needs wrk (apt-get install wrk) and redis-server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from bench.procs import free_port, gunicorn_gateway, redis_server, stop, wait_until  # noqa: E402
+
+KEY = "bench-key"
+LITELLM_KEY = "sk-bench-0123456789"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+LITELLM_OFFLINE = {
+    "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS": "True",
+    "LITELLM_LOCAL_BLOG_POSTS": "True", "LITELLM_LOCAL_POLICY_TEMPLATES": "True",
+    "LITELLM_LOCAL_AUTOROUTER_PRESETS": "True", "LITELLM_TELEMETRY": "False", "DISABLE_ADMIN_UI": "True",
+}
+
+
+# ------------------------------------------------------------------------------------------- processes
+
+def tree(pid: int) -> list[int]:
+    """pid and every descendant (gunicorn's workers, LiteLLM's uvicorn workers)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of the process tree, from /proc/PID/stat."""
+    total = 0
+    for p in tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / CLK_TCK
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+@contextmanager
+def upstream(delay_ms: float) -> Iterator[tuple[str, int]]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "bench" / "upstream.py"), "--port", str(port),
+                             "--delay-ms", str(delay_ms)])
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: requests.get(f"{url}/api/tags", timeout=1).ok, "the fake upstream")
+        yield url, proc.pid
+    finally:
+        stop(proc)
+
+
+@contextmanager
+def litellm(binary: str, upstream_url: str, workers: int, workdir: Path) -> Iterator[tuple[str, int]]:
+    config = workdir / "litellm.yaml"
+    config.write_text(json.dumps({  # JSON is YAML
+        "model_list": [{"model_name": "tinyllama", "litellm_params": {
+            "model": "openai/tinyllama", "api_base": f"{upstream_url}/v1", "api_key": "none"}}],
+        "general_settings": {"master_key": LITELLM_KEY},
+    }))
+    port = free_port()
+    log = (workdir / "litellm.log").open("w")
+    proc = subprocess.Popen([binary, "--config", str(config), "--host", "127.0.0.1", "--port", str(port),
+                             "--num_workers", str(workers)], env={**os.environ, **LITELLM_OFFLINE,
+                                                                  "LITELLM_MASTER_KEY": LITELLM_KEY},
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: requests.get(f"{url}/health/liveliness", timeout=2).ok, "LiteLLM", seconds=180)
+        yield url, proc.pid
+    finally:
+        stop(proc)
+        log.close()
+
+
+def litellm_binary(arg: str) -> str:
+    path = Path(arg).expanduser()
+    for candidate in (path, path / "bin" / "litellm"):
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    raise SystemExit(f"--litellm: no litellm binary at {arg} (./scripts/tools.sh litellm installs one)")
+
+
+# ------------------------------------------------------------------------------------------------- wrk
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    url: str
+    pid: int
+    headers: dict[str, str]
+    body: tuple[str, str]   # JSON before and after a per-request unique number ("" after: fixed body)
+
+
+LUA = """
+wrk.method = "POST"
+{headers}
+local prefix, suffix, unique, limit = [==[{prefix}]==], [==[{suffix}]==], {unique}, {limit}
+local counter = 0
+local thread_no = 0
+function setup(thread)
+  thread_no = thread_no + 1
+  thread:set("tid", thread_no)
+end
+function request()
+  counter = counter + 1
+  if limit > 0 and counter > limit then wrk.thread:stop() end
+  if unique then return wrk.format(nil, nil, nil, prefix .. tid .. "-" .. counter .. suffix) end
+  return wrk.format(nil, nil, nil, prefix)
+end
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('WRKJSON {{"requests": %d, "duration_us": %d, "p50_us": %d, "p99_us": %d, '
+    .. '"non2xx": %d, "socket_errors": %d}}\\n', summary.requests, summary.duration, latency:percentile(50),
+    latency:percentile(99), e.status, e.connect + e.read + e.write + e.timeout))
+end
+"""
+
+
+def lua(target: Target, workdir: Path, limit: int = 0) -> Path:
+    headers = "\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in
+                        {"Content-Type": "application/json", **target.headers}.items())
+    prefix, suffix = target.body
+    path = workdir / f"{target.name}-{limit}.lua"
+    path.write_text(LUA.format(headers=headers, prefix=prefix, suffix=suffix, unique="true" if suffix else "false",
+                               limit=limit))
+    return path
+
+
+def wrk(target: Target, concurrency: int, seconds: float, workdir: Path, limit: int = 0) -> dict:
+    threads = min(concurrency, 2)
+    cmd = ["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--timeout", "30s",
+           "-s", str(lua(target, workdir, limit)), target.url]
+    cpu0 = cpu_seconds(target.pid)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 600)
+    cpu1 = cpu_seconds(target.pid)
+    line = next((x for x in out.stdout.splitlines() if x.startswith("WRKJSON ")), None)
+    if line is None:
+        raise SystemExit(f"wrk failed for {target.name}: {out.stdout}{out.stderr}")
+    r = json.loads(line[len("WRKJSON "):])
+    n = max(r["requests"], 1)
+    rps = r["requests"] / (r["duration_us"] / 1e6)
+    return {"target": target.name, "concurrency": concurrency, "rps": round(rps, 1),
+            "p50_ms": round(r["p50_us"] / 1000, 3), "p99_ms": round(r["p99_us"] / 1000, 3),
+            "cpu_ms_per_request": round((cpu1 - cpu0) * 1000 / n, 3), "requests": r["requests"],
+            "errors": r["non2xx"] + r["socket_errors"]}
+
+
+# ---------------------------------------------------------------------------------------------- report
+
+def table(runs: list[dict]) -> str:
+    direct = {r["concurrency"]: r for r in runs if r["target"] == "direct"}
+    lines = [f"{'target':<20}{'conc':>5}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'CPU ms/req':>12}"
+             f"{'p50 +ms vs direct':>19}{'thru vs direct':>16}{'errors':>8}"]
+    for r in runs:
+        d = direct.get(r["concurrency"])
+        extra = ("", "") if d is None or r["target"] == "direct" else (
+            f"{r['p50_ms'] - d['p50_ms']:+.2f}", f"{r['rps'] / d['rps']:.1%}")
+        lines.append(f"{r['target']:<20}{r['concurrency']:>5}{r['rps']:>10.0f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}"
+                     f"{r['cpu_ms_per_request']:>12.3f}{extra[0]:>19}{extra[1]:>16}{r['errors']:>8}")
+    return "\n".join(lines)
+
+
+def router_times(iterations: int) -> list[dict]:
+    """decide() median and p99 per prompt size, with the router the gateway ships."""
+    import bench_router  # scripts/bench_router.py: the prompts and the timing loop
+
+    from gateway.catalog import load_catalog
+    from gateway.chat import ChatRequest, Message
+    from gateway.smart_router import RoutingContext, decide
+
+    catalog = load_catalog(ROOT / "configs" / "models.yaml")
+    ctx = RoutingContext(catalog, frozenset({"ollama", "anthropic"}))
+    out = []
+    for size in (100, 1024, 32768):
+        req = ChatRequest(messages=(Message("user", bench_router.prompt_of(size)),))
+        us = bench_router.timed(lambda r=req: decide(r, ctx), iterations)
+        out.append({"router": "heuristic", "prompt_bytes": size, "median_us": round(statistics.median(us), 1),
+                    "p99_us": round(statistics.quantiles(us, n=100)[98], 1)})
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ main
+
+def targets(up: str, up_pid: int, gw: str, gw_pid: int, ll: tuple[str, int] | None) -> list[Target]:
+    key = {"X-API-Key": KEY}
+    out = [
+        Target("direct", f"{up}/api/chat", up_pid, {},
+               ('{"model":"tinyllama","stream":false,"messages":[{"role":"user","content":"What is Python? ', '"}]}')),
+        Target("gateway", f"{gw}/api/v1/chat", gw_pid, key, ('{"prompt":"What is Python? ', '"}')),
+        Target("gateway_cache_hit", f"{gw}/api/v1/chat", gw_pid, key, ('{"prompt":"What is Python?"}', "")),
+        Target("gateway_openai", f"{gw}/v1/chat/completions", gw_pid, key,
+               ('{"model":"auto","messages":[{"role":"user","content":"What is Python? ', '"}]}')),
+    ]
+    if ll:
+        out.append(Target("litellm", f"{ll[0]}/v1/chat/completions", ll[1], {"Authorization": f"Bearer {LITELLM_KEY}"},
+                          ('{"model":"tinyllama","messages":[{"role":"user","content":"What is Python? ', '"}]}')))
+    return out
+
+
+def soak(target: Target, gw_pid: int, n: int, workdir: Path) -> None:
+    workers = [p for p in tree(gw_pid) if p != gw_pid]
+    before = {p: rss_mb(p) for p in workers}
+    per_thread = -(-n // 2)
+    t0 = time.monotonic()
+    r = wrk(target, 16, 24 * 3600, workdir, limit=per_thread)
+    after = {p: rss_mb(p) for p in workers}
+    print(f"\nsoak: {r['requests']} requests in {time.monotonic() - t0:.0f} s ({r['errors']} errors), "
+          f"cache misses through the gateway at concurrency 16")
+    for p in workers:
+        print(f"  worker {p}: RSS {before[p]:.1f} MB -> {after[p]:.1f} MB ({after[p] - before[p]:+.1f} MB)")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per target and concurrency")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
+    parser.add_argument("--litellm", metavar="VENV", help="a LiteLLM virtual environment (scripts/tools.sh litellm)")
+    parser.add_argument("--delay-ms", type=float, default=0.0, help="upstream answer delay (0: instant)")
+    parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 1 s per target, concurrency 1 and 16")
+    parser.add_argument("--soak", type=int, default=0, metavar="N", help="then send N requests; print worker RSS")
+    parser.add_argument("--router", action="store_true", help="also time the router's decision")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is needed: apt-get install wrk")
+    if args.quick:
+        args.duration, args.concurrency = 1.0, [1, 16]
+    warmup = 1.0 if args.quick else 3.0
+    workdir = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
+    runs: list[dict] = []
+    with ExitStack() as stack:
+        up, up_pid = stack.enter_context(upstream(args.delay_ms))
+        redis_url = stack.enter_context(redis_server())
+        gw = stack.enter_context(gunicorn_gateway({
+            "OLLAMA_URL": up, "REDIS_URL": redis_url, "GATEWAY_API_KEYS": KEY, "LOG_LEVEL": "INFO",
+            "GATEWAY_MAX_REQUESTS": "0", "GATEWAY_WORKERS": "2", "GATEWAY_THREADS": "256"}))
+        ll = None
+        if args.litellm:
+            ll = stack.enter_context(litellm(litellm_binary(args.litellm), up, 2, workdir))
+        all_targets = targets(up, up_pid, gw.url, gw.proc.pid, ll)
+        for t in all_targets:   # warm up: connections, caches, JIT-less Python's first-call costs
+            wrk(t, 4, warmup * (10 if t.name == "litellm" and not args.quick else 1), workdir)
+        for i, c in enumerate(args.concurrency):
+            order = all_targets[i % len(all_targets):] + all_targets[:i % len(all_targets)]
+            level = {t.name: wrk(t, c, args.duration, workdir) for t in order}
+            runs.extend(level[t.name] for t in all_targets)
+        print(f"{len(all_targets)} targets, {args.duration:.0f} s each per concurrency, upstream delay "
+              f"{args.delay_ms:.0f} ms, {os.cpu_count()} CPUs\n")
+        print(table(runs))
+        router = []
+        if args.router:
+            router = router_times(300 if args.quick else 2000)
+            print("\nrouter decision (decide(), one core):")
+            for r in router:
+                print(f"  {r['router']:<10}{r['prompt_bytes']:>7} B   median {r['median_us']:>8.1f} us"
+                      f"   p99 {r['p99_us']:>8.1f} us")
+        if args.soak:
+            soak(all_targets[1], gw.proc.pid, args.soak, workdir)
+    if args.json:
+        args.json.write_text(json.dumps({"runs": runs, "router": router}, indent=2) + "\n")
+    shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
