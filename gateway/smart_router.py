@@ -17,8 +17,9 @@ from .catalog import Catalog, ModelSpec, RoutingConfig, TierSpec
 from .chat import STRATEGIES, ChatRequest
 from .errors import InvalidParameter, ServiceUnavailable, UnknownModel
 
-# Scans stop here: a factor is saturated long before, and this bounds the time on huge prompts.
-_SCAN_CHARS = 65536
+# A long prompt is scanned at its start (the instructions, the code) and its end (the question after a
+# pasted document): every factor saturates within a few KB, and this bounds decision time (bench_router.py).
+_HEAD_CHARS, _TAIL_CHARS = 3072, 1024
 _PUNCT = ".,;:!?()[]{}<>\"'`*_~/\\|=+"
 _FENCE = re.compile(r"^\s*(```|~~~)", re.MULTILINE)
 # Signs of code, each anchored on a literal newline or operator so the regex engine skips prose fast
@@ -63,10 +64,12 @@ def _keywords(routing: RoutingConfig) -> _Keywords:
 
 def estimate_complexity(prompt: str, routing: RoutingConfig) -> tuple[float, dict[str, float]]:
     """Score a prompt in [0, 1]: the weighted sum of five factors, each in [0, 1], capped at 1."""
-    text = prompt[:_SCAN_CHARS]
+    windowed = len(prompt) > _HEAD_CHARS + _TAIL_CHARS
+    text = prompt[:_HEAD_CHARS] + "\n" + prompt[-_TAIL_CHARS:] if windowed else prompt
     lower = text.lower()
     tokens = lower.split()
-    n_words = len(tokens)
+    # The length factor counts the whole prompt: whitespace runs, at C speed, when it was windowed.
+    n_words = max(len(tokens), prompt.count(" ") + prompt.count("\n")) if windowed else len(tokens)
     words = {t.strip(_PUNCT) for t in set(tokens)}
     factors = {
         "length": _length(n_words, routing),

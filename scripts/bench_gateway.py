@@ -21,12 +21,13 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,7 +146,7 @@ class Target:
 LUA = """
 wrk.method = "POST"
 {headers}
-local prefix, suffix, unique, limit = [==[{prefix}]==], [==[{suffix}]==], {unique}, {limit}
+local prefix, suffix, unique = [==[{prefix}]==], [==[{suffix}]==], {unique}
 local counter = 0
 local thread_no = 0
 function setup(thread)
@@ -154,7 +155,6 @@ function setup(thread)
 end
 function request()
   counter = counter + 1
-  if limit > 0 and counter > limit then wrk.thread:stop() end
   if unique then return wrk.format(nil, nil, nil, prefix .. tid .. "-" .. counter .. suffix) end
   return wrk.format(nil, nil, nil, prefix)
 end
@@ -167,26 +167,33 @@ end
 """
 
 
-def lua(target: Target, workdir: Path, limit: int = 0) -> Path:
+def lua(target: Target, workdir: Path) -> Path:
     headers = "\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in
                         {"Content-Type": "application/json", **target.headers}.items())
     prefix, suffix = target.body
-    path = workdir / f"{target.name}-{limit}.lua"
-    path.write_text(LUA.format(headers=headers, prefix=prefix, suffix=suffix, unique="true" if suffix else "false",
-                               limit=limit))
+    path = workdir / f"{target.name}.lua"
+    path.write_text(LUA.format(headers=headers, prefix=prefix, suffix=suffix, unique="true" if suffix else "false"))
     return path
 
 
-def wrk(target: Target, concurrency: int, seconds: float, workdir: Path, limit: int = 0) -> dict:
+def wrk(target: Target, concurrency: int, seconds: float, workdir: Path,
+        until: Callable[[], bool] | None = None) -> dict:
+    """One wrk run; with `until`, run until it returns True (checked twice a second), then stop wrk."""
     threads = min(concurrency, 2)
-    cmd = ["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--timeout", "30s",
-           "-s", str(lua(target, workdir, limit)), target.url]
+    duration = 24 * 3600 if until else max(1, round(seconds))
+    cmd = ["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{duration}s", "--timeout", "30s",
+           "-s", str(lua(target, workdir)), target.url]
     cpu0 = cpu_seconds(target.pid)
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 600)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if until:
+        while proc.poll() is None and not until():
+            time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)   # wrk stops and reports on SIGINT
+    stdout, stderr = proc.communicate(timeout=seconds + 600 if not until else 600)
     cpu1 = cpu_seconds(target.pid)
-    line = next((x for x in out.stdout.splitlines() if x.startswith("WRKJSON ")), None)
+    line = next((x for x in stdout.splitlines() if x.startswith("WRKJSON ")), None)
     if line is None:
-        raise SystemExit(f"wrk failed for {target.name}: {out.stdout}{out.stderr}")
+        raise SystemExit(f"wrk failed for {target.name}: {stdout}{stderr}")
     r = json.loads(line[len("WRKJSON "):])
     n = max(r["requests"], 1)
     rps = r["requests"] / (r["duration_us"] / 1e6)
@@ -194,6 +201,19 @@ def wrk(target: Target, concurrency: int, seconds: float, workdir: Path, limit: 
             "p50_ms": round(r["p50_us"] / 1000, 3), "p99_ms": round(r["p99_us"] / 1000, 3),
             "cpu_ms_per_request": round((cpu1 - cpu0) * 1000 / n, 3), "requests": r["requests"],
             "errors": r["non2xx"] + r["socket_errors"]}
+
+
+def combine(rounds: list[dict]) -> dict:
+    """One figure per target from its rounds: total throughput and CPU, median latencies."""
+    requests_ = sum(r["requests"] for r in rounds)
+    seconds = sum(r["requests"] / r["rps"] for r in rounds if r["rps"])
+    cpu = sum(r["cpu_ms_per_request"] * r["requests"] for r in rounds)
+    return {"target": rounds[0]["target"], "concurrency": rounds[0]["concurrency"],
+            "rps": round(requests_ / seconds, 1) if seconds else 0.0,
+            "p50_ms": round(statistics.median(r["p50_ms"] for r in rounds), 3),
+            "p99_ms": round(statistics.median(r["p99_ms"] for r in rounds), 3),
+            "cpu_ms_per_request": round(cpu / max(requests_, 1), 3), "requests": requests_,
+            "errors": sum(r["errors"] for r in rounds)}
 
 
 # ---------------------------------------------------------------------------------------------- report
@@ -248,12 +268,15 @@ def targets(up: str, up_pid: int, gw: str, gw_pid: int, ll: tuple[str, int] | No
     return out
 
 
-def soak(target: Target, gw_pid: int, n: int, workdir: Path) -> None:
+def soak(target: Target, gw: str, gw_pid: int, n: int, workdir: Path) -> None:
     workers = [p for p in tree(gw_pid) if p != gw_pid]
     before = {p: rss_mb(p) for p in workers}
-    per_thread = -(-n // 2)
-    t0 = time.monotonic()
-    r = wrk(target, 16, 24 * 3600, workdir, limit=per_thread)
+
+    def answered() -> int:
+        return requests.get(f"{gw}/api/v1/stats", headers={"X-API-Key": KEY}, timeout=10).json()["requests"]
+
+    start, t0 = answered(), time.monotonic()
+    r = wrk(target, 16, 0, workdir, until=lambda: answered() - start >= n)
     after = {p: rss_mb(p) for p in workers}
     print(f"\nsoak: {r['requests']} requests in {time.monotonic() - t0:.0f} s ({r['errors']} errors), "
           f"cache misses through the gateway at concurrency 16")
@@ -268,6 +291,7 @@ def main() -> int:
     parser.add_argument("--litellm", metavar="VENV", help="a LiteLLM virtual environment (scripts/tools.sh litellm)")
     parser.add_argument("--delay-ms", type=float, default=0.0, help="upstream answer delay (0: instant)")
     parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument("--rounds", type=int, default=5, help="split each duration into this many rotated rounds")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 1 s per target, concurrency 1 and 16")
     parser.add_argument("--soak", type=int, default=0, metavar="N", help="then send N requests; print worker RSS")
     parser.add_argument("--router", action="store_true", help="also time the router's decision")
@@ -275,7 +299,7 @@ def main() -> int:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt-get install wrk")
     if args.quick:
-        args.duration, args.concurrency = 1.0, [1, 16]
+        args.duration, args.concurrency, args.rounds = 1.0, [1, 16], 1
     warmup = 1.0 if args.quick else 3.0
     workdir = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
     runs: list[dict] = []
@@ -292,11 +316,16 @@ def main() -> int:
         for t in all_targets:   # warm up: connections, caches, JIT-less Python's first-call costs
             wrk(t, 4, warmup * (10 if t.name == "litellm" and not args.quick else 1), workdir)
         for i, c in enumerate(args.concurrency):
-            order = all_targets[i % len(all_targets):] + all_targets[:i % len(all_targets)]
-            level = {t.name: wrk(t, c, args.duration, workdir) for t in order}
-            runs.extend(level[t.name] for t in all_targets)
-        print(f"{len(all_targets)} targets, {args.duration:.0f} s each per concurrency, upstream delay "
-              f"{args.delay_ms:.0f} ms, {os.cpu_count()} CPUs\n")
+            # Several short rounds, the order rotated each time: a slow spell of the machine lands on every
+            # target instead of one.
+            level: dict[str, list[dict]] = {t.name: [] for t in all_targets}
+            for r in range(args.rounds):
+                shift = (i + r) % len(all_targets)
+                for t in all_targets[shift:] + all_targets[:shift]:
+                    level[t.name].append(wrk(t, c, args.duration / args.rounds, workdir))
+            runs.extend(combine(level[t.name]) for t in all_targets)
+        print(f"{len(all_targets)} targets, {args.duration:.0f} s each per concurrency in {args.rounds} rounds, "
+              f"upstream delay {args.delay_ms:.0f} ms, {os.cpu_count()} CPUs\n")
         print(table(runs))
         router = []
         if args.router:
@@ -306,7 +335,7 @@ def main() -> int:
                 print(f"  {r['router']:<10}{r['prompt_bytes']:>7} B   median {r['median_us']:>8.1f} us"
                       f"   p99 {r['p99_us']:>8.1f} us")
         if args.soak:
-            soak(all_targets[1], gw.proc.pid, args.soak, workdir)
+            soak(all_targets[1], gw.url, gw.proc.pid, args.soak, workdir)
     if args.json:
         args.json.write_text(json.dumps({"runs": runs, "router": router}, indent=2) + "\n")
     shutil.rmtree(workdir, ignore_errors=True)

@@ -3,13 +3,14 @@
 # Usage: ./scripts/test.sh [pytest args...]     (VENV=path to use another virtual environment)
 set -euo pipefail
 
-# The suite starts its own redis-server and prometheus on free loopback ports, and drives a real
-# Taskwarrior with a temporary TASKDATA: it needs the binaries.
+# The suite starts its own redis-server and prometheus on free loopback ports, drives a real Taskwarrior
+# with a temporary TASKDATA, and smoke-runs the gateway benchmark with wrk: it needs the binaries.
 ensure_tools() {
   local missing=()
   command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
   command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
   command -v task >/dev/null 2>&1 || missing+=(taskwarrior)
+  command -v wrk >/dev/null 2>&1 || missing+=(wrk)   # the load generator of scripts/bench_gateway.py
   [ ${#missing[@]} -eq 0 ] && return 0
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
     info "installing ${missing[*]}"

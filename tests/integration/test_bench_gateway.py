@@ -1,0 +1,30 @@
+"""scripts/bench_gateway.py --quick as a smoke check: it starts everything, measures every target, prints
+the table and writes the JSON. No timing is asserted (benchmarks measure; tests check behaviour)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300),
+              pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk not installed (scripts/test.sh installs it)")]
+TARGETS = ["direct", "gateway", "gateway_cache_hit", "gateway_openai"]
+
+
+def test_quick_run_prints_the_table_and_json(tmp_path):
+    out = subprocess.run([sys.executable, "scripts/bench_gateway.py", "--quick", "--router", "--json",
+                          str(tmp_path / "bench.json")], cwd=ROOT, capture_output=True, text=True, timeout=280)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "p50 +ms vs direct" in out.stdout and "router decision" in out.stdout
+    report = json.loads((tmp_path / "bench.json").read_text())
+    assert [(r["target"], r["concurrency"]) for r in report["runs"]] == [(t, c) for c in (1, 16) for t in TARGETS]
+    for run in report["runs"]:
+        assert run["requests"] > 0 and run["errors"] == 0, run
+        assert set(run) >= {"rps", "p50_ms", "p99_ms", "cpu_ms_per_request"}
+    assert [r["prompt_bytes"] for r in report["router"]] == [100, 1024, 32768]
