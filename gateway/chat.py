@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-STRATEGIES = ("auto", "local-only", "cloud-first", "cost-aware")
+STRATEGIES = ("auto", "local-only", "cloud-first", "cost-aware", "cascade")
 ROLES = ("system", "user", "assistant")
 
 
@@ -80,7 +80,7 @@ class StreamDelta:
 class Attempt:
     model: str
     backend: str
-    outcome: str                       # "ok", "error" or "skipped"
+    outcome: str                       # "ok", "error", "skipped", or "rejected" (cascade: escalated)
     error_type: str | None = None
     status: int | None = None          # upstream HTTP status, when there was one
     latency_seconds: float = 0.0

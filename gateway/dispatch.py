@@ -13,10 +13,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from .backends import BackendError
+from .cascade import review
 from .catalog import ModelSpec
 from .chat import Attempt, ChatRequest, Completion, Outcome, StreamDelta
 from .config import Settings
-from .errors import BudgetExceeded, GatewayError, ServiceUnavailable, UpstreamError, UpstreamTimeout
+from .errors import (
+    BudgetExceeded,
+    GatewayError,
+    InvalidParameter,
+    ServiceUnavailable,
+    UpstreamError,
+    UpstreamTimeout,
+)
 from .smart_router import Decision
 from .state import State, StateUnavailable
 from .state.budget import UNGUARDED, Reservation
@@ -68,9 +76,12 @@ class Dispatcher:
         return request.max_tokens or self.catalog.routing.default_max_tokens
 
     def execute(self, request: ChatRequest, decision: Decision) -> Outcome:
-        """One complete answer, from the first model in the plan that gives one."""
+        """One complete answer, from the first model in the plan that gives one (with the cascade strategy,
+        the first local answer that passes the review, else the cloud's)."""
         start = self.clock()
-        won = self._first_success(request, decision, lambda b, m: b.complete(m, request, self.max_tokens(request)))
+        review = _cascade_review(request) if decision.strategy == "cascade" else None
+        won = self._first_success(request, decision, lambda b, m: b.complete(m, request, self.max_tokens(request)),
+                                  review)
         self.state.concurrency.release(won.backend, won.lease)
         outcome = _outcome(request, decision, won.model, won.backend, won.result, won.attempts, self.clock() - start)
         outcome.reservation = won.reservation
@@ -82,6 +93,9 @@ class Dispatcher:
         Failures before that point fall back along the plan exactly like execute(): nothing has reached
         the client yet. Once the first piece exists the stream is committed to that model.
         """
+        if decision.strategy == "cascade":
+            raise InvalidParameter("strategy 'cascade' reviews the whole local answer before sending it: "
+                                   "use it without streaming", param="strategy")
         start = self.clock()
 
         def first_piece(backend, model):
@@ -99,17 +113,20 @@ class Dispatcher:
         return LiveStream(self, request, decision, won, first, rest, start,
                           deadline=start + self.settings.request_deadline_seconds)
 
-    def _first_success(self, request: ChatRequest, decision: Decision, call: Callable) -> _Success:
+    def _first_success(self, request: ChatRequest, decision: Decision, call: Callable,
+                       review: Callable[[object], str | None] | None = None) -> _Success:
         """Walk the plan with budget, concurrency cap, retries, breakers and the deadline; return the
-        first success of `call`."""
+        first success of `call`. With `review`, a local result it rejects sends the rest of the walk to the
+        paid models only; if they all fail, that local result is returned after all."""
         deadline = self.clock() + self.settings.request_deadline_seconds
         attempts: list[Attempt] = []
         last: BackendError | None = None
-        for choice in decision.plan:
+        held: _Success | None = None       # a local answer the review rejected: better than nothing
+        for n, choice in enumerate(decision.plan):
             model = self.catalog.model(choice.model)
             backend = self.upstreams.backends.get(choice.backend)
             breaker = self.upstreams.breakers.get(choice.backend)
-            if model is None or backend is None or breaker is None:
+            if model is None or backend is None or breaker is None or (held is not None and not model.paid):
                 continue
             try:
                 reservation = self._reserve(request, model)
@@ -151,14 +168,27 @@ class Dispatcher:
                         self.state.concurrency.release(choice.backend, lease)
                         raise
                     breaker.record_success()
-                    attempts.append(Attempt(model.name, choice.backend, "ok",
-                                            latency_seconds=round(self.clock() - t0, 4)))
+                    latency = round(self.clock() - t0, 4)
+                    why = review(result) if review is not None and not model.paid else None
+                    if why and any(self._paid(c.model) for c in decision.plan[n + 1:]):
+                        self.state.concurrency.release(choice.backend, lease)
+                        attempts.append(Attempt(model.name, choice.backend, "rejected", "cascade_review",
+                                                latency_seconds=latency, detail=why))
+                        held = _Success(model, choice.backend, attempts, result, reservation, "")
+                        break
+                    attempts.append(Attempt(model.name, choice.backend, "ok", latency_seconds=latency))
                     won = _Success(model, choice.backend, attempts, result, reservation, lease)
                     return won
             finally:
                 if won is None and reservation is not None:
                     self.state.ledger.release(reservation)
+        if held is not None:
+            return held
         raise self._final(last, attempts)
+
+    def _paid(self, name: str) -> bool:
+        model = self.catalog.model(name)
+        return model is not None and model.paid
 
     def _reserve(self, request: ChatRequest, model: ModelSpec) -> Reservation | None:
         """Reserve the worst-case cost of a paid call against the budget (None: nothing to reserve).
@@ -297,3 +327,8 @@ class LiveStream:
         if self._lease is not None:
             self.dispatcher.state.concurrency.release(self.backend, self._lease)
             self._lease = None
+
+
+def _cascade_review(request: ChatRequest) -> Callable[[Completion], str | None]:
+    prompt = request.prompt
+    return lambda completion: review(prompt, completion.text, completion.finish_reason)

@@ -70,9 +70,10 @@ def _schemas() -> dict:
             "model": string, "backend": {"type": "string", "enum": list(BACKENDS)}, "tier": string,
             "estimated_cost": number}},
         "Attempt": {"type": "object", "required": ["model", "backend", "outcome"], "properties": {
-            "model": string, "backend": string, "outcome": {"type": "string", "enum": ["ok", "error", "skipped"]},
+            "model": string, "backend": string,
+            "outcome": {"type": "string", "enum": ["ok", "error", "skipped", "rejected"]},
             "error_type": {"type": "string", "description": "one of: " + ", ".join(
-                [*KINDS, "circuit_open", "budget_exceeded", "budget_unguarded", "concurrency_cap"])},
+                [*KINDS, "circuit_open", "budget_exceeded", "budget_unguarded", "concurrency_cap", "cascade_review"])},
             "status": integer, "latency_seconds": number, "detail": string}},
         "Routing": {"type": "object", "required": ["complexity", "tier", "strategy", "reason", "factors"],
                     "properties": {"complexity": number, "tier": string, "strategy": string, "reason": string,

@@ -297,6 +297,8 @@ def _by_complexity(p: _Planner, score: float, factors: dict) -> Decision:
 
     # The first enabled tier whose threshold lies above the score.
     wanted = next((i for i, t in enumerate(tiers) if score < t.max_score), len(tiers) - 1)
+    if p.strategy == "cascade":
+        return _cascade(p, tiers, wanted, score, factors)
     bound = f" < {tiers[wanted].max_score:.2f}" if tiers[wanted].max_score < 1.0 else ""
     reason = f"complexity {score:.2f}{bound} -> tier {tiers[wanted].name}"
     allow_paid = p.strategy != "local-only"
@@ -325,6 +327,22 @@ def _by_complexity(p: _Planner, score: float, factors: dict) -> Decision:
         if models:
             reason += f", answered by tier {models[0].tier}"
     return _decision(p, models, score, factors, reason)
+
+
+def _cascade(p: _Planner, tiers: list[TierSpec], wanted: int, score: float, factors: dict) -> Decision:
+    """Local first, always: the tier the score asks for, or the most capable local one when it asks for
+    the cloud. Dispatch reviews the local answer (gateway/cascade.py) and calls the cloud model only when
+    the answer fails the review or the local call fails."""
+    local = [i for i, t in enumerate(tiers) if not _tier_paid(p, t)]
+    start = max((i for i in local if i <= wanted), default=local[0] if local else 0)
+    paid = [m for m in p.chain(start, True) if m.paid]
+    blocked = _paid_blocked(p, paid[0] if paid else None)
+    if blocked:
+        p.notes.append(blocked)
+    models = _gpu_upgrade(p, p.chain(start, not blocked), tiers[start])
+    p.code = "cascade"
+    return _decision(p, models, score, factors, f"cascade: tier {tiers[start].name} first, the cloud only if "
+                     "its answer fails the review" + ("" if paid and not blocked else " (no cloud model usable)"))
 
 
 def _gpu_upgrade(p: _Planner, models: list[ModelSpec], tier: TierSpec) -> list[ModelSpec]:

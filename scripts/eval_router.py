@@ -8,8 +8,10 @@ threshold over the 11 decile edges of the scores as the data's README defines. D
     python scripts/eval_router.py [--data DIR] [--router NAME ...] [--json FILE] [--quick]
 
 Routers: random (mean of 10 seeds), oracle, length (prompt characters), heuristic (the gateway's
-shipped estimate_complexity with configs/models.yaml). "cost saved at ~95 % quality" = 100 % - CPT(50 %)
-with local calls free.
+shipped estimate_complexity with configs/models.yaml), cascade (strategy "cascade": the gateway's review
+of the local model's real answer, then the heuristic; where the data has those answers: GSM8K, and
+MT-Bench's judge prompts, which quote them).
+"cost saved at ~95 % quality" = 100 % - CPT(50 %) with local calls free.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class Item:
     prompt: str
     weak: float    # the weak (local) model's result: 0/1 correct, or the MT-Bench grade
     strong: float  # the strong (cloud) model's result
+    weak_answer: str = ""  # the weak model's answer text, where the data has it (GSM8K)
 
 
 # --------------------------------------------------------------------------- data
@@ -53,10 +56,13 @@ def _contaminated(path: Path) -> set[str]:
 def load_mt_bench(data: Path) -> list[Item]:
     drop = _contaminated(data / "mt_bench" / "contaminated_prompts.jsonl")
     grades: dict[tuple[int, str], list[float]] = {}
+    answers: dict[int, str] = {}  # the weak model's first answer, as the judge prompt quotes it
     for line in (data / "mt_bench" / "judgements.jsonl").read_text(encoding="utf-8").splitlines():
         row = json.loads(line)
         if row["model"] in (WEAK, STRONG) and row["score"] >= 0:
             grades.setdefault((row["question_id"], row["model"]), []).append(float(row["score"]))
+        if row["model"] == WEAK and row.get("turn") == 1:
+            answers[row["question_id"]] = _first_answer(row.get("user_prompt", ""))
     items = []
     for line in (data / "mt_bench" / "question.jsonl").read_text(encoding="utf-8").splitlines():
         q = json.loads(line)
@@ -64,13 +70,20 @@ def load_mt_bench(data: Path) -> list[Item]:
         weak, strong = grades.get((q["question_id"], WEAK)), grades.get((q["question_id"], STRONG))
         if first.strip() in drop or not weak or not strong:
             continue
-        items.append(Item(first, statistics.fmean(weak), statistics.fmean(strong)))
+        items.append(Item(first, statistics.fmean(weak), statistics.fmean(strong), answers.get(q["question_id"], "")))
     return items
+
+
+def _first_answer(judge_prompt: str) -> str:
+    """The assistant's answer a turn-1 MT-Bench judge prompt quotes."""
+    _, found, rest = judge_prompt.partition("[The Start of Assistant's Answer]")
+    return rest.split("[The End of Assistant's Answer]")[0].strip() if found else ""
 
 
 def _load_csv(path: Path, drop: set[str]) -> list[Item]:
     with path.open(newline="", encoding="utf-8") as f:
-        return [Item(row["prompt"], float(row[WEAK] == "True"), float(row[STRONG] == "True"))
+        return [Item(row["prompt"], float(row[WEAK] == "True"), float(row[STRONG] == "True"),
+                     row.get(f"{WEAK}_response") or "")
                 for row in csv.DictReader(f) if row["prompt"].strip() not in drop]
 
 
@@ -171,7 +184,20 @@ def heuristic(items: list[Item]) -> list[float]:
     return [estimate_complexity(i.prompt, routing)[0] for i in items]
 
 
-ROUTERS: dict[str, Callable[[list[Item]], list[float]]] = {"oracle": oracle, "length": length, "heuristic": heuristic}
+def cascade(items: list[Item]) -> list[float]:
+    """strategy "cascade": every prompt is answered locally first (cost 0); the gateway's review of that
+    answer (gateway/cascade.py) escalates it to the cloud. A rejected answer ranks above every accepted
+    one; within each group the heuristic's score orders them, so the curve's cheap end is the review alone
+    and its dear end adds the prompts the heuristic finds hardest. Needs the weak model's answers."""
+    from gateway.cascade import review
+
+    scores = heuristic(items)
+    return [(10.0 if review(i.prompt, i.weak_answer) else 0.0) + s for i, s in zip(items, scores, strict=True)]
+
+
+ROUTERS: dict[str, Callable[[list[Item]], list[float]]] = {"oracle": oracle, "length": length, "heuristic": heuristic,
+                                                           "cascade": cascade}
+NEEDS_ANSWERS = {"cascade"}
 
 
 def evaluate(name: str, items: list[Item]) -> dict[str, float | str]:
@@ -194,13 +220,14 @@ def main() -> int:
     args = parser.parse_args()
     if not args.data.exists():
         raise SystemExit(f"error: no benchmark data at {args.data} (--data DIR)")
-    routers = args.router or ["random", "oracle", "length", "heuristic"]
+    routers = args.router or ["random", "oracle", "length", "heuristic", "cascade"]
     report: dict[str, dict] = {}
     for bench in args.benchmark or BENCHMARKS:
         items = LOADERS[bench](args.data)
         if args.quick and bench == "mmlu":
             items = items[::10]
-        report[bench] = {name: evaluate(name, items) for name in routers}
+        answered = all(i.weak_answer for i in items)  # the cascade needs the local model's answers
+        report[bench] = {name: evaluate(name, items) for name in routers if answered or name not in NEEDS_ANSWERS}
         print(f"\n{bench} ({len(items)} prompts{', every 10th' if args.quick and bench == 'mmlu' else ''})")
         print(f"{'router':<12}{'APGR':>7}{'CPT(50%)':>10}{'CPT(80%)':>10}{'saved at ~95% quality':>24}")
         for name, r in report[bench].items():

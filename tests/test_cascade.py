@@ -1,0 +1,81 @@
+"""strategy "cascade": local first; the local answer is reviewed and escalated to the cloud only when it
+fails the review; both attempts are visible and both costs counted."""
+
+from __future__ import annotations
+
+from tests.fakes import Script
+
+QUESTION = "Janet has 16 eggs and eats 3. How many eggs are left?"
+
+
+def chat(client, **body):
+    return client.post("/api/v1/chat", json={"prompt": QUESTION, "strategy": "cascade", **body})
+
+
+def test_a_good_local_answer_is_sent_and_the_cloud_never_called(client, ollama, claude):
+    ollama.default = Script(reply="16 - 3 = 13. She has 13 eggs left.")
+    r = chat(client)
+    body = r.get_json()
+    assert r.status_code == 200 and body["backend"] == "ollama" and body["cost"] == 0.0
+    assert body["routing"]["strategy"] == "cascade" and body["routing"]["reason"].startswith("cascade: tier")
+    assert [a["outcome"] for a in body["routing"]["attempts"]] == ["ok"]
+    assert claude.requests == []
+
+
+def test_a_wrong_local_answer_is_escalated_and_both_attempts_shown(client, ollama, claude):
+    ollama.default = Script(reply="16 - 3 = 12. She has 12 eggs left.")
+    claude.default = Script(reply="16 - 3 = 13 eggs.")
+    r = chat(client)
+    body = r.get_json()
+    assert r.status_code == 200 and body["backend"] == "anthropic" and body["response"] == "16 - 3 = 13 eggs."
+    local, cloud = body["routing"]["attempts"]
+    assert local["backend"] == "ollama" and local["outcome"] == "rejected" and local["error_type"] == "cascade_review"
+    assert local["detail"] == "1 calculation(s) in the answer do not add up"
+    assert cloud["backend"] == "anthropic" and cloud["outcome"] == "ok"
+    assert body["cost"] > 0
+    assert len(ollama.calls("/api/chat")) == 1, "no other local model is tried after a rejection"
+    stats = client.get("/api/v1/stats").get_json()
+    assert stats["by_backend"] == {"anthropic": 1}
+
+
+def test_the_rejected_local_answer_is_sent_when_the_cloud_fails(client, ollama, claude):
+    ollama.default = Script(reply="16 - 3 = 12. She has 12 eggs left.")
+    claude.default = Script(status=500)
+    r = chat(client)
+    body = r.get_json()
+    assert r.status_code == 200 and body["backend"] == "ollama" and body["response"].startswith("16 - 3 = 12")
+    outcomes = [a["outcome"] for a in body["routing"]["attempts"]]
+    assert outcomes[0] == "rejected" and "error" in outcomes and set(outcomes[1:]) <= {"error", "skipped"}
+
+
+def test_a_failed_local_call_goes_to_the_cloud(client, ollama, claude):
+    ollama.default = Script(status=500)
+    claude.default = Script(reply="13")
+    r = chat(client)
+    assert r.status_code == 200 and r.get_json()["backend"] == "anthropic"
+
+
+def test_complex_prompts_still_start_locally(client, ollama, claude):
+    ollama.default = Script(reply="A sharded design with per-room ordering.")
+    r = client.post("/api/v1/chat", json={"strategy": "cascade", "prompt": (
+        "Design a distributed system for real-time chat that scales to millions of users, with fault "
+        "tolerance and message ordering. Explain the trade-offs step by step.")})
+    body = r.get_json()
+    assert r.status_code == 200 and body["backend"] == "ollama" and body["routing"]["complexity"] >= 0.6
+    assert claude.requests == []
+
+
+def test_cascade_cannot_stream(client):
+    r = client.post("/v1/chat/completions", json={"model": "auto", "stream": True, "strategy": "cascade",
+                                                  "messages": [{"role": "user", "content": QUESTION}]})
+    assert r.status_code == 422
+    assert "use it without streaming" in r.get_json()["error"]["message"]
+
+
+def test_local_only_budget_block_keeps_cascade_local(make_app, ollama, claude):
+    client = make_app(BUDGET_MONTHLY_USD="0.0000001").test_client()
+    ollama.default = Script(reply="16 - 3 = 12.")
+    r = chat(client)
+    body = r.get_json()
+    assert r.status_code == 200 and body["backend"] == "ollama" and claude.requests == []
+    assert "no cloud model usable" in body["routing"]["reason"]
