@@ -5,7 +5,7 @@ Reads ../shared/routing-bench/routellm (MT-Bench, MMLU, GSM8K: a weak and a stro
 prompt, contaminated prompts dropped) and scores every prompt with each router, then sweeps the
 threshold over the 11 decile edges of the scores as the data's README defines. Deterministic.
 
-    python scripts/eval_router.py [--data DIR] [--router NAME ...] [--json FILE] [--quick]
+    python scripts/eval_router.py [--data DIR] [--router NAME ...] [--json FILE] [--plot FILE.png] [--quick]
 
 Routers: random (mean of 10 seeds), oracle, length (prompt characters), heuristic (the gateway's
 shipped estimate_complexity with configs/models.yaml), cascade (strategy "cascade": the gateway's review
@@ -200,6 +200,32 @@ ROUTERS: dict[str, Callable[[list[Item]], list[float]]] = {"oracle": oracle, "le
 NEEDS_ANSWERS = {"cascade"}
 
 
+def scores_of(name: str, items: list[Item]) -> list[float]:
+    return _random(0)(items) if name == "random" else ROUTERS[name](items)
+
+
+def plot(path: Path, curves: dict[str, dict[str, list[tuple[float, float]]]]) -> None:
+    """Cost-quality curves, one panel per benchmark (matplotlib: a dev dependency, imported only here)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 4.2), squeeze=False)
+    for ax, (bench, by_router) in zip(axes[0], curves.items(), strict=True):
+        for name, pts in by_router.items():
+            style = {"random": ":", "oracle": "--"}.get(name, "-")
+            ax.plot([100 * c for c, _ in pts], [p for _, p in pts], style, marker="o", markersize=3, label=name)
+        ax.axhline(0.5, color="grey", linewidth=0.6)
+        ax.set(title=bench, xlabel="calls sent to the cloud model (%)", ylabel="PGR (share of the quality gap)",
+               xlim=(0, 100), ylim=(-0.1, 1.3))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def evaluate(name: str, items: list[Item]) -> dict[str, float | str]:
     if name == "random":
         runs = [summarize(_random(seed)(items), items) for seed in range(10)]
@@ -216,24 +242,31 @@ def main() -> int:
     parser.add_argument("--router", action="append", choices=["random", *ROUTERS], help="default: all")
     parser.add_argument("--benchmark", action="append", choices=BENCHMARKS, help="default: all three")
     parser.add_argument("--json", type=Path, help="write the figures as JSON")
+    parser.add_argument("--plot", type=Path, help="draw the cost-quality curves into this PNG (needs matplotlib)")
     parser.add_argument("--quick", action="store_true", help="MMLU subsampled to every 10th prompt (tests)")
     args = parser.parse_args()
     if not args.data.exists():
         raise SystemExit(f"error: no benchmark data at {args.data} (--data DIR)")
     routers = args.router or ["random", "oracle", "length", "heuristic", "cascade"]
     report: dict[str, dict] = {}
+    curves: dict[str, dict[str, list[tuple[float, float]]]] = {}
     for bench in args.benchmark or BENCHMARKS:
         items = LOADERS[bench](args.data)
         if args.quick and bench == "mmlu":
             items = items[::10]
         answered = all(i.weak_answer for i in items)  # the cascade needs the local model's answers
         report[bench] = {name: evaluate(name, items) for name in routers if answered or name not in NEEDS_ANSWERS}
+        if args.plot:
+            curves[bench] = {name: curve(scores_of(name, items), items) for name in report[bench]}
         print(f"\n{bench} ({len(items)} prompts{', every 10th' if args.quick and bench == 'mmlu' else ''})")
         print(f"{'router':<12}{'APGR':>7}{'CPT(50%)':>10}{'CPT(80%)':>10}{'saved at ~95% quality':>24}")
         for name, r in report[bench].items():
             print(f"{name:<12}{r['APGR']:>7.3f}{r['CPT50']:>9.1f}%{r['CPT80']:>9.1f}%{100 - r['CPT50']:>23.1f}%")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
+    if args.plot:
+        plot(args.plot, curves)
+        print(f"\ncurves: {args.plot}")
     return 0
 
 
