@@ -65,7 +65,8 @@ def test_reference_figures_are_reproduced(bench, router, metric, expected, tol):
 @needs_data
 def test_script_writes_the_json_report(tmp_path):
     out = subprocess.run([sys.executable, "scripts/eval_router.py", "--quick", "--json", str(tmp_path / "r.json"),
-                          "--plot", str(tmp_path / "curves.png")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+                          "--plot", str(tmp_path / "curves.png")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = json.loads((tmp_path / "r.json").read_text())
