@@ -82,24 +82,6 @@ gateway_url() {
   echo "http://127.0.0.1:${GATEWAY_PORT:-8080}"
 }
 
-wait_healthy() {
-  local url="$1" waited=0
-  [ "$DRY_RUN" -eq 1 ] && { printf '+ wait for %s/health\n' "$url"; return 0; }
-  printf '==> waiting for the gateway at %s ' "$url" >&2
-  until python3 -c "import sys,urllib.request; urllib.request.urlopen(sys.argv[1] + '/health', timeout=2)" "$url" \
-      2>/dev/null; do
-    waited=$((waited + 2))
-    if [ "$waited" -ge "$HEALTH_TIMEOUT" ]; then
-      echo >&2
-      warn "the gateway did not become healthy in ${HEALTH_TIMEOUT}s"
-      return 1
-    fi
-    printf '.' >&2
-    sleep 2
-  done
-  echo " up" >&2
-}
-
 # Every service with its URL, where the key is, and two real requests with their time to answer.
 smoke_test() {
   local mode="$1"

@@ -5,7 +5,7 @@
 #
 # Variables come from terraform/CLOUD/terraform.tfvars (copy terraform.tfvars.example) or TF_VAR_* in the
 # environment; the tier from the command line wins. stack_repo_url and stack_ref default to this checkout's
-# https origin and commit (push it first). Health is awaited over HTTP for CLOUD_HEALTH_TIMEOUT seconds.
+# https origin and commit (push it first). Health is awaited over HTTP for CLOUD_HEALTH_TIMEOUT seconds (1200).
 set -euo pipefail
 
 YES=0
@@ -69,18 +69,6 @@ confirm() {
   case "$answer" in y | Y | yes) return 0 ;; *) die "cancelled" ;; esac
 }
 
-wait_for_gateway() {
-  local url="$1" timeout="${CLOUD_HEALTH_TIMEOUT:-1200}" waited=0
-  if [ "$DRY_RUN" -eq 1 ]; then printf '+ wait for %s/health\n' "$url"; return 0; fi
-  info "waiting for $url/health (first boot installs Docker and pulls models: 5-20 min)"
-  until python3 -c "import sys,urllib.request; urllib.request.urlopen(sys.argv[1] + '/health', timeout=5)" "$url" 2>/dev/null; do
-    waited=$((waited + 10))
-    [ "$waited" -lt "$timeout" ] || die "no healthy gateway after ${timeout}s: see the bootstrap log (terraform -chdir=terraform/$CLOUD output bootstrap_log_command)"
-    sleep 10
-  done
-  info "the gateway is up"
-}
-
 main() {
   cd "$(dirname "${BASH_SOURCE[0]}")/.."
   # shellcheck source=scripts/lib.sh
@@ -126,7 +114,9 @@ main() {
   run terraform -chdir="$dir" apply -input=false tfplan
   local url="http://VM:8080"
   [ "$DRY_RUN" -eq 1 ] || url="$(terraform -chdir="$dir" output -raw gateway_url)"
-  wait_for_gateway "$url"
+  [ "$DRY_RUN" -eq 1 ] || info "first boot installs Docker and pulls the models: 5-20 min"
+  wait_healthy "$url" "${CLOUD_HEALTH_TIMEOUT:-1200}" \
+    || die "see the boot log: $(terraform -chdir="$dir" output -raw bootstrap_log_command 2>/dev/null)"
   run terraform -chdir="$dir" output
 }
 

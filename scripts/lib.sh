@@ -26,3 +26,23 @@ ensure_venv() {
   info "installing pinned dependencies${extras:+ [$extras]}"
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e ".${extras:+[$extras]}"
 }
+
+# wait_healthy URL [SECONDS]: poll URL/health until it answers (default HEALTH_TIMEOUT or 180 s);
+# with DRY_RUN=1 only say so. Returns 1 on timeout.
+wait_healthy() {
+  local url="$1" timeout="${2:-${HEALTH_TIMEOUT:-180}}" waited=0
+  [ "${DRY_RUN:-0}" -eq 1 ] && { printf '+ wait for %s/health\n' "$url"; return 0; }
+  printf '==> waiting for the gateway at %s ' "$url" >&2
+  until python3 -c "import sys,urllib.request; urllib.request.urlopen(sys.argv[1] + '/health', timeout=2)" "$url" \
+      2>/dev/null; do
+    waited=$((waited + 2))
+    if [ "$waited" -ge "$timeout" ]; then
+      echo >&2
+      warn "the gateway did not become healthy in ${timeout}s"
+      return 1
+    fi
+    printf '.' >&2
+    sleep 2
+  done
+  echo " up" >&2
+}
