@@ -22,7 +22,7 @@ def _route(args: argparse.Namespace) -> int:
     request = ChatRequest(messages=(Message("user", prompt),), model=args.model, strategy=args.strategy,
                           max_tokens=args.max_tokens)
     context = RoutingContext(settings.catalog, settings.configured_backends, settings.deployment_tier,
-                             settings.routing_strategy)
+                             settings.routing_strategy, router=settings.router, learned=settings.learned)
     try:
         d = decide(request, context)
     except GatewayError as exc:
@@ -40,9 +40,13 @@ def _route(args: argparse.Namespace) -> int:
     print(f"estimated cost: ${d.estimated_cost:.6f}")
     if args.explain:
         weights = settings.catalog.routing.weights
+        print(f"router: {settings.router}" + (f" (weights {settings.learned.version})" if settings.learned else ""))
         print("factors (value x weight):")
         for name, value in d.factors.items():
-            print(f"  {name:<10} {value:.4f} x {weights[name]:.2f} = {value * weights[name]:.4f}")
+            if name in weights:
+                print(f"  {name:<10} {value:.4f} x {weights[name]:.2f} = {value * weights[name]:.4f}")
+            else:  # the learned router's score, and in hybrid the heuristic's total
+                print(f"  {name:<10} {value:.4f}")
         print("fallbacks, in order:")
         for c in d.alternatives or ():
             print(f"  {c.model} ({c.backend}, tier {c.tier}) ~${c.estimated_cost:.6f}")

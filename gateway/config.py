@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .catalog import Catalog, load_catalog
 from .chat import STRATEGIES
+from .learned_router import LearnedRouter
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -44,6 +45,9 @@ class Settings:
     models_config: str = "configs/models.yaml"
     deployment_tier: int = 2
     routing_strategy: str = "auto"
+    router: str = "heuristic"                # ROUTER: heuristic, learned or hybrid
+    router_weights: str = "configs/router/learned.json"
+    learned: LearnedRouter | None = field(default=None, repr=False)  # loaded for learned and hybrid
     log_level: str = "INFO"
     ollama_keep_alive: str = "30m"
     retry_backoff_seconds: float = 0.5
@@ -89,6 +93,8 @@ class Settings:
         r = _Reader(env)
         connect = r.number("CONNECT_TIMEOUT", 3.0, low=0.1)
         models_config = r.text("MODELS_CONFIG", "configs/models.yaml")
+        router = r.choice("ROUTER", "heuristic", ("heuristic", "learned", "hybrid"))
+        router_weights = r.text("ROUTER_WEIGHTS", "configs/router/learned.json")
         settings = cls(
             host=r.text("GATEWAY_HOST", "0.0.0.0"),  # noqa: S104
             port=int(r.number("GATEWAY_PORT", 8080, low=1, high=65535)),
@@ -110,6 +116,7 @@ class Settings:
             catalog=load_catalog(resolve_path(models_config)),
             deployment_tier=int(r.number("DEPLOYMENT_TIER", 2, low=1, high=4)),
             routing_strategy=r.choice("ROUTING_STRATEGY", "auto", STRATEGIES),
+            router=router, router_weights=router_weights, learned=r.learned(router, router_weights),
             log_level=r.choice("LOG_LEVEL", "INFO", LOG_LEVELS, upper=True),
             ollama_keep_alive=r.text("OLLAMA_KEEP_ALIVE", "30m"),
             retry_backoff_seconds=r.number("RETRY_BACKOFF_SECONDS", 0.5, low=0),
@@ -199,6 +206,16 @@ class _Reader:
             self.errors.append(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
             return default
         return value
+
+    def learned(self, router: str, path: str) -> LearnedRouter | None:
+        """The learned router's weights, read once at start-up, when ROUTER needs them."""
+        if router == "heuristic":
+            return None
+        try:
+            return LearnedRouter.load(resolve_path(path))
+        except ValueError as exc:
+            self.errors.append(f"ROUTER={router} needs ROUTER_WEIGHTS: {exc}")
+            return None
 
     def raise_if_errors(self) -> None:
         if self.errors:

@@ -81,6 +81,7 @@ class GatewayService:
             missing_models=self.upstreams.missing_models(),
             budget_used_fraction=used, budget_remaining_usd=remaining, paid_block_reason=block,
             gpu_free_mb=self._gpu_free_mb(),
+            router=self.settings.router, learned=self.settings.learned,
         )
 
     def _gpu_free_mb(self) -> int | None:

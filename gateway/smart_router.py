@@ -1,6 +1,7 @@
 """The smart router: score a prompt, pick a tier and model, plan the fallbacks. Pure: no I/O.
 
-`estimate_complexity(prompt, routing)` turns text into a score in [0, 1] and the factors behind it.
+`estimate_complexity(prompt, routing)` turns text into a score in [0, 1] and the factors behind it;
+`score_prompt` picks that heuristic, the learned router (gateway/learned_router.py) or their blend.
 `decide(request, context)` turns a ChatRequest plus what the gateway knows right now (configured
 backends, open circuits, models found missing, budget) into a Decision: the model to call first and
 the ordered alternatives dispatch may fall back to. Same prompt and context, same decision.
@@ -16,6 +17,9 @@ from functools import lru_cache
 from .catalog import Catalog, ModelSpec, RoutingConfig, TierSpec
 from .chat import STRATEGIES, ChatRequest
 from .errors import InvalidParameter, ServiceUnavailable, UnknownModel
+from .learned_router import LearnedRouter
+
+ROUTERS = ("heuristic", "learned", "hybrid")
 
 # A long prompt is scanned at its start (the instructions, the code) and its end (the question after a
 # pasted document): every factor saturates within a few KB, and this bounds decision time (bench_router.py).
@@ -83,6 +87,21 @@ def estimate_complexity(prompt: str, routing: RoutingConfig) -> tuple[float, dic
     return round(min(1.0, max(0.0, score)), 4), factors
 
 
+def score_prompt(prompt: str, routing: RoutingConfig, router: str = "heuristic",
+                 learned: LearnedRouter | None = None) -> tuple[float, dict[str, float]]:
+    """The score `router` gives a prompt, with its factors: `heuristic` (estimate_complexity), `learned`
+    (the model's probability mapped onto the same scale) or `hybrid` (their weighted mean, with both
+    parts in the factors). Without a learned model every router is the heuristic."""
+    if router == "heuristic" or learned is None:
+        return estimate_complexity(prompt, routing)
+    score = learned.score(prompt)
+    if router == "learned":
+        return score, {"learned": score}
+    heuristic, factors = estimate_complexity(prompt, routing)
+    w = learned.hybrid_weight
+    return round(w * score + (1 - w) * heuristic, 4), {**factors, "heuristic": heuristic, "learned": score}
+
+
 def _length(n_words: int, r: RoutingConfig) -> float:
     if n_words <= r.short_words:
         return 0.0
@@ -145,6 +164,8 @@ class RoutingContext:
     budget_remaining_usd: float | None = None
     paid_block_reason: str | None = None             # set when paid calls are paused (e.g. Redis down)
     gpu_free_mb: int | None = None                   # largest free GPU memory, when a GPU is present
+    router: str = "heuristic"                        # ROUTER: heuristic, learned or hybrid
+    learned: LearnedRouter | None = None             # the loaded weights, for learned and hybrid
 
 
 @dataclass(frozen=True)
@@ -236,7 +257,7 @@ def decide(request: ChatRequest, context: RoutingContext) -> Decision:
     strategy = request.strategy or context.default_strategy
     if strategy not in STRATEGIES:
         raise InvalidParameter(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}", param="strategy")
-    score, factors = estimate_complexity(request.prompt, context.catalog.routing)
+    score, factors = score_prompt(request.prompt, context.catalog.routing, context.router, context.learned)
     p = _Planner(request, context, strategy)
     target = request.model or "auto"
 

@@ -232,21 +232,25 @@ def table(runs: list[dict]) -> str:
 
 
 def router_times(iterations: int) -> list[dict]:
-    """decide() median and p99 per prompt size, with the router the gateway ships."""
+    """decide() median and p99 per prompt size, for each router (ROUTER=heuristic|learned|hybrid) with the
+    shipped configuration and weights."""
     import bench_router  # scripts/bench_router.py: the prompts and the timing loop
 
     from gateway.catalog import load_catalog
     from gateway.chat import ChatRequest, Message
-    from gateway.smart_router import RoutingContext, decide
+    from gateway.learned_router import LearnedRouter
+    from gateway.smart_router import ROUTERS, RoutingContext, decide
 
     catalog = load_catalog(ROOT / "configs" / "models.yaml")
-    ctx = RoutingContext(catalog, frozenset({"ollama", "anthropic"}))
+    learned = LearnedRouter.load(ROOT / "configs" / "router" / "learned.json")
     out = []
-    for size in (100, 1024, 32768):
-        req = ChatRequest(messages=(Message("user", bench_router.prompt_of(size)),))
-        us = bench_router.timed(lambda r=req: decide(r, ctx), iterations)
-        out.append({"router": "heuristic", "prompt_bytes": size, "median_us": round(statistics.median(us), 1),
-                    "p99_us": round(statistics.quantiles(us, n=100)[98], 1)})
+    for name in ROUTERS:
+        ctx = RoutingContext(catalog, frozenset({"ollama", "anthropic"}), router=name, learned=learned)
+        for size in (100, 1024, 32768):
+            req = ChatRequest(messages=(Message("user", bench_router.prompt_of(size)),))
+            us = bench_router.timed(lambda r=req, c=ctx: decide(r, c), iterations)
+            out.append({"router": name, "prompt_bytes": size, "median_us": round(statistics.median(us), 1),
+                        "p99_us": round(statistics.quantiles(us, n=100)[98], 1)})
     return out
 
 

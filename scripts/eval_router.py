@@ -5,12 +5,16 @@ Reads ../shared/routing-bench/routellm (MT-Bench, MMLU, GSM8K: a weak and a stro
 prompt, contaminated prompts dropped) and scores every prompt with each router, then sweeps the
 threshold over the 11 decile edges of the scores as the data's README defines. Deterministic.
 
-    python scripts/eval_router.py [--data DIR] [--router NAME ...] [--json FILE] [--plot FILE.png] [--quick]
+    python scripts/eval_router.py [--data DIR] [--router NAME ...] [--json FILE] [--plot FILE.png] [--kfold]
+                                  [--quick]
 
 Routers: random (mean of 10 seeds), oracle, length (prompt characters), heuristic (the gateway's
-shipped estimate_complexity with configs/models.yaml), cascade (strategy "cascade": the gateway's review
-of the local model's real answer, then the heuristic; where the data has those answers: GSM8K, and
-MT-Bench's judge prompts, which quote them).
+shipped estimate_complexity with configs/models.yaml), tuned (the heuristic's factors reweighted by grid
+search on the other two benchmarks), learned and hybrid (ROUTER=learned|hybrid: scripts/train_router.py's
+model trained on the other two benchmarks), learned_kfold (--kfold: trained on 4/5 of the same benchmark,
+labelled k-fold), cascade (strategy "cascade": the gateway's review of the local model's real answer, then
+the heuristic; where the data has those answers: GSM8K, and MT-Bench's judge prompts, which quote them).
+Trained and tuned routers are never scored on a benchmark they saw (leave-one-benchmark-out).
 "cost saved at ~95 % quality" = 100 % - CPT(50 %) with local calls free.
 """
 
@@ -29,6 +33,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))  # train_router, bench_router
 DEFAULT_DATA = ROOT.parent / "shared" / "routing-bench" / "routellm"
 WEAK, STRONG = "mistralai/Mixtral-8x7B-Instruct-v0.1", "gpt-4-1106-preview"
 BENCHMARKS = ("mt_bench", "mmlu", "gsm8k")
@@ -195,13 +200,102 @@ def cascade(items: list[Item]) -> list[float]:
     return [(10.0 if review(i.prompt, i.weak_answer) else 0.0) + s for i, s in zip(items, scores, strict=True)]
 
 
+# ---- routers trained or tuned on benchmark data: never on the benchmark they are scored on
+
+
+def _lobo_groups(held_out: str, data: dict[str, list[Item]]) -> dict[str, list[tuple[str, int]]]:
+    """Training data for scoring `held_out`: every other benchmark (leave-one-benchmark-out)."""
+    return {b: [(i.prompt, int(i.strong > i.weak)) for i in items] for b, items in data.items() if b != held_out}
+
+
+def _learned_model(held_out: str, data: dict[str, list[Item]]):
+    import train_router  # scripts/: the same build() that writes configs/router/learned.json
+
+    key = (held_out, id(data))
+    if key not in _MODELS:
+        _MODELS[key] = train_router.build(_lobo_groups(held_out, data))
+    return _MODELS[key]
+
+
+_MODELS: dict = {}
+
+
+def learned(bench: str, data: dict[str, list[Item]]) -> list[float]:
+    model = _learned_model(bench, data)
+    return [model.score(i.prompt) for i in data[bench]]
+
+
+def hybrid(bench: str, data: dict[str, list[Item]]) -> list[float]:
+    from gateway.catalog import load_catalog
+    from gateway.smart_router import score_prompt
+
+    routing = load_catalog(ROOT / "configs" / "models.yaml").routing
+    model = _learned_model(bench, data)
+    return [score_prompt(i.prompt, routing, "hybrid", model)[0] for i in data[bench]]
+
+
+TUNING_GRID = (0.0, 0.5, 1.0)
+
+
+def tuned(bench: str, data: dict[str, list[Item]]) -> list[float]:
+    """The heuristic's five factors with weights chosen by grid search for the best mean APGR on the
+    other two benchmarks, then scored on this one."""
+    weights = tune_weights({b: items for b, items in data.items() if b != bench})
+    return [sum(w * f[k] for k, w in weights.items()) for f in _factors(data[bench])]
+
+
+def tune_weights(train: dict[str, list[Item]]) -> dict[str, float]:
+    factors = {b: _factors(items) for b, items in train.items()}
+    names = list(next(iter(factors.values()))[0])
+    best, best_apgr = {}, -1.0
+    for combo in itertools.product(TUNING_GRID, repeat=len(names)):
+        if not any(combo):
+            continue
+        w = dict(zip(names, combo, strict=True))
+        mean = statistics.fmean(summarize([sum(w[k] * f[k] for k in names) for f in factors[b]], items)["APGR"]
+                                for b, items in train.items())
+        if mean > best_apgr + 1e-12:
+            best, best_apgr = w, mean
+    return best
+
+
+def _factors(items: list[Item]) -> list[dict[str, float]]:
+    from gateway.catalog import load_catalog
+    from gateway.smart_router import estimate_complexity
+
+    routing = load_catalog(ROOT / "configs" / "models.yaml").routing
+    return [estimate_complexity(i.prompt, routing)[1] for i in items]
+
+
+def learned_kfold(bench: str, data: dict[str, list[Item]], k: int = 5) -> list[float]:
+    """In-benchmark k-fold: each prompt scored by a model trained on the other folds of the same benchmark
+    (what the learned router reaches when trained on traffic like the one it routes)."""
+    import train_router
+
+    items = data[bench]
+    scores = [0.0] * len(items)
+    for fold in range(k):
+        rows = [(i.prompt, int(i.strong > i.weak)) for n, i in enumerate(items) if n % k != fold]
+        model = train_router.build({bench: rows})
+        for n in range(fold, len(items), k):
+            scores[n] = model.score(items[n].prompt)
+    return scores
+
+
 ROUTERS: dict[str, Callable[[list[Item]], list[float]]] = {"oracle": oracle, "length": length, "heuristic": heuristic,
                                                            "cascade": cascade}
+TRAINED: dict[str, Callable[[str, dict[str, list[Item]]], list[float]]] = {
+    "tuned": tuned, "learned": learned, "hybrid": hybrid, "learned_kfold": learned_kfold}
+PROTOCOL = {"tuned": "leave-one-benchmark-out", "learned": "leave-one-benchmark-out",
+            "hybrid": "leave-one-benchmark-out", "learned_kfold": "k-fold"}
 NEEDS_ANSWERS = {"cascade"}
+DEFAULT_ROUTERS = ["random", "oracle", "length", "heuristic", "tuned", "learned", "hybrid", "cascade"]
 
 
-def scores_of(name: str, items: list[Item]) -> list[float]:
-    return _random(0)(items) if name == "random" else ROUTERS[name](items)
+def scores_of(name: str, bench: str, data: dict[str, list[Item]]) -> list[float]:
+    if name == "random":
+        return _random(0)(data[bench])
+    return TRAINED[name](bench, data) if name in TRAINED else ROUTERS[name](data[bench])
 
 
 def plot(path: Path, curves: dict[str, dict[str, list[tuple[float, float]]]]) -> None:
@@ -226,42 +320,69 @@ def plot(path: Path, curves: dict[str, dict[str, list[tuple[float, float]]]]) ->
     plt.close(fig)
 
 
-def evaluate(name: str, items: list[Item]) -> dict[str, float | str]:
+def evaluate(name: str, bench: str, data: dict[str, list[Item]]) -> dict[str, float | str]:
+    items = data[bench]
     if name == "random":
         runs = [summarize(_random(seed)(items), items) for seed in range(10)]
         result: dict[str, float | str] = {k: statistics.fmean(r[k] for r in runs) for k in runs[0]}
     else:
-        result = dict(summarize(ROUTERS[name](items), items))
-    result["protocol"] = "none"  # nothing here is trained on the benchmarks
+        result = dict(summarize(scores_of(name, bench, data), items))
+    result["protocol"] = PROTOCOL.get(name, "none")  # "none": not trained or tuned on any benchmark
     return result
+
+
+def decision_times(path: Path, iterations: int) -> None:
+    """The shipped learned router's decision time (features + score) on 100 B, 1 KB and 32 KB prompts."""
+    from bench_router import prompt_of, timed
+
+    from gateway.learned_router import LearnedRouter
+
+    model = LearnedRouter.load(path)
+    print(f"\nlearned router decision time ({path.name}, version {model.version}), microseconds:")
+    for size in (100, 1024, 32768):
+        text = prompt_of(size)
+        us = timed(lambda t=text: model.score(t), iterations)
+        p99 = statistics.quantiles(us, n=100)[98]
+        print(f"  {size:>6} B prompt: median {statistics.median(us):7.1f}   p99 {p99:7.1f}")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--router", action="append", choices=["random", *ROUTERS], help="default: all")
+    parser.add_argument("--router", action="append", choices=["random", *ROUTERS, *TRAINED], help="default: all "
+                        "but learned_kfold")
     parser.add_argument("--benchmark", action="append", choices=BENCHMARKS, help="default: all three")
     parser.add_argument("--json", type=Path, help="write the figures as JSON")
     parser.add_argument("--plot", type=Path, help="draw the cost-quality curves into this PNG (needs matplotlib)")
+    parser.add_argument("--kfold", action="store_true", help="add learned_kfold: 5-fold inside each benchmark")
+    parser.add_argument("--weights", type=Path, default=ROOT / "configs" / "router" / "learned.json",
+                        help="the learned router whose decision time is printed")
     parser.add_argument("--quick", action="store_true", help="MMLU subsampled to every 10th prompt (tests)")
     args = parser.parse_args()
     if not args.data.exists():
         raise SystemExit(f"error: no benchmark data at {args.data} (--data DIR)")
-    routers = args.router or ["random", "oracle", "length", "heuristic", "cascade"]
+    routers = args.router or DEFAULT_ROUTERS + (["learned_kfold"] if args.kfold else [])
+    # Every benchmark is loaded: the trained routers learn from the ones not being scored.
+    data = {b: LOADERS[b](args.data) for b in BENCHMARKS}
+    if args.quick:
+        data["mmlu"] = data["mmlu"][::10]
     report: dict[str, dict] = {}
     curves: dict[str, dict[str, list[tuple[float, float]]]] = {}
     for bench in args.benchmark or BENCHMARKS:
-        items = LOADERS[bench](args.data)
-        if args.quick and bench == "mmlu":
-            items = items[::10]
+        items = data[bench]
         answered = all(i.weak_answer for i in items)  # the cascade needs the local model's answers
-        report[bench] = {name: evaluate(name, items) for name in routers if answered or name not in NEEDS_ANSWERS}
+        report[bench] = {name: evaluate(name, bench, data) for name in routers
+                         if answered or name not in NEEDS_ANSWERS}
         if args.plot:
-            curves[bench] = {name: curve(scores_of(name, items), items) for name in report[bench]}
+            curves[bench] = {name: curve(scores_of(name, bench, data), items) for name in report[bench]
+                             if name != "learned_kfold"}
         print(f"\n{bench} ({len(items)} prompts{', every 10th' if args.quick and bench == 'mmlu' else ''})")
-        print(f"{'router':<12}{'APGR':>7}{'CPT(50%)':>10}{'CPT(80%)':>10}{'saved at ~95% quality':>24}")
+        print(f"{'router':<15}{'APGR':>7}{'CPT(50%)':>10}{'CPT(80%)':>10}{'saved at ~95% quality':>24}   protocol")
         for name, r in report[bench].items():
-            print(f"{name:<12}{r['APGR']:>7.3f}{r['CPT50']:>9.1f}%{r['CPT80']:>9.1f}%{100 - r['CPT50']:>23.1f}%")
+            print(f"{name:<15}{r['APGR']:>7.3f}{r['CPT50']:>9.1f}%{r['CPT80']:>9.1f}%{100 - r['CPT50']:>23.1f}%   "
+                  f"{r['protocol']}")
+    if args.weights.exists():
+        decision_times(args.weights, 300 if args.quick else 3000)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     if args.plot:

@@ -314,3 +314,16 @@ def test_one_log_line_per_request_without_prompt_or_key(make_app, gateway_logs):
     everything = "\n".join(gateway_logs)
     for secret in ("zebra-42", "launch code", "super-secret-key", "wrong-key-123"):
         assert secret not in everything
+
+
+@pytest.mark.parametrize("router", ["learned", "hybrid"])
+def test_complexity_and_chat_with_the_learned_routers(make_app, ollama, router):
+    """ROUTER=learned|hybrid: the shipped weights score the prompt, the factors say so, and a chat is routed
+    and answered with the same decision."""
+    client = make_app(ROUTER=router).test_client()
+    body = client.post("/api/v1/complexity", json={"prompt": DESIGN}).get_json()
+    assert 0.0 <= body["complexity"] <= 1.0 and "learned" in body["factors"]
+    assert ("heuristic" in body["factors"]) == (router == "hybrid")
+    r = client.post("/api/v1/chat", json={"prompt": "What is Python?", "strategy": "local-only"})
+    assert r.status_code == 200 and "learned" in r.get_json()["routing"]["factors"]
+    assert len(ollama.requests) == 1
