@@ -27,4 +27,5 @@ def test_quick_run_prints_the_table_and_json(tmp_path):
     for run in report["runs"]:
         assert run["requests"] > 0 and run["errors"] == 0, run
         assert set(run) >= {"rps", "p50_ms", "p99_ms", "cpu_ms_per_request"}
-    assert [r["prompt_bytes"] for r in report["router"]] == [100, 1024, 32768]
+    assert [(r["router"], r["prompt_bytes"]) for r in report["router"]] == [
+        (name, size) for name in ("heuristic", "learned", "hybrid") for size in (100, 1024, 32768)]
