@@ -14,6 +14,7 @@ from pathlib import Path
 from .catalog import Catalog, load_catalog
 from .chat import STRATEGIES
 from .learned_router import LearnedRouter
+from .smart_router import ROUTERS
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -46,7 +47,6 @@ class Settings:
     deployment_tier: int = 2
     routing_strategy: str = "auto"
     router: str = "heuristic"                # ROUTER: heuristic, learned or hybrid
-    router_weights: str = "configs/router/learned.json"
     learned: LearnedRouter | None = field(default=None, repr=False)  # loaded for learned and hybrid
     log_level: str = "INFO"
     ollama_keep_alive: str = "30m"
@@ -93,8 +93,7 @@ class Settings:
         r = _Reader(env)
         connect = r.number("CONNECT_TIMEOUT", 3.0, low=0.1)
         models_config = r.text("MODELS_CONFIG", "configs/models.yaml")
-        router = r.choice("ROUTER", "heuristic", ("heuristic", "learned", "hybrid"))
-        router_weights = r.text("ROUTER_WEIGHTS", "configs/router/learned.json")
+        router = r.choice("ROUTER", "heuristic", ROUTERS)
         settings = cls(
             host=r.text("GATEWAY_HOST", "0.0.0.0"),  # noqa: S104
             port=int(r.number("GATEWAY_PORT", 8080, low=1, high=65535)),
@@ -116,7 +115,7 @@ class Settings:
             catalog=load_catalog(resolve_path(models_config)),
             deployment_tier=int(r.number("DEPLOYMENT_TIER", 2, low=1, high=4)),
             routing_strategy=r.choice("ROUTING_STRATEGY", "auto", STRATEGIES),
-            router=router, router_weights=router_weights, learned=r.learned(router, router_weights),
+            router=router, learned=r.learned(router, r.text("ROUTER_WEIGHTS", "configs/router/learned.json")),
             log_level=r.choice("LOG_LEVEL", "INFO", LOG_LEVELS, upper=True),
             ollama_keep_alive=r.text("OLLAMA_KEEP_ALIVE", "30m"),
             retry_backoff_seconds=r.number("RETRY_BACKOFF_SECONDS", 0.5, low=0),

@@ -24,9 +24,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .prompt_window import scan_window
+
 FORMAT = "hybrid-ai-stack/learned-router/1"
 FEATURES = 2  # bumped whenever features() changes: weights trained on other features are refused
-HEAD_CHARS, TAIL_CHARS = 3072, 1024
 
 
 def _table(rule) -> bytes:
@@ -44,17 +45,11 @@ _ZEROS = re.compile(rb"0+")  # a run of digits is one number, one token
 DENSE = ("log_chars", "log_numbers", "log_lines", "log_capitalised", "log_punctuation")
 
 
-def _window(prompt: str) -> str:
-    if len(prompt) <= HEAD_CHARS + TAIL_CHARS:
-        return prompt
-    return prompt[:HEAD_CHARS] + "\n" + prompt[-TAIL_CHARS:]
-
-
 def features(prompt: str, buckets: int) -> dict[int, float]:
     """Sparse vector: hashed unigrams and bigrams (presence, L2-normalised), then the DENSE features at
     indices buckets .. buckets + len(DENSE) - 1. `buckets` is a power of two. Numbers fold to one
     token "0"; punctuation separates words and counts only in the dense features."""
-    raw = _window(prompt).encode()
+    raw = scan_window(prompt).encode()
     folded, numbers = _ZEROS.subn(b"0", raw.translate(_FOLD))
     tokens = folded.split()
     grams = set(tokens)
@@ -129,9 +124,12 @@ class LearnedRouter:
         return head[:-2] + ',\n "weights": ' + weights + "\n}\n"
 
 
+def _probability(knot: tuple[float, float]) -> float:
+    return knot[0]
+
+
 def _calibrate(p: float, knots: Sequence[tuple[float, float]]) -> float:
-    xs = [k[0] for k in knots]
-    i = bisect.bisect_right(xs, p)
+    i = bisect.bisect_right(knots, p, key=_probability)
     if i == 0:
         return knots[0][1]
     if i == len(knots):

@@ -18,12 +18,10 @@ from .catalog import Catalog, ModelSpec, RoutingConfig, TierSpec
 from .chat import STRATEGIES, ChatRequest
 from .errors import InvalidParameter, ServiceUnavailable, UnknownModel
 from .learned_router import LearnedRouter
+from .prompt_window import scan_window
 
-ROUTERS = ("heuristic", "learned", "hybrid")
+ROUTERS = ("heuristic", "learned", "hybrid")  # ROUTER: which scorer score_prompt() uses
 
-# A long prompt is scanned at its start (the instructions, the code) and its end (the question after a
-# pasted document): every factor saturates within a few KB, and this bounds decision time (bench_router.py).
-_HEAD_CHARS, _TAIL_CHARS = 3072, 1024
 _PUNCT = ".,;:!?()[]{}<>\"'`*_~/\\|=+"
 _FENCE = re.compile(r"^\s*(```|~~~)", re.MULTILINE)
 # Signs of code, each anchored on a literal newline or operator so the regex engine skips prose fast
@@ -68,8 +66,8 @@ def _keywords(routing: RoutingConfig) -> _Keywords:
 
 def estimate_complexity(prompt: str, routing: RoutingConfig) -> tuple[float, dict[str, float]]:
     """Score a prompt in [0, 1]: the weighted sum of five factors, each in [0, 1], capped at 1."""
-    windowed = len(prompt) > _HEAD_CHARS + _TAIL_CHARS
-    text = prompt[:_HEAD_CHARS] + "\n" + prompt[-_TAIL_CHARS:] if windowed else prompt
+    text = scan_window(prompt)
+    windowed = text is not prompt
     lower = text.lower()
     tokens = lower.split()
     # The length factor counts the whole prompt: whitespace runs, at C speed, when it was windowed.

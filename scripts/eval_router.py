@@ -211,7 +211,9 @@ def _lobo_groups(held_out: str, data: dict[str, list[Item]]) -> dict[str, list[t
 def _learned_model(held_out: str, data: dict[str, list[Item]]):
     import train_router  # scripts/: the same build() that writes configs/router/learned.json
 
-    key = (held_out, id(data))
+    # Keyed by the training data itself (learned and hybrid share one model per held-out benchmark).
+    key = (held_out, tuple((b, tuple((i.prompt, i.weak, i.strong) for i in items)) for b, items in sorted(data.items())
+                           if b != held_out))
     if key not in _MODELS:
         _MODELS[key] = train_router.build(_lobo_groups(held_out, data))
     return _MODELS[key]
@@ -320,13 +322,15 @@ def plot(path: Path, curves: dict[str, dict[str, list[tuple[float, float]]]]) ->
     plt.close(fig)
 
 
-def evaluate(name: str, bench: str, data: dict[str, list[Item]]) -> dict[str, float | str]:
+def evaluate(name: str, bench: str, data: dict[str, list[Item]],
+             scores: Sequence[float] | None = None) -> dict[str, float | str]:
+    """The figures for one router on one benchmark; `scores` when the caller has them already."""
     items = data[bench]
     if name == "random":
         runs = [summarize(_random(seed)(items), items) for seed in range(10)]
         result: dict[str, float | str] = {k: statistics.fmean(r[k] for r in runs) for k in runs[0]}
     else:
-        result = dict(summarize(scores_of(name, bench, data), items))
+        result = dict(summarize(scores if scores is not None else scores_of(name, bench, data), items))
     result["protocol"] = PROTOCOL.get(name, "none")  # "none": not trained or tuned on any benchmark
     return result
 
@@ -371,11 +375,12 @@ def main() -> int:
     for bench in args.benchmark or BENCHMARKS:
         items = data[bench]
         answered = all(i.weak_answer for i in items)  # the cascade needs the local model's answers
-        report[bench] = {name: evaluate(name, bench, data) for name in routers
-                         if answered or name not in NEEDS_ANSWERS}
+        names = [name for name in routers if answered or name not in NEEDS_ANSWERS]
+        # Each router scores a benchmark once (training and tuning are the slow part); table and plot share it.
+        scores = {name: scores_of(name, bench, data) for name in names}
+        report[bench] = {name: evaluate(name, bench, data, scores[name]) for name in names}
         if args.plot:
-            curves[bench] = {name: curve(scores_of(name, bench, data), items) for name in report[bench]
-                             if name != "learned_kfold"}
+            curves[bench] = {name: curve(scores[name], items) for name in names if name != "learned_kfold"}
         print(f"\n{bench} ({len(items)} prompts{', every 10th' if args.quick and bench == 'mmlu' else ''})")
         print(f"{'router':<15}{'APGR':>7}{'CPT(50%)':>10}{'CPT(80%)':>10}{'saved at ~95% quality':>24}   protocol")
         for name, r in report[bench].items():
