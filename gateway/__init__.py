@@ -20,6 +20,7 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
     from .api import native, openai, ops
     from .api.errors import register_error_handlers
     from .api.hooks import register_hooks
+    from .fastjson import FastJSONProvider
     from .logs import configure_logging
     from .service import GatewayService
 
@@ -29,7 +30,7 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    app.json.sort_keys = False
+    app.json = FastJSONProvider(app)
     app.extensions["gateway"] = GatewayService(settings)
 
     register_hooks(app)

@@ -6,7 +6,7 @@ that the response, the stats, the log line and the metrics all read.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 STRATEGIES = ("auto", "local-only", "cloud-first", "cost-aware", "cascade")
@@ -87,7 +87,7 @@ class Attempt:
     detail: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        return {k: v for k, v in vars(self).items() if v is not None}  # flat: no deep copy (asdict)
 
 
 @dataclass

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
+
+from . import fastjson
 
 
 class JsonFormatter(logging.Formatter):
@@ -17,7 +18,7 @@ class JsonFormatter(logging.Formatter):
         line.update(getattr(record, "fields", {}) or {})
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str)
+        return fastjson.dumps(line)
 
 
 def configure_logging(level: str) -> None:

@@ -65,6 +65,16 @@ class Telemetry:
     def __init__(self, models: Iterable[str], tiers: Iterable[str]):
         self.models, self.tiers = frozenset(models), frozenset(tiers)
         self.m = metrics()
+        self._children: dict[tuple, object] = {}
+
+    def _labels(self, metric, *values: str):
+        """metric.labels(*values), remembered: prometheus_client validates and locks on every labels() call,
+        and the label sets here are few and bounded."""
+        key = (id(metric), values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
 
     def _model(self, name: str | None) -> str:
         return name if name in self.models else (NONE if not name else OTHER)
@@ -81,11 +91,11 @@ class Telemetry:
         model = self._model(outcome.model if outcome else None)
         backend = self._backend(outcome.backend if outcome else None)
         tier = self._tier(outcome.tier if outcome else (decision.tier if decision else None))
-        self.m.requests.labels(model, backend, tier, str(status)).inc()
-        self.m.duration.labels(model, backend).observe(seconds)
+        self._labels(self.m.requests, model, backend, tier, str(status)).inc()
+        self._labels(self.m.duration, model, backend).observe(seconds)
 
     def decision(self, decision: Decision) -> None:
-        self.m.decisions.labels(self._tier(decision.tier), decision.strategy, decision.reason_code).inc()
+        self._labels(self.m.decisions, self._tier(decision.tier), decision.strategy, decision.reason_code).inc()
         self.m.score.observe(decision.score)
 
     def outcome(self, outcome: Outcome, cloud_cost: float) -> None:
@@ -94,22 +104,22 @@ class Telemetry:
         self.m.savings.inc(max(0.0, cloud_cost - outcome.cost))
         if outcome.cached:
             return  # no model worked for a cache hit: no tokens, no cost, no upstream time
-        self.m.cost.labels(model).inc(outcome.cost)
-        self.m.tokens.labels(model, "input").inc(usage.input_tokens)
-        self.m.tokens.labels(model, "output").inc(usage.output_tokens)
+        self._labels(self.m.cost, model).inc(outcome.cost)
+        self._labels(self.m.tokens, model, "input").inc(usage.input_tokens)
+        self._labels(self.m.tokens, model, "output").inc(usage.output_tokens)
         for attempt in outcome.attempts:
             if attempt.outcome != "skipped":
-                self.m.upstream.labels(self._backend(attempt.backend)).observe(attempt.latency_seconds)
+                self._labels(self.m.upstream, self._backend(attempt.backend)).observe(attempt.latency_seconds)
         decided = outcome.decision
         if decided is not None and not outcome.cached and outcome.model != decided.model:
             cause = next((a.error_type for a in outcome.attempts if a.outcome != "ok" and a.error_type), "unknown")
-            self.m.fallbacks.labels(self._backend(decided.backend), self._backend(outcome.backend), cause).inc()
+            self._labels(self.m.fallbacks, self._backend(decided.backend), self._backend(outcome.backend), cause).inc()
 
     def first_token(self, backend: str, seconds: float) -> None:
-        self.m.ttft.labels(self._backend(backend)).observe(seconds)
+        self._labels(self.m.ttft, self._backend(backend)).observe(seconds)
 
     def cache(self, result: str) -> None:
-        self.m.cache.labels(result).inc()
+        self._labels(self.m.cache, result).inc()
 
     def in_flight(self, delta: int) -> None:
         self.m.in_flight.inc(delta)

@@ -22,11 +22,11 @@ _PROTECTED = ("/api/", "/v1/")
 _CHAT_ROUTES = ("/api/v1/chat", "/v1/chat/completions")
 
 
-def _presented_key() -> str | None:
-    auth = request.headers.get("Authorization", "")
+def _presented_key(headers) -> str | None:
+    auth = headers.get("Authorization", "")
     if auth[:7].lower() == "bearer ":
         return auth[7:].strip() or None
-    return request.headers.get("X-API-Key") or None
+    return headers.get("X-API-Key") or None
 
 
 def key_matches(presented: str, keys: tuple[str, ...]) -> bool:
@@ -39,56 +39,64 @@ def key_matches(presented: str, keys: tuple[str, ...]) -> bool:
 
 
 def register_hooks(app: Flask) -> None:
+    # The proxies (request, g, current_app) are resolved once per hook: each use costs a context lookup.
     @app.before_request
     def _start():
-        g.started = time.perf_counter()
-        incoming = request.headers.get("X-Request-ID", "")
-        g.request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
-        g.api_key_id = None
-        if request.url_rule is not None and request.url_rule.rule in _CHAT_ROUTES:
-            g.chat = True
-            current_app.extensions["gateway"].telemetry.in_flight(+1)
-        keys = current_app.extensions["gateway"].settings.api_keys
-        if keys and request.path.startswith(_PROTECTED):
-            presented = _presented_key()
+        req, ctx, svc = request._get_current_object(), g._get_current_object(), current_app.extensions["gateway"]
+        ctx.started = time.perf_counter()
+        headers = req.headers
+        incoming = headers.get("X-Request-ID", "")
+        ctx.request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        ctx.api_key_id = None
+        rule = req.url_rule
+        if rule is not None and rule.rule in _CHAT_ROUTES:
+            ctx.chat = True
+            svc.telemetry.in_flight(+1)
+        keys = svc.settings.api_keys
+        if keys and req.path.startswith(_PROTECTED):
+            presented = _presented_key(headers)
             if not presented or not key_matches(presented, keys):
                 raise Unauthorized("missing or invalid API key: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'",
                                    headers={"WWW-Authenticate": 'Bearer realm="gateway"'})
-            g.api_key_id = hashlib.sha256(presented.encode()).hexdigest()[:12]
+            ctx.api_key_id = hashlib.sha256(presented.encode()).hexdigest()[:12]
 
     @app.after_request
     def _finish(response):
-        response.headers["X-Request-ID"] = g.get("request_id", "")
-        latency_ms = round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 2)
-        fields = {"request_id": g.get("request_id"), "method": request.method,
-                  "route": request.url_rule.rule if request.url_rule else "unmatched",
-                  "status": response.status_code, "latency_ms": latency_ms, "key_id": g.get("api_key_id")}
-        outcome, decision = g.get("outcome"), g.get("decision")
+        req, ctx, svc = request._get_current_object(), g._get_current_object(), current_app.extensions["gateway"]
+        started = getattr(ctx, "started", None) or time.perf_counter()
+        request_id = getattr(ctx, "request_id", None)
+        response.headers["X-Request-ID"] = request_id or ""
+        rule = req.url_rule
+        chat_route = rule is not None and rule.rule in _CHAT_ROUTES
+        fields = {"request_id": request_id, "method": req.method, "route": rule.rule if rule else "unmatched",
+                  "status": response.status_code, "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+                  "key_id": getattr(ctx, "api_key_id", None)}
+        outcome, decision = getattr(ctx, "outcome", None), getattr(ctx, "decision", None)
         if decision is not None:
             fields.update(strategy=decision.strategy, tier=decision.tier, score=decision.score,
                           decided_model=decision.model)
         if outcome is not None:
+            usage = outcome.completion.usage
             fields.update(model=outcome.model, backend=outcome.backend, attempts=len(outcome.attempts),
-                          cost=outcome.cost, cached=outcome.cached,
-                          input_tokens=outcome.completion.usage.input_tokens,
-                          output_tokens=outcome.completion.usage.output_tokens)
-        if g.get("error_type"):
-            fields["error"] = g.error_type
-            if request.url_rule is not None and request.url_rule.rule in _CHAT_ROUTES:
-                current_app.extensions["gateway"].record_error(str(response.status_code))
-        live = g.get("live")
-        telemetry = current_app.extensions["gateway"].telemetry
-        chat = g.get("chat", False)
+                          cost=outcome.cost, cached=outcome.cached, input_tokens=usage.input_tokens,
+                          output_tokens=usage.output_tokens)
+        error_type = getattr(ctx, "error_type", None)
+        if error_type:
+            fields["error"] = error_type
+            if chat_route:
+                svc.record_error(str(response.status_code))
+        live = getattr(ctx, "live", None)
+        telemetry = svc.telemetry
         if live is not None and response.is_streamed:
             # A stream's line and metrics are written when it ends (or the client leaves).
-            started, status = g.started, response.status_code
+            status = response.status_code
             response.call_on_close(lambda: _end_stream(telemetry, fields, live, status, started))
             return response
-        if chat:
+        if getattr(ctx, "chat", False):
             telemetry.in_flight(-1)
             if outcome is not None or response.status_code >= 400:
-                telemetry.request(outcome, decision, response.status_code, time.perf_counter() - g.started)
-        if request.path.startswith(("/health", "/metrics")) and response.status_code < 400:
+                telemetry.request(outcome, decision, response.status_code, time.perf_counter() - started)
+        if req.path.startswith(("/health", "/metrics")) and response.status_code < 400:
             access_log.debug("request", extra={"fields": fields})
         else:
             access_log.info("request", extra={"fields": fields})

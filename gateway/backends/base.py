@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import ClassVar
-
-import requests
+from typing import TYPE_CHECKING, ClassVar
 
 from ..catalog import ModelSpec
 from ..chat import ChatRequest, Completion, StreamDelta
+
+if TYPE_CHECKING:
+    from .http_pool import Reply
 
 # kind -> (retry on the same backend?, counts against its circuit breaker?)
 KINDS = {
@@ -108,11 +107,11 @@ def retry_after_seconds(value: str | None) -> float | None:
         return None  # an HTTP date: rare from LLM APIs, treated as "no hint"
 
 
-def http_error(backend: str, resp: requests.Response) -> BackendError:
-    """Map a non-2xx response of a JSON HTTP upstream to a BackendError, keeping its message short."""
-    message = _error_message(resp.text)
-    return BackendError(status_kind(resp.status_code), f"{backend} HTTP {resp.status_code}: {message}",
-                        status=resp.status_code, retry_after=retry_after_seconds(resp.headers.get("retry-after")))
+def http_error(backend: str, reply: Reply) -> BackendError:
+    """Map a non-2xx reply of a JSON HTTP upstream to a BackendError, keeping its message short."""
+    message = _error_message(reply.text())
+    return BackendError(status_kind(reply.status), f"{backend} HTTP {reply.status}: {message}",
+                        status=reply.status, retry_after=retry_after_seconds(reply.headers.get("retry-after")))
 
 
 def _error_message(body: str) -> str:
@@ -124,74 +123,3 @@ def _error_message(body: str) -> str:
         if isinstance(err, str):
             return err[:300]
     return (body or "no body")[:200]
-
-
-@contextlib.contextmanager
-def translate_requests_errors(backend: str):
-    """Turn requests' exceptions into BackendError kinds."""
-    try:
-        yield
-    except requests.exceptions.ConnectTimeout as exc:
-        raise BackendError("connect_timeout", f"{backend}: connect timeout") from exc
-    except requests.exceptions.ReadTimeout as exc:
-        raise BackendError("timeout", f"{backend}: no answer within the read timeout") from exc
-    except requests.exceptions.ConnectionError as exc:
-        # Covers refused connections, DNS failures and resets, including a cut mid-body.
-        raise BackendError("connection", f"{backend}: connection failed ({type(exc).__name__})") from exc
-    except requests.exceptions.ChunkedEncodingError as exc:
-        raise BackendError("connection", f"{backend}: connection cut mid-response") from exc
-    except requests.exceptions.RequestException as exc:
-        raise BackendError("connection", f"{backend}: request failed ({type(exc).__name__})") from exc
-
-
-MAX_BODY_BYTES = 32 * 2**20  # an answer larger than this is not an answer
-
-
-def json_body(backend: str, resp: requests.Response, total_timeout: float | None = None) -> dict:
-    """The response's JSON object. With `total_timeout` (a response opened with stream=True) the body is
-    read in pieces against that many seconds and MAX_BODY_BYTES: an upstream that never stops sending
-    cannot hold the request past its timeout."""
-    if "json" not in resp.headers.get("content-type", ""):
-        resp.close()
-        raise BackendError("malformed", f"{backend}: expected JSON, got {resp.headers.get('content-type')!r}",
-                           status=resp.status_code)
-    if total_timeout is not None:
-        _read_bounded(backend, resp, total_timeout)
-    try:
-        data = resp.json()
-    except ValueError as exc:
-        raise BackendError("malformed", f"{backend}: response is not valid JSON", status=resp.status_code) from exc
-    if not isinstance(data, dict):
-        raise BackendError("malformed", f"{backend}: response is not a JSON object", status=resp.status_code)
-    return data
-
-
-def _read_bounded(backend: str, resp: requests.Response, seconds: float) -> None:
-    deadline, size, parts = time.monotonic() + seconds, 0, []
-    with translate_requests_errors(backend):
-        try:
-            for part in resp.iter_content(65536):
-                parts.append(part)
-                size += len(part)
-                if size > MAX_BODY_BYTES:
-                    raise BackendError("malformed", f"{backend}: response larger than {MAX_BODY_BYTES} bytes")
-                if time.monotonic() > deadline:
-                    raise BackendError("timeout", f"{backend}: response still arriving after {seconds:.0f} s")
-        finally:
-            resp.close()
-    resp._content = b"".join(parts)  # requests' own cache of the body, so resp.json() reads it
-
-
-def new_session(base_url: str, pool_size: int = 128) -> requests.Session:
-    """A pooled session: gthread workers share it, one connection per concurrent call.
-
-    Proxy and CA settings are read from the environment once, here: requests would otherwise re-read the
-    environment (proxies, NO_PROXY, netrc) on every call, about a third of the gateway's own CPU per request."""
-    session = requests.Session()
-    session.trust_env = False
-    session.proxies = requests.utils.get_environ_proxies(base_url)
-    session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
-    adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session

@@ -8,16 +8,8 @@ from collections.abc import Iterator
 from ..catalog import ModelSpec
 from ..chat import ChatRequest, Completion, StreamDelta, Usage
 from ..config import BackendSettings
-from .base import (
-    Backend,
-    BackendError,
-    BackendHealth,
-    ModelState,
-    http_error,
-    json_body,
-    new_session,
-    translate_requests_errors,
-)
+from .base import Backend, BackendError, BackendHealth, ModelState, http_error
+from .http_pool import HttpPool, Reply
 
 _FINISH = {"stop": "stop", "length": "length"}
 
@@ -29,7 +21,8 @@ class OllamaBackend(Backend):
         self.url = settings.url
         self.settings = settings
         self.keep_alive = keep_alive
-        self.session = new_session(self.url)
+        self.http = HttpPool(self.name, self.url, connect_timeout=settings.connect_timeout,
+                             read_timeout=settings.timeout)
 
     def _body(self, model: ModelSpec, request: ChatRequest, max_tokens: int, stream: bool) -> dict:
         messages = ([{"role": "system", "content": request.system}] if request.system else []) + [
@@ -43,64 +36,59 @@ class OllamaBackend(Backend):
         return {"model": model.id, "messages": messages, "stream": stream, "options": options,
                 "keep_alive": self.keep_alive}
 
-    def _post(self, model: ModelSpec, body: dict, stream: bool):
-        with translate_requests_errors(self.name):
-            resp = self.session.post(f"{self.url}/api/chat", json=body, stream=stream,
-                                     timeout=(self.settings.connect_timeout, self.settings.timeout))
-        if resp.status_code == 404:
-            resp.close()
+    def _post(self, model: ModelSpec, body: dict) -> Reply:
+        reply = self.http.request("POST", "/api/chat", body)
+        if reply.status == 404:
+            reply.close()
             raise BackendError("model_not_found", f"model {model.id!r} is not installed on Ollama "
                                f"(run: ollama pull {model.id})", status=404)
-        if resp.status_code >= 400:
-            with translate_requests_errors(self.name):
-                err = http_error(self.name, resp)
-            resp.close()
-            raise err
-        return resp
+        if not reply.ok:
+            raise http_error(self.name, reply)
+        return reply
 
     def complete(self, model: ModelSpec, request: ChatRequest, max_tokens: int) -> Completion:
-        resp = self._post(model, self._body(model, request, max_tokens, stream=False), stream=True)
-        data = json_body(self.name, resp, total_timeout=self.settings.timeout)
+        reply = self._post(model, self._body(model, request, max_tokens, stream=False))
+        data = reply.json(total_timeout=self.settings.timeout)
         if "error" in data:
-            raise BackendError("server_error", f"ollama: {str(data['error'])[:300]}", status=resp.status_code)
+            raise BackendError("server_error", f"ollama: {str(data['error'])[:300]}", status=reply.status)
         message = data.get("message")
         if not isinstance(message, dict) or not isinstance(message.get("content"), str):
-            raise BackendError("malformed", "ollama: response has no message.content", status=resp.status_code)
+            raise BackendError("malformed", "ollama: response has no message.content", status=reply.status)
         return Completion(message["content"], _usage(data, request), _FINISH.get(data.get("done_reason"), "stop"))
 
     def stream(self, model: ModelSpec, request: ChatRequest, max_tokens: int) -> Iterator[StreamDelta]:
-        resp = self._post(model, self._body(model, request, max_tokens, stream=True), stream=True)
+        reply = self._post(model, self._body(model, request, max_tokens, stream=True))
+        lines = reply.lines()
         try:
-            with translate_requests_errors(self.name):
-                for line in resp.iter_lines():
-                    if not line:
-                        continue
-                    try:
-                        data = json.loads(line)
-                    except ValueError as exc:
-                        raise BackendError("malformed", "ollama: stream line is not JSON") from exc
-                    if "error" in data:  # an error after the 200 status was sent
-                        raise BackendError("server_error", f"ollama: {str(data['error'])[:300]}")
-                    text = (data.get("message") or {}).get("content") or ""
-                    if data.get("done"):
-                        yield StreamDelta(text, _usage(data, request), _FINISH.get(data.get("done_reason"), "stop"))
-                        return
-                    if text:
-                        yield StreamDelta(text)
+            for line in lines:
+                if not line:
+                    continue
+                try:
+                    data = json.loads(line)
+                except ValueError as exc:
+                    raise BackendError("malformed", "ollama: stream line is not JSON") from exc
+                if "error" in data:  # an error after the 200 status was sent
+                    raise BackendError("server_error", f"ollama: {str(data['error'])[:300]}")
+                text = (data.get("message") or {}).get("content") or ""
+                if data.get("done"):
+                    yield StreamDelta(text, _usage(data, request), _FINISH.get(data.get("done_reason"), "stop"))
+                    return
+                if text:
+                    yield StreamDelta(text)
             raise BackendError("connection", "ollama: stream ended before its final line")
         finally:
-            resp.close()
+            lines.close()
 
     def health(self) -> BackendHealth:
-        timeout = (self.settings.connect_timeout, 2.0)
         try:
-            with translate_requests_errors(self.name):
-                tags = self.session.get(f"{self.url}/api/tags", timeout=timeout)
-                if not tags.ok:
-                    return BackendHealth(False, f"HTTP {tags.status_code} from /api/tags")
-                ps = self.session.get(f"{self.url}/api/ps", timeout=timeout)
-            installed = json_body(self.name, tags).get("models") or []
-            loaded = (json_body(self.name, ps).get("models") or []) if ps.ok else []
+            tags = self.http.request("GET", "/api/tags", read_timeout=2.0)
+            if not tags.ok:
+                tags.close()
+                return BackendHealth(False, f"HTTP {tags.status} from /api/tags")
+            installed = tags.json(total_timeout=2.0).get("models") or []
+            ps = self.http.request("GET", "/api/ps", read_timeout=2.0)
+            loaded = (ps.json(total_timeout=2.0).get("models") or []) if ps.ok else []
+            ps.close()
         except BackendError as exc:
             return BackendHealth(False, exc.message)
         warm = {_base(m.get("name", "")) for m in loaded if isinstance(m, dict)}
@@ -109,6 +97,9 @@ class OllamaBackend(Backend):
             if isinstance(m, dict) and m.get("name"):
                 models[_base(m["name"])] = ModelState(True, _base(m["name"]) in warm)
         return BackendHealth(True, f"{len(models)} models installed, {len(warm)} loaded", models)
+
+    def close(self) -> None:
+        self.http.close()
 
     def model_state(self, health: BackendHealth, model: ModelSpec) -> ModelState:
         if not health.ok:

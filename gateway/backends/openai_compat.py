@@ -12,16 +12,8 @@ from collections.abc import Iterator
 from ..catalog import ModelSpec
 from ..chat import ChatRequest, Completion, StreamDelta, Usage
 from ..config import BackendSettings
-from .base import (
-    Backend,
-    BackendError,
-    BackendHealth,
-    ModelState,
-    http_error,
-    json_body,
-    new_session,
-    translate_requests_errors,
-)
+from .base import Backend, BackendError, BackendHealth, ModelState, http_error
+from .http_pool import HttpPool, Reply
 
 
 class OpenAICompatBackend(Backend):
@@ -30,12 +22,11 @@ class OpenAICompatBackend(Backend):
     def __init__(self, settings: BackendSettings):
         self.settings = settings
         self.url = settings.url
-        self.session = new_session(self.url)
-        if settings.api_key:
-            self.session.headers["Authorization"] = f"Bearer {settings.api_key}"
+        headers = {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
+        self.http = HttpPool(self.name, self.url, connect_timeout=settings.connect_timeout,
+                             read_timeout=settings.timeout, headers=headers)
 
-    def _post(self, model: ModelSpec, request: ChatRequest, max_tokens: int, stream: bool,
-              read_stream: bool | None = None):
+    def _post(self, model: ModelSpec, request: ChatRequest, max_tokens: int, stream: bool) -> Reply:
         messages = ([{"role": "system", "content": request.system}] if request.system else []) + [
             {"role": m.role, "content": m.content} for m in request.messages
         ]
@@ -46,19 +37,13 @@ class OpenAICompatBackend(Backend):
             body["temperature"] = request.temperature
         if request.stop:
             body["stop"] = list(request.stop)
-        with translate_requests_errors(self.name):
-            resp = self.session.post(f"{self.url}/chat/completions", json=body,
-                                     stream=stream if read_stream is None else read_stream,
-                                     timeout=(self.settings.connect_timeout, self.settings.timeout))
-            if resp.status_code >= 400:
-                err = http_error(self.name, resp)
-                resp.close()
-                raise err
-        return resp
+        reply = self.http.request("POST", "/chat/completions", body)
+        if not reply.ok:
+            raise http_error(self.name, reply)
+        return reply
 
     def complete(self, model: ModelSpec, request: ChatRequest, max_tokens: int) -> Completion:
-        resp = self._post(model, request, max_tokens, stream=False, read_stream=True)
-        data = json_body(self.name, resp, total_timeout=self.settings.timeout)
+        data = self._post(model, request, max_tokens, stream=False).json(total_timeout=self.settings.timeout)
         try:
             choice = data["choices"][0]
             text = choice["message"]["content"] or ""
@@ -67,43 +52,42 @@ class OpenAICompatBackend(Backend):
         return Completion(text, _usage(data.get("usage"), request), choice.get("finish_reason") or "stop")
 
     def stream(self, model: ModelSpec, request: ChatRequest, max_tokens: int) -> Iterator[StreamDelta]:
-        resp = self._post(model, request, max_tokens, stream=True)
+        lines = self._post(model, request, max_tokens, stream=True).lines()
         usage: Usage | None = None
         finish = None
         try:
-            with translate_requests_errors(self.name):
-                for raw in resp.iter_lines():
-                    line = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
-                    if not line.startswith("data:"):
-                        continue
-                    payload = line[5:].strip()
-                    if payload == "[DONE]":
-                        yield StreamDelta("", usage or _usage(None, request), finish or "stop")
-                        return
-                    try:
-                        chunk = json.loads(payload)
-                    except ValueError as exc:
-                        raise BackendError("malformed", "openai_compat: stream chunk is not JSON") from exc
-                    if "error" in chunk:
-                        raise BackendError("server_error", f"openai_compat: {str(chunk['error'])[:300]}")
-                    if chunk.get("usage"):
-                        usage = _usage(chunk["usage"], request)
-                    for choice in chunk.get("choices") or []:
-                        finish = choice.get("finish_reason") or finish
-                        text = (choice.get("delta") or {}).get("content")
-                        if text:
-                            yield StreamDelta(text)
+            for raw in lines:
+                line = raw.decode("utf-8", "replace")
+                if not line.startswith("data:"):
+                    continue
+                payload = line[5:].strip()
+                if payload == "[DONE]":
+                    yield StreamDelta("", usage or _usage(None, request), finish or "stop")
+                    return
+                try:
+                    chunk = json.loads(payload)
+                except ValueError as exc:
+                    raise BackendError("malformed", "openai_compat: stream chunk is not JSON") from exc
+                if "error" in chunk:
+                    raise BackendError("server_error", f"openai_compat: {str(chunk['error'])[:300]}")
+                if chunk.get("usage"):
+                    usage = _usage(chunk["usage"], request)
+                for choice in chunk.get("choices") or []:
+                    finish = choice.get("finish_reason") or finish
+                    text = (choice.get("delta") or {}).get("content")
+                    if text:
+                        yield StreamDelta(text)
             raise BackendError("connection", "openai_compat: stream ended before [DONE]")
         finally:
-            resp.close()
+            lines.close()
 
     def health(self) -> BackendHealth:
         try:
-            with translate_requests_errors(self.name):
-                resp = self.session.get(f"{self.url}/models", timeout=(self.settings.connect_timeout, 2.0))
-            if resp.status_code >= 400:
-                return BackendHealth(False, f"HTTP {resp.status_code} from /models")
-            data = json_body(self.name, resp).get("data") or []
+            reply = self.http.request("GET", "/models", read_timeout=2.0)
+            if not reply.ok:
+                reply.close()
+                return BackendHealth(False, f"HTTP {reply.status} from /models")
+            data = reply.json(total_timeout=2.0).get("data") or []
         except BackendError as exc:
             return BackendHealth(False, exc.message)
         models = {m["id"]: ModelState(True) for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)}
@@ -113,6 +97,9 @@ class OpenAICompatBackend(Backend):
         if not health.ok:
             return ModelState(False)
         return health.models.get(model.id, ModelState(not health.models))
+
+    def close(self) -> None:
+        self.http.close()
 
 
 def _usage(usage: dict | None, request: ChatRequest) -> Usage:

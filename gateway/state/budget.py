@@ -127,26 +127,26 @@ return 'ok'
 
 _RELEASE = _UNRESERVE + "unreserve(KEYS[3], KEYS[2], KEYS[1], ARGV[1])\nreturn 1\n"
 
-# KEYS: month hash, day hash, reservation zset, reservation amounts
-# ARGV: reservation id ('' none), cost, cloud-only cost, model, backend, key id ('' none), day ttl, month ttl
+# A write (RedisStore.writer): ["spend", month hash, day hash, reservation zset, reservation amounts,
+# reservation id ('' none), cost, cloud-only cost, model, backend, key id ('' none), day ttl, month ttl]
 _RECORD = _UNRESERVE + """
-if ARGV[1] ~= '' then unreserve(KEYS[4], KEYS[3], KEYS[1], ARGV[1]) end
-for _, h in ipairs({KEYS[1], KEYS[2]}) do
-  redis.call('HINCRBYFLOAT', h, 'total', ARGV[2])
-  redis.call('HINCRBYFLOAT', h, 'cloud_only', ARGV[3])
-  redis.call('HINCRBYFLOAT', h, 'model:' .. ARGV[4], ARGV[2])
-  redis.call('HINCRBYFLOAT', h, 'backend:' .. ARGV[5], ARGV[2])
-  if ARGV[6] ~= '' then redis.call('HINCRBYFLOAT', h, 'key:' .. ARGV[6], ARGV[2]) end
+if op[6] ~= '' then unreserve(op[5], op[4], op[2], op[6]) end
+for _, h in ipairs({op[2], op[3]}) do
+  redis.call('HINCRBYFLOAT', h, 'total', op[7])
+  redis.call('HINCRBYFLOAT', h, 'cloud_only', op[8])
+  redis.call('HINCRBYFLOAT', h, 'model:' .. op[9], op[7])
+  redis.call('HINCRBYFLOAT', h, 'backend:' .. op[10], op[7])
+  if op[11] ~= '' then redis.call('HINCRBYFLOAT', h, 'key:' .. op[11], op[7]) end
 end
-redis.call('EXPIRE', KEYS[2], ARGV[7])
-redis.call('EXPIRE', KEYS[1], ARGV[8])
-return 1
+redis.call('EXPIRE', op[3], op[12])
+redis.call('EXPIRE', op[2], op[13])
 """
 
 
 class RedisLedger:
     def __init__(self, store: RedisStore, limits: Limits, wall: Callable[[], float] = time.time):
         self.store, self.limits, self.wall = store, limits, wall
+        store.writer("spend", _RECORD)
 
     @staticmethod
     def _keys(month: str) -> tuple[str, str, str]:
@@ -174,12 +174,9 @@ class RedisLedger:
         now = self.wall()
         month = reservation.month if reservation else month_of(now)
         month_hash, zset, amounts = self._keys(month)
-        # EVAL, not EVALSHA: it rides in the request's write pipeline, where a script Redis lost on a restart
-        # could not be reloaded (Redis caches the compiled script by its hash either way).
-        self.store.write(lambda pipe: pipe.eval(
-            _RECORD, 4, month_hash, f"{PREFIX}spend:{day_of(now)}", zset, amounts,
-            reservation.id if reservation else "", repr(cost), repr(cloud_cost), model, backend, key_id or "",
-            DAY_TTL, MONTH_TTL))
+        self.store.write("spend", month_hash, f"{PREFIX}spend:{day_of(now)}", zset, amounts,
+                         reservation.id if reservation else "", repr(cost), repr(cloud_cost), model, backend,
+                         key_id or "", DAY_TTL, MONTH_TTL)
 
     def month_totals(self, month: str | None = None) -> dict[str, float]:
         month = month or month_of(self.wall())

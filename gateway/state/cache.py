@@ -8,14 +8,14 @@ change never reads old entries. Only complete, successful answers are stored.
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Protocol
 
+from .. import fastjson
 from ..chat import ChatRequest
 from .store import PREFIX, RedisStore
 
@@ -35,12 +35,12 @@ class CachedAnswer:
 
 
 def cache_key(request: ChatRequest, model: str) -> str:
-    canonical = json.dumps({
+    canonical = fastjson.dumpb({
         "v": VERSION, "model": model, "system": request.system,
         "messages": [[m.role, m.content] for m in request.messages],
         "temperature": request.temperature, "max_tokens": request.max_tokens, "stop": list(request.stop),
-    }, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
-    return f"{PREFIX}cache:v{VERSION}:{hashlib.sha256(canonical.encode()).hexdigest()}"
+    }, sort_keys=True)
+    return f"{PREFIX}cache:v{VERSION}:{hashlib.sha256(canonical).hexdigest()}"
 
 
 class Cache(Protocol):
@@ -48,24 +48,28 @@ class Cache(Protocol):
     def put(self, key: str, answer: CachedAnswer, ttl: int) -> None: ...
 
 
+# A write (RedisStore.writer): ["cache", key, answer as JSON, ttl seconds]
+_PUT = "redis.call('SET', op[2], op[3], 'EX', op[4])"
+
+
 class RedisCache:
     """A cache that fails open: with Redis down, get() misses and put() does nothing."""
 
     def __init__(self, store: RedisStore):
         self.store = store
+        store.writer("cache", _PUT)
 
     def get(self, key: str) -> CachedAnswer | None:
         raw = self.store.try_run(lambda r: r.get(key), None)
         if not raw:
             return None
         try:
-            return CachedAnswer(**json.loads(raw))
+            return CachedAnswer(**fastjson.loads(raw))
         except (ValueError, TypeError):
             return None  # an entry from another version of the gateway: ignore it
 
     def put(self, key: str, answer: CachedAnswer, ttl: int) -> None:
-        data = json.dumps(asdict(answer), separators=(",", ":"))
-        self.store.write(lambda pipe: pipe.set(key, data, ex=ttl))
+        self.store.write("cache", key, fastjson.dumps(answer.__dict__), ttl)
 
 
 class MemoryCache:

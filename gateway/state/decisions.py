@@ -11,6 +11,7 @@ import threading
 from collections import deque
 from typing import Protocol
 
+from .. import fastjson
 from .store import PREFIX, RedisStore
 
 STREAM = f"{PREFIX}decisions"
@@ -21,14 +22,18 @@ class DecisionLog(Protocol):
     def recent(self, limit: int) -> list[dict[str, str]]: ...
 
 
+# A write (RedisStore.writer): ["decision", stream, max length, entry as JSON]
+_APPEND = "redis.call('XADD', op[2], 'MAXLEN', '~', op[3], '*', 'e', op[4])"
+
+
 class RedisDecisionLog:
     def __init__(self, store: RedisStore, maxlen: int):
         self.store, self.maxlen = store, maxlen
+        store.writer("decision", _APPEND)
 
     def append(self, entry: dict[str, str]) -> None:
         # One field holding the entry as JSON: a third of the cost of a field per key on the request path.
-        data = json.dumps(entry, separators=(",", ":"))
-        self.store.write(lambda pipe: pipe.xadd(STREAM, {"e": data}, maxlen=self.maxlen, approximate=True))
+        self.store.write("decision", STREAM, self.maxlen, fastjson.dumps(entry))
 
     def recent(self, limit: int) -> list[dict[str, str]]:
         rows = self.store.run(lambda r: r.xrevrange(STREAM, count=limit))

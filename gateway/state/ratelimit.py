@@ -34,6 +34,10 @@ return 1
 """
 
 
+# A write (RedisStore.writer): ["tokens", counter, tokens]
+_ADD_TOKENS = "redis.call('INCRBY', op[2], op[3]); redis.call('EXPIRE', op[2], 120)"
+
+
 def minute_of(t: float) -> int:
     return int(t // 60)
 
@@ -48,6 +52,7 @@ class RateLimiter(Protocol):
 class RedisRateLimiter:
     def __init__(self, store: RedisStore, rpm: int, tpm: int, wall: Callable[[], float] = time.time):
         self.store, self.rpm, self.tpm, self.wall = store, rpm, tpm, wall
+        store.writer("tokens", _ADD_TOKENS)
 
     def _keys(self, key: str) -> tuple[str, str]:
         minute = minute_of(self.wall())
@@ -63,13 +68,7 @@ class RedisRateLimiter:
     def add_tokens(self, key: str, tokens: int) -> None:
         if self.tpm <= 0:
             return
-        tok = self._keys(key)[1]
-
-        def add(pipe):
-            pipe.incrby(tok, tokens)
-            pipe.expire(tok, 120)
-
-        self.store.write(add)
+        self.store.write("tokens", self._keys(key)[1], tokens)
 
 
 class MemoryRateLimiter:

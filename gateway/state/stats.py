@@ -6,7 +6,6 @@ whichever worker answers. InMemoryStats counts for one process only.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections import Counter
 from typing import Protocol
@@ -15,11 +14,8 @@ from ..chat import Outcome
 from .store import PREFIX, RedisStore
 
 KEY = f"{PREFIX}stats"
-# Every counter of one request in one command: the fields arrive as one JSON object.
-_INCREMENT = """
-for field, by in pairs(cjson.decode(ARGV[1])) do redis.call('HINCRBY', KEYS[1], field, by) end
-return 1
-"""
+# A write (RedisStore.writer): ["stats", hash key, {field: increment}]
+_INCREMENT = "for field, by in pairs(op[3]) do redis.call('HINCRBY', op[2], field, by) end"
 
 
 class StatsStore(Protocol):
@@ -85,10 +81,10 @@ class RedisStats(_Counting):
 
     def __init__(self, store: RedisStore):
         self.store = store
+        store.writer("stats", _INCREMENT)
 
     def _add(self, fields: dict[str, int]) -> None:
-        data = json.dumps({k: v for k, v in fields.items() if v}, separators=(",", ":"))
-        self.store.write(lambda pipe: pipe.eval(_INCREMENT, 1, KEY, data))  # stats degrade, requests do not fail
+        self.store.write("stats", KEY, {k: v for k, v in fields.items() if v})  # stats degrade, requests do not
 
     def counters(self) -> dict[str, float]:
         return {k: float(v) for k, v in self.store.run(lambda r: r.hgetall(KEY)).items()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -32,7 +33,8 @@ def test_serves_chat_with_auth_and_logs_no_prompt(gunicorn):
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=15) == 0  # graceful stop
     text = log.read_text()
-    assert r.json()["request_id"] in text and '"route": "/api/v1/chat"' in text
+    lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    assert any(e.get("request_id") == r.json()["request_id"] and e.get("route") == "/api/v1/chat" for e in lines)
     assert "pelican" not in text and "integration-key" not in text
 
 
