@@ -8,6 +8,7 @@ routing decision much later.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +97,15 @@ class Catalog:
         return None
 
     def models_in(self, tier: str) -> tuple[ModelSpec, ...]:
-        return tuple(m for m in self.models if m.tier == tier)
+        return self._by_tier.get(tier, ())
+
+    @cached_property
+    def _by_tier(self) -> dict[str, tuple[ModelSpec, ...]]:
+        """Built on first use: the router asks for a tier's models several times per decision."""
+        by_tier: dict[str, tuple[ModelSpec, ...]] = {}
+        for m in self.models:
+            by_tier[m.tier] = (*by_tier.get(m.tier, ()), m)
+        return by_tier
 
 
 def load_catalog(path: str | Path) -> Catalog:

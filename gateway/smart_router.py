@@ -70,8 +70,11 @@ def estimate_complexity(prompt: str, routing: RoutingConfig) -> tuple[float, dic
     windowed = text is not prompt
     lower = text.lower()
     tokens = lower.split()
-    # The length factor counts the whole prompt: whitespace runs, at C speed, when it was windowed.
-    n_words = max(len(tokens), prompt.count(" ") + prompt.count("\n")) if windowed else len(tokens)
+    # The length factor counts the whole prompt: whitespace runs, at C speed, when it was windowed, unless
+    # the window alone already saturates it (two passes over 32 KB cost more than the rest of the score).
+    n_words = len(tokens)
+    if windowed and n_words < routing.long_words:
+        n_words = max(n_words, prompt.count(" ") + prompt.count("\n"))
     words = {t.strip(_PUNCT) for t in set(tokens)}
     factors = {
         "length": _length(n_words, routing),
@@ -128,11 +131,12 @@ def _code(text: str, r: RoutingConfig) -> float:
 def _question(lower: str, n_words: int, r: RoutingConfig) -> float:
     q = r.question
     head = _POLITE.sub("", lower.lstrip()[:200]).lstrip()
-    if any(head.startswith(t) for t in q.task):
+    if head.startswith(q.task):  # a tuple: one C call for every prefix
         return q.scores["task"]
-    if any(head.startswith(o) or f" {o} " in f" {head[:120]} " for o in q.open):
+    padded = f" {head[:120]} "
+    if head.startswith(q.open) or any(f" {o} " in padded for o in q.open):
         return q.scores["open"]
-    if n_words <= 2 * r.short_words and any(head.startswith(s) for s in q.simple):
+    if n_words <= 2 * r.short_words and head.startswith(q.simple):
         return q.scores["simple"]
     return q.scores["other"]
 

@@ -27,6 +27,8 @@ from .base import BackendError
 MAX_BODY_BYTES = 32 * 2**20  # an answer larger than this is not an answer
 MAX_LINE_BYTES = 8 * 2**20   # one line of a stream
 _ERROR_BODY_BYTES = 64 * 1024
+# How a reused connection fails when the upstream had closed it: no answer came on it.
+_STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 
 
 class HttpPool:
@@ -77,14 +79,15 @@ class HttpPool:
         conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return conn
 
-    def _acquire(self) -> http.client.HTTPConnection:
+    def _acquire(self) -> tuple[http.client.HTTPConnection, bool]:
+        """A connection, and whether it was reused from the pool."""
         while True:
             with self._lock:
                 conn = self._idle.pop() if self._idle else None
             if conn is None:
-                return self._connect()
+                return self._connect(), False
             if not _dropped(conn):
-                return conn
+                return conn, True
             conn.close()  # the upstream closed it while idle (its keep-alive timeout)
 
     def _release(self, conn: http.client.HTTPConnection) -> None:
@@ -104,18 +107,23 @@ class HttpPool:
     def request(self, method: str, path: str, body: dict | None = None, read_timeout: float | None = None) -> Reply:
         """Send one request and read the status line and headers; the body is read through the Reply."""
         payload = None if body is None else fastjson.dumpb(body)
-        conn = self._acquire()
-        try:
-            conn.sock.settimeout(read_timeout or self.read_timeout)
-            conn.request(method, self.prefix + path, payload, self._headers if payload is None else self._json_headers)
-            resp = conn.getresponse()
-        except TimeoutError as exc:
-            conn.close()
-            raise BackendError("timeout", f"{self.backend}: no answer within the read timeout") from exc
-        except (OSError, http.client.HTTPException) as exc:
-            conn.close()
-            raise BackendError("connection", f"{self.backend}: connection failed ({type(exc).__name__})") from exc
-        return Reply(self, conn, resp)
+        headers = self._headers if payload is None else self._json_headers
+        while True:
+            conn, reused = self._acquire()
+            try:
+                conn.sock.settimeout(read_timeout or self.read_timeout)
+                conn.request(method, self.prefix + path, payload, headers)
+                return Reply(self, conn, conn.getresponse())
+            except TimeoutError as exc:
+                conn.close()
+                raise BackendError("timeout", f"{self.backend}: no answer within the read timeout") from exc
+            except (OSError, http.client.HTTPException) as exc:
+                conn.close()
+                # A kept-alive connection the upstream closed just as we reused it: nothing was answered, so
+                # the request goes again once on a new connection (what browsers and Go's client do).
+                if reused and isinstance(exc, _STALE):
+                    continue
+                raise BackendError("connection", f"{self.backend}: connection failed ({type(exc).__name__})") from exc
 
 
 class Reply:

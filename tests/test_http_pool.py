@@ -1,0 +1,125 @@
+"""The upstream HTTP pool (gateway/backends/http_pool.py) on real sockets: connections reused, an idle
+connection the upstream closed replaced, HTTP_PROXY and NO_PROXY honoured, oversized bodies refused."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from gateway.backends import http_pool
+from gateway.backends.base import BackendError
+from gateway.backends.http_pool import HttpPool
+
+
+class Upstream:
+    """A JSON HTTP/1.1 server that counts TCP connections and records each request line and headers."""
+
+    def __init__(self, close_after_each: bool = False, body: bytes = b'{"ok": true}'):
+        self.connections, self.requests = 0, []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def setup(self):
+                outer.connections += 1
+                super().setup()
+
+            def do_POST(self):
+                size = int(self.headers.get("Content-Length", 0))
+                outer.requests.append((self.path, dict(self.headers), json.loads(self.rfile.read(size))))
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                if close_after_each:  # a keep-alive timeout: closed without saying so
+                    self.close_connection = True
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def upstream():
+    servers = []
+
+    def start(**kwargs):
+        servers.append(Upstream(**kwargs))
+        return servers[-1]
+
+    yield start
+    for s in servers:
+        s.close()
+
+
+def pool(url: str, **kwargs) -> HttpPool:
+    return HttpPool("test", url, connect_timeout=2, read_timeout=5, **kwargs)
+
+
+def test_one_connection_serves_many_requests(upstream):
+    up = upstream()
+    p = pool(up.url + "/v1", headers={"Authorization": "Bearer k"})
+    for i in range(5):
+        assert p.request("POST", "/chat", {"n": i}).json(5) == {"ok": True}
+    assert up.connections == 1
+    assert [r[0] for r in up.requests] == ["/v1/chat"] * 5
+    assert up.requests[0][1]["Authorization"] == "Bearer k" and up.requests[-1][2] == {"n": 4}
+
+
+def test_connection_closed_by_the_upstream_while_idle_is_replaced(upstream):
+    up = upstream(close_after_each=True)
+    p = pool(up.url)
+    for i in range(3):
+        assert p.request("POST", "/x", {"n": i}).json(5) == {"ok": True}
+    assert up.connections == 3 and len(up.requests) == 3
+
+
+def test_plain_http_goes_through_http_proxy_unless_no_proxy(upstream, monkeypatch):
+    proxy = upstream()  # answers as the upstream would: enough to see what reached the proxy
+    monkeypatch.setenv("HTTP_PROXY", proxy.url.replace("http://", "http://user:p%40ss@"))
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    p = pool("http://ollama.internal:11434")
+    assert p.request("POST", "/api/chat", {"q": 1}).json(5) == {"ok": True}
+    path, headers, _ = proxy.requests[-1]
+    assert path == "http://ollama.internal:11434/api/chat"  # absolute form, as a forward proxy expects
+    assert headers["Proxy-Authorization"] == "Basic dXNlcjpwQHNz"  # user:p@ss
+    direct = upstream()
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    p = pool(direct.url)
+    p.request("POST", "/api/chat", {"q": 2}).json(5)
+    assert direct.requests[-1][0] == "/api/chat" and len(proxy.requests) == 1
+
+
+def test_body_over_the_limit_is_malformed_and_the_connection_dropped(upstream, monkeypatch):
+    up = upstream(body=b'{"text": "' + b"x" * 5000 + b'"}')
+    monkeypatch.setattr(http_pool, "MAX_BODY_BYTES", 1024)
+    p = pool(up.url)
+    with pytest.raises(BackendError) as err:
+        p.request("POST", "/x", {}).json(5)
+    assert err.value.kind == "malformed" and "larger than 1024 bytes" in err.value.message
+    assert p._idle == []  # half-read: never reused
+
+
+def test_refused_connection_is_a_connection_error(unused_port):
+    with pytest.raises(BackendError) as err:
+        pool(f"http://127.0.0.1:{unused_port}").request("POST", "/x", {})
+    assert err.value.kind == "connection"
+
+
+def test_not_an_http_url_is_refused_at_start():
+    with pytest.raises(ValueError, match="not an http"):
+        pool("ftp://example.com")
