@@ -10,7 +10,7 @@ time, rotating the target order per level so machine drift hits all. CPU time pe
 target processes' own accounting (/proc, the whole process tree).
 
     python scripts/bench_gateway.py [--duration 10] [--concurrency 1 16 64] [--litellm VENV] [--json FILE]
-                                    [--delay-ms 0] [--quick] [--soak N] [--router]
+                                    [--delay-ms 0] [--quick] [--soak N] [--router] [--floor]
 
 Needs wrk (apt-get install wrk) and redis-server.
 """
@@ -122,6 +122,22 @@ def litellm(binary: str, upstream_url: str, workers: int, workdir: Path) -> Iter
     finally:
         stop(proc)
         log.close()
+
+
+@contextmanager
+def flask_floor(workers: int, threads: int) -> Iterator[tuple[str, int]]:
+    """scripts/bench/floor_app.py under gunicorn with the gateway's worker class, workers and threads."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-k", "gthread", "-w", str(workers),
+                             "--threads", str(threads), "-b", f"127.0.0.1:{port}", "--log-level", "warning",
+                             "floor_app:create_app()"], cwd=ROOT / "scripts" / "bench",
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: requests.post(f"{url}/api/v1/chat", json={"prompt": "x"}, timeout=2).ok, "the Flask floor")
+        yield url, proc.pid
+    finally:
+        stop(proc)
 
 
 def litellm_binary(arg: str) -> str:
@@ -256,7 +272,8 @@ def router_times(iterations: int) -> list[dict]:
 
 # ------------------------------------------------------------------------------------------------ main
 
-def targets(up: str, up_pid: int, gw: str, gw_pid: int, ll: tuple[str, int] | None) -> list[Target]:
+def targets(up: str, up_pid: int, gw: str, gw_pid: int, ll: tuple[str, int] | None,
+            floor: tuple[str, int] | None = None) -> list[Target]:
     key = {"X-API-Key": KEY}
     out = [
         Target("direct", f"{up}/api/chat", up_pid, {},
@@ -266,6 +283,9 @@ def targets(up: str, up_pid: int, gw: str, gw_pid: int, ll: tuple[str, int] | No
         Target("gateway_openai", f"{gw}/v1/chat/completions", gw_pid, key,
                ('{"model":"auto","messages":[{"role":"user","content":"What is Python? ', '"}]}')),
     ]
+    if floor:
+        out.append(Target("flask_floor", f"{floor[0]}/api/v1/chat", floor[1], {},
+                          ('{"prompt":"What is Python? ', '"}')))
     if ll:
         out.append(Target("litellm", f"{ll[0]}/v1/chat/completions", ll[1], {"Authorization": f"Bearer {LITELLM_KEY}"},
                           ('{"model":"tinyllama","messages":[{"role":"user","content":"What is Python? ', '"}]}')))
@@ -299,6 +319,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="a smoke run: 1 s per target, concurrency 1 and 16")
     parser.add_argument("--soak", type=int, default=0, metavar="N", help="then send N requests; print worker RSS")
     parser.add_argument("--router", action="store_true", help="also time the router's decision")
+    parser.add_argument("--floor", action="store_true",
+                        help="also a Flask app that only parses and answers JSON (the framework's floor)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt-get install wrk")
@@ -316,7 +338,8 @@ def main() -> int:
         ll = None
         if args.litellm:
             ll = stack.enter_context(litellm(litellm_binary(args.litellm), up, 2, workdir))
-        all_targets = targets(up, up_pid, gw.url, gw.proc.pid, ll)
+        fl = stack.enter_context(flask_floor(2, 256)) if args.floor else None
+        all_targets = targets(up, up_pid, gw.url, gw.proc.pid, ll, fl)
         for t in all_targets:   # warm up: connections, caches, JIT-less Python's first-call costs
             wrk(t, 4, warmup * (10 if t.name == "litellm" and not args.quick else 1), workdir)
         for i, c in enumerate(args.concurrency):
@@ -331,15 +354,15 @@ def main() -> int:
         print(f"{len(all_targets)} targets, {args.duration:.0f} s each per concurrency in {args.rounds} rounds, "
               f"upstream delay {args.delay_ms:.0f} ms, {os.cpu_count()} CPUs\n")
         print(table(runs))
-        router = []
-        if args.router:
-            router = router_times(300 if args.quick else 2000)
-            print("\nrouter decision (decide(), one core):")
-            for r in router:
-                print(f"  {r['router']:<10}{r['prompt_bytes']:>7} B   median {r['median_us']:>8.1f} us"
-                      f"   p99 {r['p99_us']:>8.1f} us")
         if args.soak:
             soak(all_targets[1], gw.url, gw.proc.pid, args.soak, workdir)
+    router = []
+    if args.router:  # once every server has stopped: an idle LiteLLM still wakes up now and then
+        router = router_times(300 if args.quick else 2000)
+        print("\nrouter decision (decide(), one core):")
+        for r in router:
+            print(f"  {r['router']:<10}{r['prompt_bytes']:>7} B   median {r['median_us']:>8.1f} us"
+                  f"   p99 {r['p99_us']:>8.1f} us")
     if args.json:
         args.json.write_text(json.dumps({"runs": runs, "router": router}, indent=2) + "\n")
     shutil.rmtree(workdir, ignore_errors=True)
