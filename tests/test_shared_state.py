@@ -3,6 +3,7 @@ what happens when Redis goes away and comes back."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
@@ -218,6 +219,27 @@ def test_decision_log(shared, claude):
     assert rows[1]["decided_model"] == "claude-sonnet" and rows[1]["error"] == "upstream_error"
     assert {"time", "request_id", "strategy", "score", "decided_tier"} <= set(rows[0])
     assert client.get("/api/v1/decisions?limit=0").status_code == 422
+
+
+def test_a_write_redis_refuses_loses_only_itself(shared, claude, redis_server):
+    """A request's writes go to Redis as one command; one that fails (here the stats hash is the wrong type)
+    is logged and the others (spend, decision log) still land."""
+    redis_server.client().set("hai:stats", "not a hash")
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logging.getLogger("gateway.state").addHandler(handler)
+    try:
+        client = shared().test_client()
+        r, body = chat(client, prompt=DESIGN)
+    finally:
+        logging.getLogger("gateway.state").removeHandler(handler)
+    assert r.status_code == 200 and body["cost"] > 0
+    assert client.get("/api/v1/budget").get_json()["spent_usd"] == pytest.approx(body["cost"])
+    assert client.get("/api/v1/decisions?limit=1").get_json()["decisions"][0]["request_id"] == body["request_id"]
+    messages = [rec.getMessage() for rec in records]
+    assert any("refused by redis: stats: WRONGTYPE" in m for m in messages), messages
+    assert not any(DESIGN in m for m in messages)  # the error names the write, never the prompt
 
 
 # --------------------------------------------------------------------------- concurrency
