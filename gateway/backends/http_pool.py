@@ -20,6 +20,7 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 from .. import fastjson
 from .base import BackendError
@@ -144,23 +145,18 @@ class Reply:
         deadline = None if seconds is None else time.monotonic() + seconds
         parts, size = [], 0
         try:
-            while True:
-                part = self._resp.read1(65536)  # what has arrived: the deadline is checked between reads
-                if not part:
-                    self._resp.read()  # marks a body read to its Content-Length as finished
-                    break
-                parts.append(part)
-                size += len(part)
-                if size > limit:
-                    raise BackendError("malformed", f"{backend}: response larger than {limit} bytes")
-                if deadline is not None and time.monotonic() > deadline:
-                    raise BackendError("timeout", f"{backend}: response still arriving after {seconds:.0f} s")
-        except TimeoutError as exc:
-            self.close()
-            raise BackendError("timeout", f"{backend}: no answer within the read timeout") from exc
-        except (OSError, http.client.HTTPException) as exc:
-            self.close()
-            raise BackendError("connection", f"{backend}: connection cut mid-response") from exc
+            with _reading(backend):
+                while True:
+                    part = self._resp.read1(65536)  # what has arrived: the deadline is checked between reads
+                    if not part:
+                        self._resp.read()  # marks a body read to its Content-Length as finished
+                        break
+                    parts.append(part)
+                    size += len(part)
+                    if size > limit:
+                        raise BackendError("malformed", f"{backend}: response larger than {limit} bytes")
+                    if deadline is not None and time.monotonic() > deadline:
+                        raise BackendError("timeout", f"{backend}: response still arriving after {seconds:.0f} s")
         except BackendError:
             self.close()
             raise
@@ -195,17 +191,14 @@ class Reply:
         """The body line by line as it arrives (NDJSON, server-sent events), without line endings."""
         backend = self._pool.backend
         try:
-            while True:
-                line = self._resp.readline(MAX_LINE_BYTES + 1)
-                if not line:
-                    break
-                if len(line) > MAX_LINE_BYTES:
-                    raise BackendError("malformed", f"{backend}: stream line longer than {MAX_LINE_BYTES} bytes")
-                yield line.rstrip(b"\r\n")
-        except TimeoutError as exc:
-            raise BackendError("timeout", f"{backend}: no answer within the read timeout") from exc
-        except (OSError, http.client.HTTPException) as exc:
-            raise BackendError("connection", f"{backend}: connection cut mid-response") from exc
+            with _reading(backend):
+                while True:
+                    line = self._resp.readline(MAX_LINE_BYTES + 1)
+                    if not line:
+                        break
+                    if len(line) > MAX_LINE_BYTES:
+                        raise BackendError("malformed", f"{backend}: stream line longer than {MAX_LINE_BYTES} bytes")
+                    yield line.rstrip(b"\r\n")
         finally:
             self.close()
 
@@ -227,6 +220,17 @@ class Reply:
         self._resp.close()
         if conn is not None:
             conn.close()
+
+
+@contextmanager
+def _reading(backend: str) -> Iterator[None]:
+    """Socket errors while a body arrives, as BackendError kinds."""
+    try:
+        yield
+    except TimeoutError as exc:
+        raise BackendError("timeout", f"{backend}: no answer within the read timeout") from exc
+    except (OSError, http.client.HTTPException) as exc:
+        raise BackendError("connection", f"{backend}: connection cut mid-response") from exc
 
 
 def _dropped(conn: http.client.HTTPConnection) -> bool:
