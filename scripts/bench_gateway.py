@@ -4,9 +4,10 @@ native and OpenAI surfaces) and optionally a LiteLLM proxy on the same upstream,
 
 Starts a fast fake upstream (scripts/bench/upstream.py), a private redis-server, the gateway under gunicorn
 with its production settings (2 workers x 256 threads, auth on, Redis, metrics, INFO access log; worker
-recycling off so CPU accounting sees every request) and, with --litellm, a LiteLLM proxy with the same
-worker count. Warms each up, then drives the same request body with wrk at each concurrency for a fixed
-time, rotating the target order per level so machine drift hits all. CPU time per request comes from the
+recycling off so CPU accounting sees every request), with --litellm a LiteLLM proxy with the same worker
+count, and with --floor a Flask app that only parses and answers JSON under the same gunicorn settings.
+Warms each up, then drives the same request body with wrk at each concurrency for a fixed time, rotating
+the target order per level so machine drift hits all. CPU time per request comes from the
 target processes' own accounting (/proc, the whole process tree).
 
     python scripts/bench_gateway.py [--duration 10] [--concurrency 1 16 64] [--litellm VENV] [--json FILE]
