@@ -29,3 +29,11 @@ def test_quick_run_prints_the_table_and_json(tmp_path):
         assert set(run) >= {"rps", "p50_ms", "p99_ms", "cpu_ms_per_request"}
     assert [(r["router"], r["prompt_bytes"]) for r in report["router"]] == [
         (name, size) for name in ("heuristic", "learned", "hybrid") for size in (100, 1024, 32768)]
+
+
+def test_client_benchmark_prints_both_comparisons():
+    out = subprocess.run([sys.executable, "scripts/bench_clients.py", "--calls", "50"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    for row in ("requests", "urllib3", "gateway http_pool", "pipeline of 5 commands", "gateway: one EVALSHA"):
+        assert row in out.stdout
