@@ -70,7 +70,7 @@ class Telemetry:
     def _labels(self, metric, *values: str):
         """metric.labels(*values), remembered: prometheus_client validates and locks on every labels() call,
         and the label sets here are few and bounded."""
-        key = (id(metric), values)
+        key = (metric, values)
         child = self._children.get(key)
         if child is None:
             child = self._children[key] = metric.labels(*values)

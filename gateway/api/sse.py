@@ -7,13 +7,13 @@ truncated answer never looks complete. Closing the response (client gone) closes
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator
 from typing import Protocol
 
 from flask import Response, g
 
+from .. import fastjson
 from ..catalog import ModelSpec
 from ..chat import ChatRequest, Outcome, StreamDelta
 from ..dispatch import LiveStream, StreamInterrupted
@@ -32,7 +32,7 @@ class Framer(Protocol):
 
 
 def event(data: object, name: str | None = None) -> str:
-    payload = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
+    payload = data if isinstance(data, str) else fastjson.dumps(data)
     return (f"event: {name}\n" if name else "") + f"data: {payload}\n\n"
 
 

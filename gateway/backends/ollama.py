@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 
+from .. import fastjson
 from ..catalog import ModelSpec
 from ..chat import ChatRequest, Completion, StreamDelta, Usage
 from ..config import BackendSettings
@@ -64,7 +64,7 @@ class OllamaBackend(Backend):
                 if not line:
                     continue
                 try:
-                    data = json.loads(line)
+                    data = fastjson.loads(line)
                 except ValueError as exc:
                     raise BackendError("malformed", "ollama: stream line is not JSON") from exc
                 if "error" in data:  # an error after the 200 status was sent

@@ -6,9 +6,9 @@ openai SDK's base_url.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 
+from .. import fastjson
 from ..catalog import ModelSpec
 from ..chat import ChatRequest, Completion, StreamDelta, Usage
 from ..config import BackendSettings
@@ -65,7 +65,7 @@ class OpenAICompatBackend(Backend):
                     yield StreamDelta("", usage or _usage(None, request), finish or "stop")
                     return
                 try:
-                    chunk = json.loads(payload)
+                    chunk = fastjson.loads(payload)
                 except ValueError as exc:
                     raise BackendError("malformed", "openai_compat: stream chunk is not JSON") from exc
                 if "error" in chunk:
