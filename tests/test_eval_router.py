@@ -86,12 +86,17 @@ def test_script_writes_the_json_report(tmp_path):
 @needs_data
 def test_cascade_beats_the_heuristic_and_length_on_gsm8k():
     """The review of the local answer (gateway/cascade.py) is worth its place: on GSM8K, with the weak
-    model's real answers, escalating the answers it rejects first beats every prompt-only router here."""
+    model's real answers, escalating the answers it rejects first beats every prompt-only router here,
+    and by as much on the half of GSM8K (odd rows) nobody looked at while writing the checks."""
     data = {"gsm8k": ev.load_gsm8k(DATA)}
     cascade, heuristic, length = (ev.evaluate(r, "gsm8k", data) for r in ("cascade", "heuristic", "length"))
-    assert cascade["APGR"] > max(heuristic["APGR"], length["APGR"]) + 0.03
-    assert cascade["CPT50"] < min(heuristic["CPT50"], length["CPT50"]) - 5
-    assert cascade["CPT50"] == pytest.approx(28.3, abs=0.1)
+    assert cascade["APGR"] > max(heuristic["APGR"], length["APGR"]) + 0.08
+    assert cascade["CPT50"] < min(heuristic["CPT50"], length["CPT50"]) - 12
+    assert cascade["CPT50"] == pytest.approx(18.5, abs=0.1)
+    unseen = {"gsm8k": data["gsm8k"][1::2]}
+    held_out, length_unseen = (ev.evaluate(r, "gsm8k", unseen) for r in ("cascade", "length"))
+    assert held_out["CPT50"] == pytest.approx(19.1, abs=0.1)
+    assert held_out["CPT50"] < length_unseen["CPT50"] - 12
 
 
 def test_trained_routers_never_see_the_benchmark_they_are_scored_on():

@@ -39,3 +39,47 @@ def test_wrong_calculations(text, wrong):
 ])
 def test_review(prompt, text, finish, reason):
     assert review(prompt, text, finish) == reason
+
+
+@pytest.mark.parametrize("text, wrong", [
+    ("5 * ($5.00 * 5 + $6.00 * 1 + $8.00 * 2) = $125", 1),   # brackets: 5 * 47 = 235
+    ("5 * ($5.00 * 5 + $6.00 * 1 + $8.00 * 2) = $235", 0),
+    ("2 * 30 - 12 = 60 - 12 = 48", 0),                      # an intermediate step is no result
+    ("1,350 + 6 * 350 = 1,350 + 2,100 = 3,450", 0),
+    ("12.8 / (1 - 3/5) = 12.8 / 0.4 = 32", 0),
+    ("x * 4 + 8 = 40", 0),                                  # an equation with an unknown
+    ("(x/2 + 4 - 6) + 8 = 25", 0),
+    ("tax 5 + 3 = 9", 1),                                   # "x" ending a word is no multiplication
+    ("80/100 \\* 2 \\* 20 = 64", 1),                          # Markdown-escaped operators
+    ("3/4 = 75% of it", 0),                                 # a percentage is another unit
+    ("-5 + 3 = -2", 0),
+    ("<<48+15=63>>63 millilitres", 0),
+])
+def test_wrong_calculations_in_running_text(text, wrong):
+    assert wrong_calculations(text) == wrong
+
+
+@pytest.mark.parametrize("prompt, text, reason", [
+    ("How much?", "First, 15 + 25 = <<15+2", "answer cut at the token limit"),
+    ("How much?", "The total is 4 *", "answer cut at the token limit"),
+    ("How many ice cubes does she add?", "50 / 13 = 3.85, so she adds 3.85",
+     "the prompt asks how many and the answer's final number is not whole"),
+    ("How many ice cubes does she add?", "50 / 13 = 3.85, so about 4 (rounding up).\n#### 4",
+     "the prompt asks for an exact amount and the answer approximates or assumes"),
+    ("How much does he pay?", "Assuming a 10% tip, he pays 11 dollars.",
+     "the prompt asks for an exact amount and the answer approximates or assumes"),
+    ("How much does it cost in total?", "It costs 2.5 dollars.", None),   # not a count: fractions are fine
+    ("Explain rounding", "Rounding to the nearest ten turns 47 into 50.", None),  # no amount asked
+])
+def test_review_of_amounts(prompt, text, reason):
+    assert review(prompt, text) == reason
+
+
+@pytest.mark.parametrize("text", [
+    "(" * 2000 + "1" + ")" * 2000 + " + 1 = 3",   # nesting deeper than Python's parser allows
+    "1+" * 20000 + "1 = 5",                        # a left side longer than the review reads
+    "<<" * 20000,
+])
+def test_pathological_answers_are_reviewed_without_error(text):
+    assert review("How many?", text) in (None, "answer cut at the token limit",
+                                         "the prompt asks for an amount and the answer ends without a number")
