@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -17,7 +18,8 @@ from gateway.backends.http_pool import HttpPool
 class Upstream:
     """A JSON HTTP/1.1 server that counts TCP connections and records each request line and headers."""
 
-    def __init__(self, close_after_each: bool = False, body: bytes = b'{"ok": true}'):
+    def __init__(self, close_after_each: bool = False, body: bytes = b'{"ok": true}',
+                 stream: list[bytes] | None = None, pause_before_end: float = 0.0):
         self.connections, self.requests = 0, []
         outer = self
 
@@ -31,6 +33,17 @@ class Upstream:
             def do_POST(self):
                 size = int(self.headers.get("Content-Length", 0))
                 outer.requests.append((self.path, dict(self.headers), json.loads(self.rfile.read(size))))
+                if stream is not None:  # NDJSON, chunked, one chunk per line, as Ollama streams
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/x-ndjson")
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    for line in stream:
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
+                        self.wfile.flush()
+                    time.sleep(pause_before_end)
+                    self.wfile.write(b"0\r\n\r\n")
+                    return
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -123,3 +136,34 @@ def test_refused_connection_is_a_connection_error(unused_port):
 def test_not_an_http_url_is_refused_at_start():
     with pytest.raises(ValueError, match="not an http"):
         pool("ftp://example.com")
+
+
+STREAM = [b'{"message": {"content": "Hi"}, "done": false}\n', b'{"done": true}\n']
+
+
+def read_to_done(reply) -> list[bytes]:
+    """What a backend does: read lines up to the final one, then stop (the generator is closed)."""
+    lines = reply.lines()
+    got = []
+    for line in lines:
+        got.append(line)
+        if b'"done": true' in line:
+            break
+    lines.close()
+    return got
+
+
+def test_a_stream_read_to_its_last_event_leaves_the_connection_for_the_next_request(upstream):
+    up = upstream(stream=STREAM)
+    p = pool(up.url)
+    for _ in range(3):
+        assert read_to_done(p.request("POST", "/api/chat", {})) == [line.rstrip() for line in STREAM]
+    assert up.connections == 1 and len(up.requests) == 3
+
+
+def test_a_stream_whose_end_lags_is_dropped_and_the_next_request_is_clean(upstream):
+    up = upstream(stream=STREAM, pause_before_end=0.3)  # the terminator comes long after the last event
+    p = pool(up.url)
+    for _ in range(2):
+        assert read_to_done(p.request("POST", "/api/chat", {})) == [line.rstrip() for line in STREAM]
+    assert up.connections == 2 and p._idle == []

@@ -28,6 +28,9 @@ from .base import BackendError
 MAX_BODY_BYTES = 32 * 2**20  # an answer larger than this is not an answer
 MAX_LINE_BYTES = 8 * 2**20   # one line of a stream
 _ERROR_BODY_BYTES = 64 * 1024
+# How long a finished stream waits for its body's end before dropping the connection instead: the
+# terminator follows the last event at once from a healthy upstream; a reconnect costs more than this.
+_FINISH_WAIT = 0.002
 # How a reused connection fails when the upstream had closed it: no answer came on it.
 _STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 
@@ -200,7 +203,19 @@ class Reply:
                         raise BackendError("malformed", f"{backend}: stream line longer than {MAX_LINE_BYTES} bytes")
                     yield line.rstrip(b"\r\n")
         finally:
-            self.close()
+            self._finish()
+
+    def _finish(self) -> None:
+        """The caller stopped reading (a stream's last event came, or it gave up): keep the connection for
+        the next request if the rest of the body, normally just the chunked terminator, is there within
+        _FINISH_WAIT; drop it otherwise rather than keep the client waiting."""
+        if self._conn is not None and self._conn.sock is not None and not self._resp.isclosed():
+            try:
+                self._conn.sock.settimeout(_FINISH_WAIT)
+                self._resp.read(_ERROR_BODY_BYTES)  # reaching the body's end marks the response closed
+            except (OSError, http.client.HTTPException):
+                pass
+        self.close()  # hands the connection back only if the body was read to its end
 
     def _done(self) -> None:
         """The body was read to its end: the connection goes back to the pool unless either side closes it."""
