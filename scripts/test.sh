@@ -11,6 +11,7 @@ ensure_tools() {
   command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
   command -v task >/dev/null 2>&1 || missing+=(taskwarrior)
   command -v wrk >/dev/null 2>&1 || missing+=(wrk)   # the load generator of scripts/bench_gateway.py
+  command -v openssl >/dev/null 2>&1 || missing+=(openssl)  # a certificate for the TLS upstream tests
   [ ${#missing[@]} -eq 0 ] && return 0
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
     info "installing ${missing[*]}"

@@ -1,9 +1,15 @@
-"""The upstream HTTP pool (gateway/backends/http_pool.py) on real sockets: connections reused, an idle
-connection the upstream closed replaced, HTTP_PROXY and NO_PROXY honoured, oversized bodies refused."""
+"""The upstream HTTP pool (gateway/backends/http_pool.py) on real sockets: connections reused (streams
+too), an idle connection the upstream closed replaced, HTTP_PROXY and NO_PROXY honoured, HTTPS through a
+CONNECT proxy with verified TLS, oversized bodies refused."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
+import socketserver
+import ssl
+import subprocess
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,7 +25,7 @@ class Upstream:
     """A JSON HTTP/1.1 server that counts TCP connections and records each request line and headers."""
 
     def __init__(self, close_after_each: bool = False, body: bytes = b'{"ok": true}',
-                 stream: list[bytes] | None = None, pause_before_end: float = 0.0):
+                 stream: list[bytes] | None = None, pause_before_end: float = 0.0, tls: ssl.SSLContext | None = None):
         self.connections, self.requests = 0, []
         outer = self
 
@@ -58,6 +64,9 @@ class Upstream:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+            self.url = f"https://localhost:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self):
@@ -167,3 +176,90 @@ def test_a_stream_whose_end_lags_is_dropped_and_the_next_request_is_clean(upstre
     for _ in range(2):
         assert read_to_done(p.request("POST", "/api/chat", {})) == [line.rstrip() for line in STREAM]
     assert up.connections == 2 and p._idle == []
+
+
+class ConnectProxy:
+    """A forward proxy for HTTPS: answers CONNECT, records its line and headers, then relays bytes."""
+
+    def __init__(self):
+        self.connects: list[tuple[str, dict[str, str]]] = []
+        outer = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self):
+                line = self.rfile.readline().decode().strip()
+                headers = {}
+                while (header := self.rfile.readline().decode().strip()):
+                    name, _, value = header.partition(":")
+                    headers[name.strip()] = value.strip()
+                outer.connects.append((line, headers))
+                host, _, port = line.split()[1].rpartition(":")
+                with socket.create_connection((host, int(port)), timeout=5) as target:
+                    self.wfile.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    self.wfile.flush()
+                    threading.Thread(target=_relay, args=(target, self.connection), daemon=True).start()
+                    _relay(self.connection, target)
+
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _relay(src: socket.socket, dst: socket.socket) -> None:
+    try:
+        while data := src.recv(65536):
+            dst.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for sock in (src, dst):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+@pytest.fixture
+def tls_upstream(upstream, tmp_path):
+    """A JSON upstream on https://localhost with a self-signed certificate (openssl), and its cert file."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return upstream(tls=context), cert
+
+
+def test_https_goes_through_a_connect_tunnel_with_proxy_auth_and_verified_tls(tls_upstream, monkeypatch):
+    up, cert = tls_upstream
+    proxy = ConnectProxy()
+    try:
+        monkeypatch.setenv("HTTPS_PROXY", f"http://user:p%40ss@127.0.0.1:{proxy.port}")
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))
+        p = pool(up.url + "/v1")
+        for i in range(2):
+            assert p.request("POST", "/chat/completions", {"n": i}).json(5) == {"ok": True}
+        port = up.url.rsplit(":", 1)[1]
+        assert [c[0].rsplit(" ", 1)[0] for c in proxy.connects] == [f"CONNECT localhost:{port}"]  # one tunnel, reused
+        assert proxy.connects[0][1]["Proxy-Authorization"] == "Basic dXNlcjpwQHNz"
+        # Inside the tunnel the upstream sees an ordinary request (origin form), never the proxy's credentials.
+        assert [r[0] for r in up.requests] == ["/v1/chat/completions"] * 2
+        assert "Proxy-Authorization" not in up.requests[0][1]
+    finally:
+        proxy.close()
+
+
+def test_an_upstream_certificate_nobody_vouches_for_is_refused(tls_upstream, monkeypatch):
+    up, _ = tls_upstream
+    for name in ("HTTPS_PROXY", "https_proxy", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(BackendError) as err:
+        pool(up.url).request("POST", "/x", {})
+    assert err.value.kind == "connection" and "SSLCertVerificationError" in err.value.message
+    assert up.requests == []
