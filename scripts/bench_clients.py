@@ -6,8 +6,10 @@ in one run on loopback: CPU and wall time per call, one thread.
   environment read once, as the gateway used it), urllib3 (a connection pool) and the gateway's own
   http_pool (gateway/backends/http_pool.py), against the fast fake upstream (scripts/bench/upstream.py).
 - Redis writes: one request's writes (cache-miss count, stats, spend, decision log, cache fill) as a
-  pipeline of one command per write (EVAL with the script text for the scripted ones, as before) and as
-  the store's single EVALSHA (gateway/state/store.py), against a private redis-server.
+  pipeline of one command per write (EVAL with the script text for the scripted ones, as before), as one
+  EVALSHA through redis-py's client, and as the store's single EVALSHA on its own kept connections
+  (RedisStore.command, gateway/state/store.py), against a private redis-server.
+- Redis read: the cache lookup (a GET) through redis-py's client and through RedisStore.command.
 
     python scripts/bench_clients.py [--calls 3000]
 
@@ -32,6 +34,7 @@ import urllib3  # noqa: E402
 from bench.procs import redis_server  # noqa: E402
 from bench_gateway import upstream  # noqa: E402
 
+from gateway import fastjson  # noqa: E402
 from gateway.backends.http_pool import HttpPool  # noqa: E402
 from gateway.state.budget import _RECORD, Limits, RedisLedger  # noqa: E402
 from gateway.state.cache import CachedAnswer, RedisCache  # noqa: E402
@@ -103,16 +106,37 @@ def redis_writes(url: str) -> dict:
         pipe.set("hai:cache:v1:" + "a" * 64, json.dumps(ANSWER.__dict__), ex=3600)
         pipe.execute()
 
+    def writes():
+        stats.record_cache("miss")
+        store.write("stats", KEY, STATS)
+        ledger.record(cost=0.0, cloud_cost=3.6e-05, model="tinyllama", backend="ollama", key_id=None,
+                      reservation=None)
+        decisions.append(DECISION)
+        cache.put("hai:cache:v1:" + "a" * 64, ANSWER, 3600)
+
     def one_command():
         with store.batch():
-            stats.record_cache("miss")
-            store.write("stats", KEY, STATS)
-            ledger.record(cost=0.0, cloud_cost=3.6e-05, model="tinyllama", backend="ollama", key_id=None,
-                          reservation=None)
-            decisions.append(DECISION)
-            cache.put("hai:cache:v1:" + "a" * 64, ANSWER, 3600)
+            writes()
 
-    return {"pipeline of 5 commands": pipeline_of_five, "gateway: one EVALSHA": one_command}
+    store._local.pending = []  # the batch's ops, as the store sends them, for the redis-py row
+    writes()
+    ops, store._local.pending = store._local.pending, None
+    apply = store._apply_script()
+    client.script_load(apply.script)
+
+    def evalsha_through_redis_py():
+        client.evalsha(apply.sha, 0, fastjson.dumpb(ops))
+
+    return {"pipeline of 5 commands": pipeline_of_five, "one EVALSHA, redis-py": evalsha_through_redis_py,
+            "gateway: one EVALSHA": one_command}
+
+
+def redis_reads(url: str) -> dict:
+    client = redis.Redis.from_url(url, decode_responses=True)
+    store = RedisStore(client)
+    key = "hai:cache:v1:" + "b" * 64
+    client.set(key, json.dumps(ANSWER.__dict__))
+    return {"redis-py client.get": lambda: client.get(key), "gateway: store.command": lambda: store.command("GET", key)}
 
 
 def main() -> int:
@@ -121,7 +145,8 @@ def main() -> int:
     args = parser.parse_args()
     with upstream(0) as (url, _), redis_server() as redis_url:
         for title, clients in (("upstream JSON POST", http_clients(url)),
-                               ("one request's Redis writes", redis_writes(redis_url))):
+                               ("one request's Redis writes", redis_writes(redis_url)),
+                               ("the cache lookup (Redis GET)", redis_reads(redis_url))):
             print(f"\n{title} ({args.calls} calls, one thread)")
             print(f"  {'client':<24}{'CPU us/call':>12}{'wall us/call':>14}")
             for name, fn in clients.items():

@@ -242,6 +242,26 @@ def test_a_write_redis_refuses_loses_only_itself(shared, claude, redis_server):
     assert not any(DESIGN in m for m in messages)  # the error names the write, never the prompt
 
 
+def test_every_request_reuses_a_connection_and_survives_redis_dropping_it(shared, redis_server):
+    """The cache read and the batch of writes go over the store's own kept connections: many requests
+    use one, one Redis closed while idle is replaced without losing a request or marking Redis down, and
+    a Redis that forgot the write script (SCRIPT FLUSH, a restart) gets it again."""
+    client = shared(CACHE_TTL_SECONDS=60).test_client()
+    admin = redis_server.client()
+    for i in range(20):
+        assert chat(client, prompt=f"What is {i}?")[0].status_code == 200
+    gateway_clients = [c for c in admin.client_list() if c["cmd"] in ("get", "evalsha")]
+    assert len(gateway_clients) == 1
+    admin.client_kill_filter(_id=gateway_clients[0]["id"])
+    admin.script_flush()
+    r, body = chat(client, prompt="What is 0?")
+    assert r.status_code == 200 and body["cached"] is True  # read over a new connection
+    assert "Redis is down" not in body["routing"]["reason"]
+    r, body = chat(client, prompt="What is new?")
+    stats = client.get("/api/v1/stats").get_json()
+    assert stats["requests"] == 22 and stats["cached_requests"] == 1  # the writes landed
+
+
 # --------------------------------------------------------------------------- concurrency
 
 

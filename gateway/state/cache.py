@@ -60,7 +60,7 @@ class RedisCache:
         store.writer("cache", _PUT)
 
     def get(self, key: str) -> CachedAnswer | None:
-        raw = self.store.try_run(lambda r: r.get(key), None)
+        raw = self.store.try_run(lambda r: self.store.command("GET", key), None)
         if not raw:
             return None
         try:

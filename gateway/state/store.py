@@ -24,6 +24,7 @@ log = logging.getLogger("gateway.state")
 T = TypeVar("T")
 PREFIX = "hai:"          # every key the gateway writes starts with this
 DOWN_BACKOFF = 1.0       # seconds Redis stays marked down after a failed command
+MAX_IDLE = 512           # command()'s idle connections kept per process (one per busy thread at most)
 
 # Applies a batch of writes, ARGV[1] = JSON [[kind, args...], ...], each through the handler its store
 # registered. One op that Redis refuses does not stop the others; their errors come back. (The keys come
@@ -58,6 +59,7 @@ class RedisStore:
         self._local = threading.local()
         self._writers: dict[str, str] = {}
         self._apply: redis.commands.core.Script | None = None
+        self._idle: list[redis.connection.AbstractConnection] = []  # command()'s connections, last used first
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RedisStore:
@@ -94,6 +96,54 @@ class RedisStore:
             return self.run(fn)
         except StateUnavailable:
             return default
+
+    def command(self, *args: object) -> object:
+        """One command on a connection of the store's own, for the commands every request sends (the cache
+        read, the batch of writes): redis-py's client and pool wrappers cost ~30 us of CPU per command
+        on top of the command itself (scripts/bench_clients.py). Same connection settings, health checks
+        and errors as the client; call it inside run() or try_run() like any client call."""
+        conn, reused = self._connection()
+        try:
+            try:
+                conn.send_command(*args)
+            except (redis.exceptions.ConnectionError, OSError):
+                if not reused:
+                    raise
+                # Redis closed it just as it was reused (restart, idle timeout) and nothing was sent: once
+                # more on a new connection.
+                conn.disconnect()
+                conn.send_command(*args)
+            reply = conn.read_response()
+        except redis.exceptions.ResponseError:
+            self._keep(conn)  # Redis answered, with an error: the connection is fine
+            raise
+        except BaseException:
+            conn.disconnect()  # cut mid-command: its state is unknown
+            raise
+        self._keep(conn)
+        return reply
+
+    def _connection(self) -> tuple[redis.connection.AbstractConnection, bool]:
+        """An idle, still open connection (and True), or a new one (and False): an idle one Redis closed
+        meanwhile connects again on its next command."""
+        try:
+            conn = self._idle.pop()  # a list's pop and append are atomic: no lock on this path
+        except IndexError:
+            pool = self.client.connection_pool
+            return pool.connection_class(**pool.connection_kwargs), False
+        try:
+            stale = conn.can_read(timeout=0)  # something to read on an idle connection: closed, or garbage
+        except (redis.exceptions.ConnectionError, OSError):
+            stale = True
+        if stale:
+            conn.disconnect()
+        return conn, not stale
+
+    def _keep(self, conn: redis.connection.AbstractConnection) -> None:
+        if len(self._idle) < MAX_IDLE:
+            self._idle.append(conn)
+        else:
+            conn.disconnect()
 
     def writer(self, kind: str, lua: str) -> None:
         """Register a kind of write: `lua` is the body of a Lua function(op) that applies one op, the JSON
@@ -134,7 +184,11 @@ class RedisStore:
         apply = self._apply_script()
         payload = fastjson.dumpb(ops)
         try:
-            failed = self.run(lambda r: apply(args=[payload], client=r))
+            try:
+                failed = self.run(lambda r: self.command("EVALSHA", apply.sha, 0, payload))
+            except redis.exceptions.NoScriptError:  # a restarted or flushed Redis: load it, once
+                self.run(lambda r: self.command("SCRIPT", "LOAD", apply.script))
+                failed = self.run(lambda r: self.command("EVALSHA", apply.sha, 0, payload))
         except StateUnavailable:
             log.warning("%d shared-state write(s) lost: redis unavailable", len(ops))
             return
@@ -161,4 +215,7 @@ class RedisStore:
         return self.try_run(lambda r: bool(r.ping()), False)
 
     def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.disconnect()
         self.client.close()
