@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -163,7 +164,7 @@ class Target:
 LUA = """
 wrk.method = "POST"
 {headers}
-local prefix, suffix, unique = [==[{prefix}]==], [==[{suffix}]==], {unique}
+local prefix, suffix, unique, run = [==[{prefix}]==], [==[{suffix}]==], {unique}, "{run}"
 local counter = 0
 local thread_no = 0
 function setup(thread)
@@ -172,7 +173,7 @@ function setup(thread)
 end
 function request()
   counter = counter + 1
-  if unique then return wrk.format(nil, nil, nil, prefix .. tid .. "-" .. counter .. suffix) end
+  if unique then return wrk.format(nil, nil, nil, prefix .. run .. "-" .. tid .. "-" .. counter .. suffix) end
   return wrk.format(nil, nil, nil, prefix)
 end
 function done(summary, latency, requests)
@@ -189,7 +190,10 @@ def lua(target: Target, workdir: Path) -> Path:
                         {"Content-Type": "application/json", **target.headers}.items())
     prefix, suffix = target.body
     path = workdir / f"{target.name}.lua"
-    path.write_text(LUA.format(headers=headers, prefix=prefix, suffix=suffix, unique="true" if suffix else "false"))
+    # A token new for every wrk run: the counters restart with each run, and without it a later round's
+    # "unique" prompts would repeat an earlier round's and be answered from the cache.
+    path.write_text(LUA.format(headers=headers, prefix=prefix, suffix=suffix, unique="true" if suffix else "false",
+                               run=uuid.uuid4().hex[:12]))
     return path
 
 
