@@ -9,7 +9,7 @@ answer instead? Pure and offline: no model call, ~0.1 ms for a GSM8K answer (lin
   number is not whole, or an answer that approximates or assumes ("≈", "rounding", "assuming") where an
   exact amount is wanted.
 Measured on GSM8K with the weak model's real answers (scripts/eval_router.py, router "cascade"): it
-rejects 12.1 % of them, 90 % of those really wrong. The checks were written looking at the even-numbered
+rejects 12.1 % of them, 90 % of those really wrong. The checks were refined looking at the even-numbered
 half of GSM8K only; the odd half, never looked at, gives the same picture (rejects 14.1 %, 89 % wrong).
 """
 
