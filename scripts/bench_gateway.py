@@ -334,6 +334,7 @@ def main() -> int:
     warmup = 1.0 if args.quick else 3.0
     workdir = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
     runs: list[dict] = []
+    cache: dict = {}
     with ExitStack() as stack:
         up, up_pid = stack.enter_context(upstream(args.delay_ms))
         redis_url = stack.enter_context(redis_server())
@@ -359,6 +360,9 @@ def main() -> int:
         print(f"{len(all_targets)} targets, {args.duration:.0f} s each per concurrency in {args.rounds} rounds, "
               f"upstream delay {args.delay_ms:.0f} ms, {os.cpu_count()} CPUs\n")
         print(table(runs))
+        # What the gateway itself counted: the miss targets must have missed (their prompts are unique).
+        cache = requests.get(f"{gw.url}/api/v1/stats", headers={"X-API-Key": KEY}, timeout=10).json()["cache"]
+        print(f"\ngateway cache over the run: {cache['hits']} hits, {cache['misses']} misses")
         if args.soak:
             soak(all_targets[1], gw.url, gw.proc.pid, args.soak, workdir)
     router = []
@@ -369,7 +373,7 @@ def main() -> int:
             print(f"  {r['router']:<10}{r['prompt_bytes']:>7} B   median {r['median_us']:>8.1f} us"
                   f"   p99 {r['p99_us']:>8.1f} us")
     if args.json:
-        args.json.write_text(json.dumps({"runs": runs, "router": router}, indent=2) + "\n")
+        args.json.write_text(json.dumps({"runs": runs, "router": router, "gateway_cache": cache}, indent=2) + "\n")
     shutil.rmtree(workdir, ignore_errors=True)
     return 0
 

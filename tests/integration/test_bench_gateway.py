@@ -27,13 +27,18 @@ def test_quick_run_prints_the_table_and_json(tmp_path):
     for run in report["runs"]:
         assert run["requests"] > 0 and run["errors"] == 0, run
         assert set(run) >= {"rps", "p50_ms", "p99_ms", "cpu_ms_per_request"}
+    # The miss targets really missed (each prompt unique across every wrk run), the hit target really hit.
+    served = {t: sum(r["requests"] for r in report["runs"] if r["target"] == t) for t in TARGETS}
+    assert report["gateway_cache"]["misses"] >= served["gateway"] + served["gateway_openai"]
+    assert report["gateway_cache"]["hits"] >= served["gateway_cache_hit"] - 1
     assert [(r["router"], r["prompt_bytes"]) for r in report["router"]] == [
         (name, size) for name in ("heuristic", "learned", "hybrid") for size in (100, 1024, 32768)]
 
 
-def test_client_benchmark_prints_both_comparisons():
+def test_client_benchmark_prints_every_comparison():
     out = subprocess.run([sys.executable, "scripts/bench_clients.py", "--calls", "50"], cwd=ROOT,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
-    for row in ("requests", "urllib3", "gateway http_pool", "pipeline of 5 commands", "gateway: one EVALSHA"):
+    for row in ("requests", "urllib3", "gateway http_pool", "pipeline of 5 commands", "one EVALSHA, redis-py",
+                "gateway: one EVALSHA", "redis-py client.get", "gateway: store.command"):
         assert row in out.stdout
