@@ -7,7 +7,9 @@ answer instead? Pure and offline: no model call, ~0.1 ms for a GSM8K answer (lin
 - arithmetic in the answer that does not add up (its own "a + b = c" and "(a + b) * c = d", recomputed);
 - where the prompt asks for an amount: no number in the last line, a count ("how many") whose final
   number is not whole, or an answer that approximates or assumes ("≈", "rounding", "assuming") where an
-  exact amount is wanted.
+  exact amount is wanted;
+- low confidence: where the backend reports the sampled tokens' log-probabilities (Ollama 0.12.11+,
+  OpenAI-compatible servers), a mean below `routing.cascade.min_mean_logprob` in models.yaml.
 Measured on GSM8K with the weak model's real answers (scripts/eval_router.py, router "cascade"): it
 rejects 12.1 % of them, 90 % of those really wrong. The checks were refined looking at the even-numbered
 half of GSM8K only; the odd half, never looked at, gives the same picture (rejects 14.1 %, 89 % wrong).
@@ -39,7 +41,8 @@ _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 _OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
 
 
-def review(prompt: str, text: str, finish_reason: str | None = "stop") -> str | None:
+def review(prompt: str, text: str, finish_reason: str | None = "stop", logprobs: tuple[float, ...] | None = None,
+           min_mean_logprob: float | None = None) -> str | None:
     """None: send the local answer. Otherwise why the cloud model should answer instead."""
     answer = text.strip()
     if not answer:
@@ -59,7 +62,17 @@ def review(prompt: str, text: str, finish_reason: str | None = "stop") -> str | 
             return "the prompt asks how many and the answer's final number is not whole"
         if _HEDGE.search(answer):
             return "the prompt asks for an exact amount and the answer approximates or assumes"
+    mean = mean_logprob(logprobs)
+    if mean is not None and min_mean_logprob is not None and mean < min_mean_logprob:
+        return (f"the local model was unsure of its answer (mean token log-probability {mean:.2f} "
+                f"< {min_mean_logprob:g})")
     return None
+
+
+def mean_logprob(logprobs: tuple[float, ...] | None) -> float | None:
+    """The answer's mean token log-probability (its length-normalised likelihood under the model that wrote
+    it; 0 is certain), or None when the backend reported none."""
+    return round(sum(logprobs) / len(logprobs), 4) if logprobs else None
 
 
 def wrong_calculations(text: str) -> int:

@@ -75,6 +75,8 @@ class RoutingConfig:
     default_max_tokens: int
     # tier -> (larger local model, free GPU memory in MiB it needs): used when a GPU has that much free
     gpu_upgrades: dict[str, tuple[str, int]] = field(default_factory=dict)
+    # strategy cascade: a local answer whose mean token log-probability is lower goes to the cloud (None: off)
+    cascade_min_mean_logprob: float | None = None
 
 
 @dataclass(frozen=True)
@@ -220,7 +222,18 @@ def _routing(r: dict, source: str) -> RoutingConfig:
         default_max_tokens=int(r.get("default_max_tokens", 1024)),
         gpu_upgrades={str(tier): (str(u["model"]), int(u["min_free_mb"]))
                       for tier, u in (r.get("gpu_upgrade") or {}).items()},
+        cascade_min_mean_logprob=_min_mean_logprob(r.get("cascade") or {}, source),
     )
     if not 0 < cfg.short_words < cfg.long_words:
         raise CatalogError(f"{source}: routing.length: 0 < short_words < long_words required")
     return cfg
+
+
+def _min_mean_logprob(cascade: dict, source: str) -> float | None:
+    value = cascade.get("min_mean_logprob")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value < 0:
+        raise CatalogError(f"{source}: routing.cascade.min_mean_logprob must be a negative number (a log-probability) "
+                           f"or null, got {value!r}")
+    return float(value)

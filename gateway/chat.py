@@ -66,6 +66,8 @@ class Completion:
     text: str
     usage: Usage
     finish_reason: str = "stop"
+    # The sampled tokens' log-probabilities, when asked for and the backend reports them (cascade review).
+    logprobs: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,7 @@ class Attempt:
     status: int | None = None          # upstream HTTP status, when there was one
     latency_seconds: float = 0.0
     detail: str | None = None
+    mean_logprob: float | None = None  # cascade: the local answer's mean token log-probability, when known
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in vars(self).items() if v is not None}  # flat: no deep copy (asdict)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from .backends import BackendError
-from .cascade import review
+from .cascade import mean_logprob, review
 from .catalog import ModelSpec
 from .chat import Attempt, ChatRequest, Completion, Outcome, StreamDelta
 from .config import Settings
@@ -79,9 +79,11 @@ class Dispatcher:
         """One complete answer, from the first model in the plan that gives one (with the cascade strategy,
         the first local answer that passes the review, else the cloud's)."""
         start = self.clock()
-        review = _cascade_review(request) if decision.strategy == "cascade" else None
-        won = self._first_success(request, decision, lambda b, m: b.complete(m, request, self.max_tokens(request)),
-                                  review)
+        cascade = decision.strategy == "cascade"
+        review = _cascade_review(request, self.catalog.routing.cascade_min_mean_logprob) if cascade else None
+        # The cascade asks local models for their tokens' log-probabilities: its confidence check reads them.
+        won = self._first_success(request, decision, lambda b, m: b.complete(
+            m, request, self.max_tokens(request), logprobs=cascade and not m.paid), review)
         self.state.concurrency.release(won.backend, won.lease)
         outcome = _outcome(request, decision, won.model, won.backend, won.result, won.attempts, self.clock() - start)
         outcome.reservation = won.reservation
@@ -169,14 +171,17 @@ class Dispatcher:
                         raise
                     breaker.record_success()
                     latency = round(self.clock() - t0, 4)
-                    why = review(result) if review is not None and not model.paid else None
+                    reviewed = review is not None and not model.paid
+                    why = review(result) if reviewed else None
+                    confidence = mean_logprob(result.logprobs) if reviewed else None
                     if why and any(self._paid(c.model) for c in decision.plan[n + 1:]):
                         self.state.concurrency.release(choice.backend, lease)
                         attempts.append(Attempt(model.name, choice.backend, "rejected", "cascade_review",
-                                                latency_seconds=latency, detail=why))
+                                                latency_seconds=latency, detail=why, mean_logprob=confidence))
                         held = _Success(model, choice.backend, attempts, result, reservation, "")
                         break
-                    attempts.append(Attempt(model.name, choice.backend, "ok", latency_seconds=latency))
+                    attempts.append(Attempt(model.name, choice.backend, "ok", latency_seconds=latency,
+                                            mean_logprob=confidence))
                     won = _Success(model, choice.backend, attempts, result, reservation, lease)
                     return won
             finally:
@@ -329,6 +334,7 @@ class LiveStream:
             self._lease = None
 
 
-def _cascade_review(request: ChatRequest) -> Callable[[Completion], str | None]:
+def _cascade_review(request: ChatRequest, min_mean_logprob: float | None) -> Callable[[Completion], str | None]:
     prompt = request.prompt
-    return lambda completion: review(prompt, completion.text, completion.finish_reason)
+    return lambda completion: review(prompt, completion.text, completion.finish_reason, completion.logprobs,
+                                     min_mean_logprob)

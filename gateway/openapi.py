@@ -74,7 +74,9 @@ def _schemas() -> dict:
             "outcome": {"type": "string", "enum": ["ok", "error", "skipped", "rejected"]},
             "error_type": {"type": "string", "description": "one of: " + ", ".join(
                 [*KINDS, "circuit_open", "budget_exceeded", "budget_unguarded", "concurrency_cap", "cascade_review"])},
-            "status": integer, "latency_seconds": number, "detail": string}},
+            "status": integer, "latency_seconds": number, "detail": string,
+            "mean_logprob": {"type": "number", "description": "strategy cascade: the local answer's mean token "
+                             "log-probability, when its backend reports log-probabilities"}}},
         "Routing": {"type": "object", "required": ["complexity", "tier", "strategy", "reason", "factors"],
                     "properties": {"complexity": number, "tier": string, "strategy": string, "reason": string,
                                    "factors": {"type": "object", "additionalProperties": number},

@@ -219,6 +219,10 @@ class GatewayService:
                          latency_seconds=f"{outcome.latency_seconds:.4f}", cached=str(outcome.cached).lower(),
                          fallback=str(outcome.model != decision.model).lower(),
                          attempts=str(len(outcome.attempts)))
+            # cascade: how sure the local model was, so operators can tune routing.cascade.min_mean_logprob
+            confidence = next((a.mean_logprob for a in outcome.attempts if a.mean_logprob is not None), None)
+            if confidence is not None:
+                entry["local_mean_logprob"] = f"{confidence:.4f}"
         if error:
             entry["error"] = error
         self.state.decisions.append(entry)

@@ -3,6 +3,8 @@ proves they speak the real protocols."""
 
 from __future__ import annotations
 
+import json
+
 import anthropic
 import openai
 import pytest
@@ -56,6 +58,33 @@ def test_complete_respects_max_tokens(backends, request, name, model, fake):
     request.getfixturevalue(fake).default = Script(reply="a b c d e f g h")
     result = backends[name].complete(model, REQ, max_tokens=3)
     assert result.text == "a b c " and result.usage.output_tokens == 3 and result.finish_reason == "length"
+
+
+@pytest.mark.parametrize(("name", "model", "fake"), CASES[::2])
+def test_complete_returns_token_logprobs_only_when_asked(backends, request, name, model, fake):
+    upstream = request.getfixturevalue(fake)
+    upstream.default = Script(reply="one two three", logprobs=(-0.25, -1.5, -0.75))
+    plain = backends[name].complete(model, REQ, max_tokens=100)
+    assert plain.logprobs is None and "logprobs" not in upstream.requests[-1].body
+    scored = backends[name].complete(model, REQ, max_tokens=100, logprobs=True)
+    assert upstream.requests[-1].body["logprobs"] is True
+    assert scored.text == "one two three" and scored.logprobs == (-0.25, -1.5, -0.75)
+
+
+@pytest.mark.parametrize(("name", "model", "fake"), CASES[::2])
+@pytest.mark.parametrize("entries", [None, [], [{"token": "a"}], [{"token": "a", "logprob": "high"}],
+                                     [{"token": "a", "logprob": 0.5}], ["a"]])
+def test_missing_or_malformed_logprobs_leave_the_answer_unscored(backends, request, name, model, fake, entries):
+    # An upstream that ignores the field (Ollama before 0.12.11) or reports nonsense: the answer stands.
+    upstream = request.getfixturevalue(fake)
+    body = ({"model": "tinyllama", "message": {"role": "assistant", "content": "fine"}, "done": True,
+             "done_reason": "stop", "eval_count": 1, "logprobs": entries} if name == "ollama" else
+            {"id": "x", "object": "chat.completion", "created": 1, "model": "compat-model", "usage": None,
+             "choices": [{"index": 0, "message": {"role": "assistant", "content": "fine"}, "finish_reason": "stop",
+                          "logprobs": None if entries is None else {"content": entries}}]})
+    upstream.default = Script(raw_body=json.dumps(body).encode(), content_type="application/json")
+    out = backends[name].complete(model, REQ, max_tokens=100, logprobs=True)
+    assert out.text == "fine" and out.logprobs is None
 
 
 @pytest.mark.parametrize(("name", "model", "fake"), CASES)
@@ -155,6 +184,15 @@ def test_fake_openai_speaks_the_sdk_protocol(compat):
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "hi from compat"
     assert chunks[-1].usage.total_tokens == 4
     assert [m.id for m in client.models.list()] == ["compat-model"]
+    compat.default = Script(reply="hi from compat", logprobs=(-0.5,))
+    scored = client.chat.completions.create(model="compat-model", messages=[{"role": "user", "content": "x"}],
+                                            logprobs=True)
+    assert [(t.token, t.logprob) for t in scored.choices[0].logprobs.content] == [("hi ", -0.5), ("from ", -0.5),
+                                                                                   ("compat", -0.5)]
+    chunks = list(client.chat.completions.create(model="compat-model", messages=[{"role": "user", "content": "x"}],
+                                                 stream=True, logprobs=True))
+    assert [t.logprob for c in chunks if c.choices and c.choices[0].logprobs for t in c.choices[0].logprobs.content] \
+        == [-0.5, -0.5, -0.5]
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "x"}])
 
@@ -166,5 +204,12 @@ def test_fake_ollama_streams_ndjson_by_default(ollama):
     lines = [requests.models.complexjson.loads(x) for x in r.iter_lines() if x]
     assert all(not x["done"] for x in lines[:-1]) and lines[-1]["done"] is True
     assert lines[-1]["eval_count"] == len(lines) - 1 and "prompt_eval_count" not in lines[0]
+    assert not any("logprobs" in x for x in lines)  # only when asked
+    ollama.default = Script(reply="a b", logprobs=(-0.1, -2.0))
+    r = requests.post(f"{ollama.url}/api/chat", json={"model": "tinyllama", "logprobs": True, "messages": [
+        {"role": "user", "content": "hi"}]}, stream=True, timeout=5)
+    lines = [requests.models.complexjson.loads(x) for x in r.iter_lines() if x]
+    assert [x.get("logprobs") for x in lines] == [[{"token": "a ", "logprob": -0.1, "bytes": [97, 32]}],
+                                                  [{"token": "b", "logprob": -2.0, "bytes": [98]}], None]
     r = requests.post(f"{ollama.url}/api/chat", json={"model": "llama9", "messages": []}, timeout=5)
     assert r.status_code == 404 and "not found" in r.json()["error"]

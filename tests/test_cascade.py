@@ -79,3 +79,35 @@ def test_local_only_budget_block_keeps_cascade_local(make_app, ollama, claude):
     body = r.get_json()
     assert r.status_code == 200 and body["backend"] == "ollama" and claude.requests == []
     assert "no cloud model usable" in body["routing"]["reason"]
+
+
+def test_an_unsure_local_answer_is_escalated(client, ollama, claude):
+    # Story prompts have no arithmetic to check: only the model's own confidence tells.
+    ollama.default = Script(reply="Once upon a time a dragon", logprobs=(-0.4, -2.9, -3.1))
+    claude.default = Script(reply="A proper story.")
+    r = client.post("/api/v1/chat", json={"prompt": "Write a two-line story about a dragon", "strategy": "cascade"})
+    body = r.get_json()
+    assert r.status_code == 200 and body["backend"] == "anthropic"
+    local = body["routing"]["attempts"][0]
+    assert local["outcome"] == "rejected" and local["mean_logprob"] == -2.1333
+    assert local["detail"] == "the local model was unsure of its answer (mean token log-probability -2.13 < -1.5)"
+    assert "mean_logprob" not in body["routing"]["attempts"][1]
+    local_call, = ollama.calls("/api/chat")
+    assert local_call.body["logprobs"] is True and "logprobs" not in str(claude.requests[-1].body)
+
+
+def test_a_confident_answer_stays_local_and_its_confidence_is_visible(client, ollama, claude):
+    ollama.default = Script(reply="16 - 3 = 13. She has 13 eggs left.", logprobs=(-0.2,))
+    body = chat(client).get_json()
+    assert body["backend"] == "ollama" and claude.requests == []
+    assert body["routing"]["attempts"] == [{"model": body["model"], "backend": "ollama", "outcome": "ok",
+                                            "latency_seconds": body["routing"]["attempts"][0]["latency_seconds"],
+                                            "mean_logprob": -0.2}]
+    logged = client.get("/api/v1/decisions?limit=1").get_json()["decisions"][-1]
+    assert logged["local_mean_logprob"] == "-0.2000"
+
+
+def test_other_strategies_do_not_ask_for_logprobs(client, ollama):
+    r = client.post("/api/v1/chat", json={"prompt": "What is Python?"})
+    assert r.status_code == 200 and "mean_logprob" not in r.get_json()["routing"]["attempts"][0]
+    assert "logprobs" not in ollama.calls("/api/chat")[-1].body

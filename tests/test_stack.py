@@ -205,7 +205,7 @@ def test_external_ollama_path_uses_no_ollama_container(ollama, tmp_path):
                          env={**os.environ, "DEPLOY_RUN_DIR": str(tmp_path)})
     text = out.stdout + out.stderr
     assert out.returncode == 0, text
-    assert f"Ollama 0.12.6 at {ollama.url}" in text and "no Ollama container" in text
+    assert f"Ollama 0.12.11 at {ollama.url}" in text and "no Ollama container" in text
     assert "+ docker compose up -d --build" in text and "--profile" not in text.split("no Ollama container")[1]
     assert "ollama_tools.py pull" in text and "tinyllama phi" in text
 

@@ -55,9 +55,9 @@ class AnthropicBackend(Backend):
             params["stop_sequences"] = list(request.stop)
         return params
 
-    def complete(self, model: ModelSpec, request: ChatRequest, max_tokens: int) -> Completion:
+    def complete(self, model: ModelSpec, request: ChatRequest, max_tokens: int, logprobs: bool = False) -> Completion:
         """Streamed underneath (as Anthropic advises for long requests), so the whole answer is bounded by
-        the timeout even if the upstream never stops sending."""
+        the timeout even if the upstream never stops sending. The Messages API has no log-probabilities."""
         deadline = time.monotonic() + self.settings.timeout
         pieces = self.stream(model, request, max_tokens)
         text: list[str] = []

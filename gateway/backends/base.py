@@ -66,8 +66,9 @@ class Backend(ABC):
     name: ClassVar[str]
 
     @abstractmethod
-    def complete(self, model: ModelSpec, request: ChatRequest, max_tokens: int) -> Completion:
-        """One answer, with usage from the upstream's own token counts."""
+    def complete(self, model: ModelSpec, request: ChatRequest, max_tokens: int, logprobs: bool = False) -> Completion:
+        """One answer, with usage from the upstream's own token counts; with `logprobs`, the sampled tokens'
+        log-probabilities too where the upstream reports them (Completion.logprobs stays None otherwise)."""
 
     @abstractmethod
     def stream(self, model: ModelSpec, request: ChatRequest, max_tokens: int) -> Iterator[StreamDelta]:
@@ -105,6 +106,18 @@ def retry_after_seconds(value: str | None) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         return None  # an HTTP date: rare from LLM APIs, treated as "no hint"
+
+
+def token_logprobs(entries: object) -> tuple[float, ...] | None:
+    """The `logprob` of every entry of a per-token list (Ollama's top-level `logprobs`, OpenAI's
+    `choices[0].logprobs.content`). None when it is absent, empty or not that shape: the answer stands,
+    only unscored."""
+    if not isinstance(entries, list) or not entries:
+        return None
+    values = tuple(e.get("logprob") if isinstance(e, dict) else None for e in entries)
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) and v <= 0 for v in values):
+        return None
+    return values
 
 
 def http_error(backend: str, reply: Reply) -> BackendError:

@@ -8,7 +8,7 @@ from .. import fastjson
 from ..catalog import ModelSpec
 from ..chat import ChatRequest, Completion, StreamDelta, Usage
 from ..config import BackendSettings
-from .base import Backend, BackendError, BackendHealth, ModelState, http_error
+from .base import Backend, BackendError, BackendHealth, ModelState, http_error, token_logprobs
 from .http_pool import HttpPool, Reply
 
 _FINISH = {"stop": "stop", "length": "length"}
@@ -24,7 +24,8 @@ class OllamaBackend(Backend):
         self.http = HttpPool(self.name, self.url, connect_timeout=settings.connect_timeout,
                              read_timeout=settings.timeout)
 
-    def _body(self, model: ModelSpec, request: ChatRequest, max_tokens: int, stream: bool) -> dict:
+    def _body(self, model: ModelSpec, request: ChatRequest, max_tokens: int, stream: bool,
+              logprobs: bool = False) -> dict:
         messages = ([{"role": "system", "content": request.system}] if request.system else []) + [
             {"role": m.role, "content": m.content} for m in request.messages
         ]
@@ -33,8 +34,11 @@ class OllamaBackend(Backend):
             options["temperature"] = request.temperature
         if request.stop:
             options["stop"] = list(request.stop)
-        return {"model": model.id, "messages": messages, "stream": stream, "options": options,
+        body = {"model": model.id, "messages": messages, "stream": stream, "options": options,
                 "keep_alive": self.keep_alive}
+        if logprobs:
+            body["logprobs"] = True  # Ollama 0.12.11+; older versions ignore the field
+        return body
 
     def _post(self, model: ModelSpec, body: dict) -> Reply:
         reply = self.http.request("POST", "/api/chat", body)
@@ -46,15 +50,16 @@ class OllamaBackend(Backend):
             raise http_error(self.name, reply)
         return reply
 
-    def complete(self, model: ModelSpec, request: ChatRequest, max_tokens: int) -> Completion:
-        reply = self._post(model, self._body(model, request, max_tokens, stream=False))
+    def complete(self, model: ModelSpec, request: ChatRequest, max_tokens: int, logprobs: bool = False) -> Completion:
+        reply = self._post(model, self._body(model, request, max_tokens, stream=False, logprobs=logprobs))
         data = reply.json(total_timeout=self.settings.timeout)
         if "error" in data:
             raise BackendError("server_error", f"ollama: {str(data['error'])[:300]}", status=reply.status)
         message = data.get("message")
         if not isinstance(message, dict) or not isinstance(message.get("content"), str):
             raise BackendError("malformed", "ollama: response has no message.content", status=reply.status)
-        return Completion(message["content"], _usage(data, request), _FINISH.get(data.get("done_reason"), "stop"))
+        return Completion(message["content"], _usage(data, request), _FINISH.get(data.get("done_reason"), "stop"),
+                          token_logprobs(data.get("logprobs")) if logprobs else None)
 
     def stream(self, model: ModelSpec, request: ChatRequest, max_tokens: int) -> Iterator[StreamDelta]:
         reply = self._post(model, self._body(model, request, max_tokens, stream=True))

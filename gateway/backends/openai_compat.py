@@ -12,7 +12,7 @@ from .. import fastjson
 from ..catalog import ModelSpec
 from ..chat import ChatRequest, Completion, StreamDelta, Usage
 from ..config import BackendSettings
-from .base import Backend, BackendError, BackendHealth, ModelState, http_error
+from .base import Backend, BackendError, BackendHealth, ModelState, http_error, token_logprobs
 from .http_pool import HttpPool, Reply
 
 
@@ -26,7 +26,8 @@ class OpenAICompatBackend(Backend):
         self.http = HttpPool(self.name, self.url, connect_timeout=settings.connect_timeout,
                              read_timeout=settings.timeout, headers=headers)
 
-    def _post(self, model: ModelSpec, request: ChatRequest, max_tokens: int, stream: bool) -> Reply:
+    def _post(self, model: ModelSpec, request: ChatRequest, max_tokens: int, stream: bool,
+              logprobs: bool = False) -> Reply:
         messages = ([{"role": "system", "content": request.system}] if request.system else []) + [
             {"role": m.role, "content": m.content} for m in request.messages
         ]
@@ -37,19 +38,24 @@ class OpenAICompatBackend(Backend):
             body["temperature"] = request.temperature
         if request.stop:
             body["stop"] = list(request.stop)
+        if logprobs:
+            body["logprobs"] = True
         reply = self.http.request("POST", "/chat/completions", body)
         if not reply.ok:
             raise http_error(self.name, reply)
         return reply
 
-    def complete(self, model: ModelSpec, request: ChatRequest, max_tokens: int) -> Completion:
-        data = self._post(model, request, max_tokens, stream=False).json(total_timeout=self.settings.timeout)
+    def complete(self, model: ModelSpec, request: ChatRequest, max_tokens: int, logprobs: bool = False) -> Completion:
+        data = self._post(model, request, max_tokens, stream=False, logprobs=logprobs).json(
+            total_timeout=self.settings.timeout)
         try:
             choice = data["choices"][0]
             text = choice["message"]["content"] or ""
         except (KeyError, IndexError, TypeError) as exc:
             raise BackendError("malformed", "openai_compat: response has no choices[0].message") from exc
-        return Completion(text, _usage(data.get("usage"), request), choice.get("finish_reason") or "stop")
+        scored = choice.get("logprobs")  # {"content": [{"token", "logprob", "bytes", "top_logprobs"}, ...]} or null
+        found = token_logprobs(scored.get("content")) if logprobs and isinstance(scored, dict) else None
+        return Completion(text, _usage(data.get("usage"), request), choice.get("finish_reason") or "stop", found)
 
     def stream(self, model: ModelSpec, request: ChatRequest, max_tokens: int) -> Iterator[StreamDelta]:
         lines = self._post(model, request, max_tokens, stream=True).lines()

@@ -2,7 +2,8 @@
 
 Follows the native API: stream defaults to true, token counts only on the final line
 (prompt_eval_count / eval_count), durations in nanoseconds, 404 {"error"} for a model not pulled,
-errors inside a 200 stream as an {"error": ...} line.
+errors inside a 200 stream as an {"error": ...} line, per-token `logprobs` only when the request sets
+"logprobs": true (0.12.11+).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 import time
 from datetime import UTC, datetime, timedelta
 
-from .server import FakeServer, Script, pieces, words
+from .server import FakeServer, Script, pieces, token_logprobs, words
 
 
 class FakeOllama(FakeServer):
@@ -24,7 +25,7 @@ class FakeOllama(FakeServer):
 
     def handle(self, h, method, path, body):
         if method == "GET" and path == "/api/version":
-            return self.send(h, 200, {"version": "0.12.6"})
+            return self.send(h, 200, {"version": "0.12.11"})
         if method == "GET" and path == "/api/tags":
             return self.send(h, 200, {"models": [
                 {"name": f"{m}:latest", "model": f"{m}:latest", "size": 637_700_138, "digest": "sha256:" + "0" * 64,
@@ -71,10 +72,14 @@ class FakeOllama(FakeServer):
             "prompt_eval_count": prompt_tokens, "prompt_eval_duration": 300_000_000,
             "eval_count": len(reply_pieces), "eval_duration": 1_100_000_000,
         }
+        # Ollama 0.12.11+: a top-level list, one entry per token, only when asked
+        scored = token_logprobs(script, reply_pieces) if body.get("logprobs") is True else None
         if body.get("stream", True) is False:
             if script.endless:
                 return self.endless_json(h, script)
             final["message"] = {"role": "assistant", "content": "".join(reply_pieces)}
+            if scored:
+                final["logprobs"] = scored
             return self.send(h, 200, final, script.content_type or "application/json", script.headers)
         self.start_stream(h, script.content_type or "application/x-ndjson", script.headers)
         for i, piece in enumerate(itertools.cycle(reply_pieces) if script.endless else reply_pieces):
@@ -85,6 +90,8 @@ class FakeOllama(FakeServer):
                 return self.end_stream(h)
             line = {"model": body["model"], "created_at": datetime.now(UTC).isoformat(),
                     "message": {"role": "assistant", "content": piece}, "done": False}
+            if scored:
+                line["logprobs"] = [scored[i % len(scored)]]
             self.write_chunk(h, json.dumps(line).encode() + b"\n")
             if script.chunk_delay:
                 time.sleep(script.chunk_delay)

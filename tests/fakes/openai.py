@@ -11,7 +11,7 @@ import json
 import time
 import uuid
 
-from .server import FakeServer, pieces, words
+from .server import FakeServer, pieces, token_logprobs, words
 
 ERROR_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 404: "invalid_request_error",
                429: "rate_limit_exceeded", 500: "server_error", 503: "server_error"}
@@ -57,18 +57,21 @@ class FakeOpenAI(FakeServer):
         cid, created = "chatcmpl-" + uuid.uuid4().hex[:24], int(time.time())
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(reply),
                  "total_tokens": prompt_tokens + len(reply)}
+        # With "logprobs": true, each choice carries {"content": [{token, logprob, bytes, top_logprobs}]}.
+        scored = [dict(e, top_logprobs=[]) for e in token_logprobs(script, reply)] if body.get("logprobs") else None
         if not body.get("stream"):
             if script.endless:
                 return self.endless_json(h, script)
             return self.send(h, 200, {
                 "id": cid, "object": "chat.completion", "created": created, "model": body["model"],
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(reply)},
-                             "finish_reason": finish, "logprobs": None}],
+                             "finish_reason": finish, "logprobs": {"content": scored} if scored else None}],
                 "usage": usage}, script.content_type or "application/json", script.headers)
 
-        def chunk(delta, finish_reason=None, usage_=None, choices=True):
+        def chunk(delta, finish_reason=None, usage_=None, choices=True, logprobs=None):
             data = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": body["model"],
-                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}] if choices else []}
+                    "choices": [{"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish_reason}]
+                    if choices else []}
             if usage_ is not None:
                 data["usage"] = usage_
             self.write_chunk(h, f"data: {json.dumps(data)}\n\n".encode())
@@ -81,7 +84,7 @@ class FakeOpenAI(FakeServer):
             if script.error_after is not None and i >= script.error_after:
                 self.write_chunk(h, f"data: {json.dumps({'error': {'message': script.error_message}})}\n\n".encode())
                 return self.end_stream(h)
-            chunk({"content": piece})
+            chunk({"content": piece}, logprobs={"content": [scored[i % len(scored)]]} if scored else None)
             if script.chunk_delay:
                 time.sleep(script.chunk_delay)
         chunk({}, finish)

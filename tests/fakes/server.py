@@ -33,6 +33,9 @@ class Script:
     chunk_delay: float = 0.0
     drop: bool = False                   # close the connection without any response
     endless: bool = False                # streaming: repeat the reply forever (until the client leaves)
+    # Log-probabilities of the reply's tokens (one per piece, cycled), sent only when the request asks for
+    # them, as the real servers do; None: -0.05 each.
+    logprobs: tuple[float, ...] | None = None
 
 
 @dataclass
@@ -204,3 +207,10 @@ def pieces(text: str) -> list[str]:
     """A reply split into stream chunks, one word (with its following space) each."""
     parts = text.split(" ")
     return [p + (" " if i < len(parts) - 1 else "") for i, p in enumerate(parts)]
+
+
+def token_logprobs(script: Script, reply_pieces: list[str]) -> list[dict]:
+    """Per sampled token, what Ollama and OpenAI-compatible servers report: token, logprob, UTF-8 bytes."""
+    values = script.logprobs or (-0.05,)
+    return [{"token": p, "logprob": values[i % len(values)], "bytes": list(p.encode())}
+            for i, p in enumerate(reply_pieces)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.cascade import review, wrong_calculations
+from gateway.cascade import mean_logprob, review, wrong_calculations
 
 GOOD = "Janet has 16 - 3 = 13 eggs.\nShe bakes with 4: 13 - 4 = 9.\nShe sells them: 9 * $2 = $18.\nShe makes $18."
 
@@ -83,3 +83,21 @@ def test_review_of_amounts(prompt, text, reason):
 def test_pathological_answers_are_reviewed_without_error(text):
     assert review("How many?", text) in (None, "answer cut at the token limit",
                                          "the prompt asks for an amount and the answer ends without a number")
+
+
+@pytest.mark.parametrize("logprobs, limit, reason", [
+    ((-0.1, -0.3, -0.2), -1.5, None),
+    ((-0.5, -3.0, -2.5), -1.5, "the local model was unsure of its answer (mean token log-probability -2.00 < -1.5)"),
+    ((-0.5, -3.0, -2.5), None, None),   # the check turned off
+    (None, -1.5, None),                  # a backend that reports none: not judged
+])
+def test_review_of_confidence(logprobs, limit, reason):
+    assert review("Tell me a story", "Once upon a time.", "stop", logprobs, limit) == reason
+
+
+def test_specific_reasons_come_before_confidence():
+    assert review("How many?", "16 - 3 = 12", "stop", (-5.0,), -1.5) == "1 calculation(s) in the answer do not add up"
+
+
+def test_mean_logprob():
+    assert mean_logprob((-0.5, -1.0, -1.5)) == -1.0 and mean_logprob(None) is None and mean_logprob(()) is None

@@ -49,6 +49,7 @@ def test_shipped_catalog_is_valid_and_dated():
     sonnet = cat.model("claude-sonnet")
     assert sonnet.backend == "anthropic" and sonnet.price_in_per_mtok > 0 and sonnet.price_out_per_mtok > 0
     assert all(m.price_in_per_mtok == 0 for m in cat.models if m.backend == "ollama")
+    assert cat.routing.cascade_min_mean_logprob == -1.5
 
 
 @pytest.mark.parametrize(
@@ -60,6 +61,8 @@ def test_shipped_catalog_is_valid_and_dated():
         (lambda r: r["tiers"].reverse(), "ascending max_score"),
         (lambda r: r["routing"]["weights"].update(vibes=1), "unknown factors"),
         (lambda r: r["models"].append(dict(r["models"][0])), "duplicate model"),
+        (lambda r: r["routing"]["cascade"].update(min_mean_logprob=0.5), "must be a negative number"),
+        (lambda r: r["routing"]["cascade"].update(min_mean_logprob="low"), "must be a negative number"),
     ],
 )
 def test_catalog_errors_name_the_problem(mutate, fragment):
