@@ -41,9 +41,10 @@ _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 _OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
 
 
-def review(prompt: str, text: str, finish_reason: str | None = "stop", logprobs: tuple[float, ...] | None = None,
+def review(prompt: str, text: str, finish_reason: str | None = "stop", confidence: float | None = None,
            min_mean_logprob: float | None = None) -> str | None:
-    """None: send the local answer. Otherwise why the cloud model should answer instead."""
+    """None: send the local answer. Otherwise why the cloud model should answer instead. `confidence` is
+    the answer's mean_logprob(), None where the backend reported no log-probabilities."""
     answer = text.strip()
     if not answer:
         return "empty answer"
@@ -62,9 +63,8 @@ def review(prompt: str, text: str, finish_reason: str | None = "stop", logprobs:
             return "the prompt asks how many and the answer's final number is not whole"
         if _HEDGE.search(answer):
             return "the prompt asks for an exact amount and the answer approximates or assumes"
-    mean = mean_logprob(logprobs)
-    if mean is not None and min_mean_logprob is not None and mean < min_mean_logprob:
-        return (f"the local model was unsure of its answer (mean token log-probability {mean:.2f} "
+    if confidence is not None and min_mean_logprob is not None and confidence < min_mean_logprob:
+        return (f"the local model was unsure of its answer (mean token log-probability {confidence:.2f} "
                 f"< {min_mean_logprob:g})")
     return None
 

@@ -116,7 +116,7 @@ class Dispatcher:
                           deadline=start + self.settings.request_deadline_seconds)
 
     def _first_success(self, request: ChatRequest, decision: Decision, call: Callable,
-                       review: Callable[[object], str | None] | None = None) -> _Success:
+                       review: Callable[[object], tuple[str | None, float | None]] | None = None) -> _Success:
         """Walk the plan with budget, concurrency cap, retries, breakers and the deadline; return the
         first success of `call`. With `review`, a local result it rejects sends the rest of the walk to the
         paid models only; if they all fail, that local result is returned after all."""
@@ -171,9 +171,7 @@ class Dispatcher:
                         raise
                     breaker.record_success()
                     latency = round(self.clock() - t0, 4)
-                    reviewed = review is not None and not model.paid
-                    why = review(result) if reviewed else None
-                    confidence = mean_logprob(result.logprobs) if reviewed else None
+                    why, confidence = review(result) if review is not None and not model.paid else (None, None)
                     if why and any(self._paid(c.model) for c in decision.plan[n + 1:]):
                         self.state.concurrency.release(choice.backend, lease)
                         attempts.append(Attempt(model.name, choice.backend, "rejected", "cascade_review",
@@ -334,7 +332,12 @@ class LiveStream:
             self._lease = None
 
 
-def _cascade_review(request: ChatRequest, min_mean_logprob: float | None) -> Callable[[Completion], str | None]:
+def _cascade_review(request: ChatRequest, min_mean_logprob: float | None
+                    ) -> Callable[[Completion], tuple[str | None, float | None]]:
+    """The review of a local answer: why it goes to the cloud (None: it is sent), and the confidence it read."""
     prompt = request.prompt
-    return lambda completion: review(prompt, completion.text, completion.finish_reason, completion.logprobs,
-                                     min_mean_logprob)
+
+    def check(completion: Completion) -> tuple[str | None, float | None]:
+        confidence = mean_logprob(completion.logprobs)
+        return review(prompt, completion.text, completion.finish_reason, confidence, min_mean_logprob), confidence
+    return check

@@ -92,11 +92,11 @@ def test_pathological_answers_are_reviewed_without_error(text):
     (None, -1.5, None),                  # a backend that reports none: not judged
 ])
 def test_review_of_confidence(logprobs, limit, reason):
-    assert review("Tell me a story", "Once upon a time.", "stop", logprobs, limit) == reason
+    assert review("Tell me a story", "Once upon a time.", "stop", mean_logprob(logprobs), limit) == reason
 
 
 def test_specific_reasons_come_before_confidence():
-    assert review("How many?", "16 - 3 = 12", "stop", (-5.0,), -1.5) == "1 calculation(s) in the answer do not add up"
+    assert review("How many?", "16 - 3 = 12", "stop", -5.0, -1.5) == "1 calculation(s) in the answer do not add up"
 
 
 def test_mean_logprob():
