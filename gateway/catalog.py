@@ -15,6 +15,9 @@ from typing import Any
 import yaml
 
 BACKENDS = ("ollama", "anthropic", "openai_compat")
+MAX_TOKENS_PARAMS = ("max_tokens", "max_completion_tokens")
+# The temperature each upstream samples at when a request sets none (Ollama's default; the cloud APIs' 1.0).
+DEFAULT_TEMPERATURES = {"ollama": 0.8, "anthropic": 1.0, "openai_compat": 1.0}
 FACTORS = ("length", "reasoning", "code", "question", "steps")
 
 
@@ -33,6 +36,8 @@ class ModelSpec:
     price_out_per_mtok: float
     max_output_tokens: int | None = None
     sampling_params: bool = True
+    max_tokens_param: str = "max_tokens"  # openai_compat: the field the model takes its output limit in
+    default_temperature: float = 1.0      # what the upstream samples at when a request sets none
 
     @property
     def paid(self) -> bool:
@@ -42,6 +47,11 @@ class ModelSpec:
     def cost(self, input_tokens: int, output_tokens: int) -> float:
         """USD for the given token counts at this model's prices."""
         return (input_tokens * self.price_in_per_mtok + output_tokens * self.price_out_per_mtok) / 1e6
+
+    def output_limit(self, max_tokens: int) -> int:
+        """The max_tokens a call to this model is sent with: the request's, capped at the model's own
+        limit. The budget reserves at this same figure, so what is sent is what is reserved."""
+        return min(max_tokens, self.max_output_tokens) if self.max_output_tokens else max_tokens
 
 
 @dataclass(frozen=True)
@@ -180,6 +190,8 @@ def _model(m: Any, source: str, tiers: set[str]) -> ModelSpec:
             price_out_per_mtok=float(m["price_out_per_mtok"]),
             max_output_tokens=int(m["max_output_tokens"]) if m.get("max_output_tokens") else None,
             sampling_params=bool(m.get("sampling_params", True)),
+            max_tokens_param=str(m.get("max_tokens_param", "max_tokens")),
+            default_temperature=float(m.get("default_temperature", DEFAULT_TEMPERATURES[m["backend"]])),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise CatalogError(
@@ -187,6 +199,8 @@ def _model(m: Any, source: str, tiers: set[str]) -> ModelSpec:
         ) from exc
     if spec.context_window <= 0 or spec.price_in_per_mtok < 0 or spec.price_out_per_mtok < 0:
         raise CatalogError(f"{source}: model {name!r}: context_window > 0 and prices >= 0 required")
+    if spec.max_tokens_param not in MAX_TOKENS_PARAMS:
+        raise CatalogError(f"{source}: model {name!r}: max_tokens_param must be one of {', '.join(MAX_TOKENS_PARAMS)}")
     return spec
 
 

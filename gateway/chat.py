@@ -76,6 +76,7 @@ class StreamDelta:
     text: str = ""
     usage: Usage | None = None
     finish_reason: str | None = None
+    logprobs: tuple[float, ...] | None = None  # this piece's tokens', when asked for and reported
 
 
 @dataclass
@@ -88,6 +89,7 @@ class Attempt:
     latency_seconds: float = 0.0
     detail: str | None = None
     mean_logprob: float | None = None  # cascade: the local answer's mean token log-probability, when known
+    cost: float | None = None          # USD charged for a failed paid try the upstream may have billed
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in vars(self).items() if v is not None}  # flat: no deep copy (asdict)
@@ -106,3 +108,5 @@ class Outcome:
     latency_seconds: float = 0.0
     cached: bool = False
     reservation: Any = None            # state.budget.Reservation held for this call, settled when recorded
+    reason: str = ""                   # the decision's reason, amended when another model answered
+    paid_fallback: bool = False        # a paid model answered because the local one it was decided for failed

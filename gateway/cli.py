@@ -22,7 +22,8 @@ def _route(args: argparse.Namespace) -> int:
     request = ChatRequest(messages=(Message("user", prompt),), model=args.model, strategy=args.strategy,
                           max_tokens=args.max_tokens)
     context = RoutingContext(settings.catalog, settings.configured_backends, settings.deployment_tier,
-                             settings.routing_strategy, router=settings.router, learned=settings.learned)
+                             settings.routing_strategy, router=settings.router, learned=settings.learned,
+                             paid_fallback=settings.paid_fallback)
     try:
         d = decide(request, context)
     except GatewayError as exc:

@@ -18,6 +18,7 @@ from .smart_router import ROUTERS
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+PAID_FALLBACKS = ("refuse", "cloud")
 
 
 class ConfigError(ValueError):
@@ -46,6 +47,7 @@ class Settings:
     models_config: str = "configs/models.yaml"
     deployment_tier: int = 2
     routing_strategy: str = "auto"
+    paid_fallback: str = "refuse"            # PAID_FALLBACK: refuse or cloud (when local models are down)
     router: str = "heuristic"                # ROUTER: heuristic, learned or hybrid
     learned: LearnedRouter | None = field(default=None, repr=False)  # loaded for learned and hybrid
     log_level: str = "INFO"
@@ -69,6 +71,7 @@ class Settings:
     budget_soft_limit: float = 0.8
     cache_ttl_seconds: int = 3600            # 0: cache off
     cache_max_temperature: float = 0.5
+    cache_shared_across_keys: bool = False   # one cache for every API key (only if keys trust each other)
     rate_limit_rpm: int = 0                  # per API key; 0: off
     rate_limit_tpm: int = 0
     ollama_max_concurrency: int = 0          # across all workers and replicas; 0: no cap
@@ -76,6 +79,15 @@ class Settings:
     decision_log_max: int = 10000
     metrics_token: str | None = field(default=None, repr=False)
     gpu_sample_seconds: float = 5.0
+    stream_send_timeout_seconds: float = 30.0  # a client that reads nothing of a stream this long is cut off
+
+    @property
+    def longest_call_seconds(self) -> float:
+        """How long one upstream call can hold a budget reservation or a concurrency slot: started just before
+        the request deadline it may read for its backend's whole timeout, and a stream may then wait on a
+        slow client for the send timeout; plus a margin. Reservations and leases live this long."""
+        timeout = max(b.timeout for b in (self.ollama, self.anthropic, self.openai_compat))
+        return self.request_deadline_seconds + timeout + self.stream_send_timeout_seconds + 60
 
     @property
     def configured_backends(self) -> frozenset[str]:
@@ -115,6 +127,7 @@ class Settings:
             catalog=load_catalog(resolve_path(models_config)),
             deployment_tier=int(r.number("DEPLOYMENT_TIER", 2, low=1, high=4)),
             routing_strategy=r.choice("ROUTING_STRATEGY", "auto", STRATEGIES),
+            paid_fallback=r.choice("PAID_FALLBACK", "refuse", PAID_FALLBACKS),
             router=router, learned=r.learned(router, r.text("ROUTER_WEIGHTS", "configs/router/learned.json")),
             log_level=r.choice("LOG_LEVEL", "INFO", LOG_LEVELS, upper=True),
             ollama_keep_alive=r.text("OLLAMA_KEEP_ALIVE", "30m"),
@@ -136,6 +149,7 @@ class Settings:
             budget_soft_limit=r.number("BUDGET_SOFT_LIMIT", 0.8, low=0, high=1),
             cache_ttl_seconds=int(r.number("CACHE_TTL_SECONDS", 3600, low=0)),
             cache_max_temperature=r.number("CACHE_MAX_TEMPERATURE", 0.5, low=0, high=2),
+            cache_shared_across_keys=r.flag("CACHE_SHARED_ACROSS_KEYS", False),
             rate_limit_rpm=int(r.number("RATE_LIMIT_RPM", 0, low=0)),
             rate_limit_tpm=int(r.number("RATE_LIMIT_TPM", 0, low=0)),
             ollama_max_concurrency=int(r.number("OLLAMA_MAX_CONCURRENCY", 0, low=0)),
@@ -143,6 +157,7 @@ class Settings:
             decision_log_max=int(r.number("DECISION_LOG_MAX", 10000, low=10)),
             metrics_token=r.text("METRICS_TOKEN", None),
             gpu_sample_seconds=r.number("GPU_SAMPLE_SECONDS", 5.0, low=0.5),
+            stream_send_timeout_seconds=r.number("STREAM_SEND_TIMEOUT_SECONDS", 30.0, low=1, high=3600),
         )
         r.raise_if_errors()
         return settings

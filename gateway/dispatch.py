@@ -13,9 +13,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from .backends import BackendError
+from .billing import Meter, charged_usage
 from .cascade import mean_logprob, review
 from .catalog import ModelSpec
-from .chat import Attempt, ChatRequest, Completion, Outcome, StreamDelta
+from .chat import Attempt, ChatRequest, Completion, Outcome, StreamDelta, Usage
 from .config import Settings
 from .errors import (
     BudgetExceeded,
@@ -55,6 +56,12 @@ class _Success:
     result: object
     reservation: Reservation | None
     lease: str
+    meter: Meter
+
+
+# charge(request, model, backend, usage, cost, reservation): record what a failed paid try cost, settling its
+# reservation (the service records spend and metrics; see GatewayService.charge).
+Charge = Callable[[ChatRequest, ModelSpec, str, Usage, float, Reservation | None], None]
 
 
 class _Skip(Exception):
@@ -66,14 +73,16 @@ class _Skip(Exception):
 
 
 class Dispatcher:
-    def __init__(self, settings: Settings, upstreams: Upstreams, state: State,
+    def __init__(self, settings: Settings, upstreams: Upstreams, state: State, charge: Charge | None = None,
                  sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic):
         self.settings, self.upstreams, self.state = settings, upstreams, state
+        self.charge = charge or self._record_charge
         self.sleep, self.clock = sleep, clock
         self.catalog = settings.catalog
 
-    def max_tokens(self, request: ChatRequest) -> int:
-        return request.max_tokens or self.catalog.routing.default_max_tokens
+    def max_tokens(self, request: ChatRequest, model: ModelSpec) -> int:
+        """What a call to `model` is sent with and reserved at: one figure for every backend."""
+        return model.output_limit(request.max_tokens or self.catalog.routing.default_max_tokens)
 
     def execute(self, request: ChatRequest, decision: Decision) -> Outcome:
         """One complete answer, from the first model in the plan that gives one (with the cascade strategy,
@@ -82,10 +91,11 @@ class Dispatcher:
         cascade = decision.strategy == "cascade"
         review = _cascade_review(request, self.catalog.routing.cascade_min_mean_logprob) if cascade else None
         # The cascade asks local models for their tokens' log-probabilities: its confidence check reads them.
-        won = self._first_success(request, decision, lambda b, m: b.complete(
-            m, request, self.max_tokens(request), logprobs=cascade and not m.paid), review)
+        won = self._first_success(request, decision, lambda b, m, meter: b.complete(
+            m, request, self.max_tokens(request, m), logprobs=cascade and not m.paid, meter=meter), review)
         self.state.concurrency.release(won.backend, won.lease)
-        outcome = _outcome(request, decision, won.model, won.backend, won.result, won.attempts, self.clock() - start)
+        outcome = _outcome(request, decision, won.model, won.backend, won.result, won.attempts, self.clock() - start,
+                           self._paid(decision.model))
         outcome.reservation = won.reservation
         return outcome
 
@@ -100,12 +110,12 @@ class Dispatcher:
                                    "use it without streaming", param="strategy")
         start = self.clock()
 
-        def first_piece(backend, model):
-            pieces = backend.stream(model, request, self.max_tokens(request))
+        def first_piece(backend, model, meter):
+            pieces = backend.stream(model, request, self.max_tokens(request, model), meter=meter)
             try:
                 return next(pieces), pieces
             except StopIteration as exc:
-                raise BackendError("malformed", f"{backend.name}: empty stream") from exc
+                raise BackendError("malformed", f"{backend.name}: empty stream", billable=False) from exc
             except BaseException:
                 pieces.close()
                 raise
@@ -118,76 +128,118 @@ class Dispatcher:
     def _first_success(self, request: ChatRequest, decision: Decision, call: Callable,
                        review: Callable[[object], tuple[str | None, float | None]] | None = None) -> _Success:
         """Walk the plan with budget, concurrency cap, retries, breakers and the deadline; return the
-        first success of `call`. With `review`, a local result it rejects sends the rest of the walk to the
-        paid models only; if they all fail, that local result is returned after all."""
+        first success of `call(backend, model, meter)`. With `review`, a local result it rejects sends the
+        rest of the walk to the paid models only; if they all fail, that local result is returned after all.
+
+        Each try reserves its own worst case and is charged what it cost even when it fails
+        (gateway/billing.py), so retries and fallbacks cannot spend past the budget."""
         deadline = self.clock() + self.settings.request_deadline_seconds
         attempts: list[Attempt] = []
         last: BackendError | None = None
         held: _Success | None = None       # a local answer the review rejected: better than nothing
+        # PAID_FALLBACK=refuse: a prompt decided for a local model reaches a paid one only to review a local
+        # answer (cascade), never because the local call failed (the router already left paid models out
+        # of other plans; see smart_router._keep_local).
+        refuse = (self.settings.paid_fallback == "refuse" and not self._paid(decision.model)
+                  and not decision.explicit and decision.strategy != "local-only"
+                  and any(m.paid and m.backend in self.upstreams.backends for m in self.catalog.models))
         for n, choice in enumerate(decision.plan):
             model = self.catalog.model(choice.model)
             backend = self.upstreams.backends.get(choice.backend)
             breaker = self.upstreams.breakers.get(choice.backend)
             if model is None or backend is None or breaker is None or (held is not None and not model.paid):
                 continue
-            try:
-                reservation = self._reserve(request, model)
-            except _Skip as skip:
-                attempts.append(Attempt(model.name, choice.backend, "skipped", skip.kind, detail=skip.detail))
+            if refuse and model.paid and held is None:
+                attempts.append(Attempt(model.name, choice.backend, "skipped", "paid_fallback_refused",
+                                        detail="PAID_FALLBACK=refuse: a failed local call is not sent to a paid model"))
                 continue
-            won = None
-            try:
-                for retry in range(self._retries(choice.backend) + 1):
-                    if self.clock() >= deadline:
-                        raise self._final(BackendError("timeout", "request deadline reached"), attempts)
-                    if not breaker.allow():
-                        attempts.append(Attempt(model.name, choice.backend, "skipped", "circuit_open",
-                                                detail=f"retry in {breaker.retry_in():.0f}s"))
+            for retry in range(self._retries(choice.backend) + 1):
+                if self.clock() >= deadline:
+                    raise self._final(BackendError("timeout", "request deadline reached"), attempts)
+                if not breaker.allow():
+                    attempts.append(Attempt(model.name, choice.backend, "skipped", "circuit_open",
+                                            detail=f"retry in {breaker.retry_in():.0f}s"))
+                    break
+                try:
+                    reservation = self._reserve(request, model)
+                except _Skip as skip:
+                    breaker.release()
+                    attempts.append(Attempt(model.name, choice.backend, "skipped", skip.kind, detail=skip.detail))
+                    break
+                except BaseException:
+                    breaker.release()
+                    raise
+                t0 = self.clock()
+                lease = self.state.concurrency.acquire(
+                    choice.backend, min(self.settings.concurrency_wait_seconds, max(0.0, deadline - t0)))
+                if lease is None:
+                    breaker.release()
+                    self._release(reservation)
+                    last = BackendError("overloaded", f"{choice.backend}: concurrency cap reached")
+                    attempts.append(Attempt(model.name, choice.backend, "skipped", "concurrency_cap",
+                                            latency_seconds=round(self.clock() - t0, 4)))
+                    break
+                meter = Meter()
+                try:
+                    result = call(backend, model, meter)
+                except BackendError as exc:
+                    self.state.concurrency.release(choice.backend, lease)
+                    cost = self._charge_failed(request, model, choice.backend, meter, exc.billable, reservation)
+                    last = exc
+                    attempts.append(Attempt(model.name, choice.backend, "error", exc.kind, exc.status,
+                                            round(self.clock() - t0, 4), exc.message, cost=cost or None))
+                    if exc.upstream_message:
+                        log.debug("upstream said: %s", exc.upstream_message,
+                                  extra={"request_id": request.request_id})
+                    self.account_failure(exc, choice.backend, model.name, meter)
+                    delay = self._retry_delay(exc, retry, choice.backend, deadline)
+                    if delay is None:
                         break
-                    t0 = self.clock()
-                    lease = self.state.concurrency.acquire(
-                        choice.backend, min(self.settings.concurrency_wait_seconds, max(0.0, deadline - t0)))
-                    if lease is None:
-                        breaker.release()
-                        last = BackendError("overloaded", f"{choice.backend}: concurrency cap reached")
-                        attempts.append(Attempt(model.name, choice.backend, "skipped", "concurrency_cap",
-                                                latency_seconds=round(self.clock() - t0, 4)))
-                        break
-                    try:
-                        result = call(backend, model)
-                    except BackendError as exc:
-                        self.state.concurrency.release(choice.backend, lease)
-                        last = exc
-                        attempts.append(Attempt(model.name, choice.backend, "error", exc.kind, exc.status,
-                                                round(self.clock() - t0, 4), exc.message))
-                        self.account_failure(exc, choice.backend, model.name)
-                        delay = self._retry_delay(exc, retry, choice.backend, deadline)
-                        if delay is None:
-                            break
-                        self.sleep(delay)
-                        continue
-                    except BaseException:
-                        self.state.concurrency.release(choice.backend, lease)
-                        raise
-                    breaker.record_success()
-                    latency = round(self.clock() - t0, 4)
-                    why, confidence = review(result) if review is not None and not model.paid else (None, None)
-                    if why and any(self._paid(c.model) for c in decision.plan[n + 1:]):
-                        self.state.concurrency.release(choice.backend, lease)
-                        attempts.append(Attempt(model.name, choice.backend, "rejected", "cascade_review",
-                                                latency_seconds=latency, detail=why, mean_logprob=confidence))
-                        held = _Success(model, choice.backend, attempts, result, reservation, "")
-                        break
-                    attempts.append(Attempt(model.name, choice.backend, "ok", latency_seconds=latency,
-                                            mean_logprob=confidence))
-                    won = _Success(model, choice.backend, attempts, result, reservation, lease)
-                    return won
-            finally:
-                if won is None and reservation is not None:
-                    self.state.ledger.release(reservation)
+                    self.sleep(delay)
+                    continue
+                except BaseException:
+                    # Not the upstream's fault (a bug, the worker stopping): free what the try held, give
+                    # the breaker's probe back, and charge what the upstream may have done.
+                    self.state.concurrency.release(choice.backend, lease)
+                    breaker.release()
+                    self._charge_failed(request, model, choice.backend, meter, True, reservation)
+                    raise
+                breaker.record_success()
+                latency = round(self.clock() - t0, 4)
+                why, confidence = review(result) if review is not None and not model.paid else (None, None)
+                if why and any(self._paid(c.model) for c in decision.plan[n + 1:]):
+                    self.state.concurrency.release(choice.backend, lease)
+                    attempts.append(Attempt(model.name, choice.backend, "rejected", "cascade_review",
+                                            latency_seconds=latency, detail=why, mean_logprob=confidence))
+                    held = _Success(model, choice.backend, attempts, result, reservation, "", meter)
+                    break
+                attempts.append(Attempt(model.name, choice.backend, "ok", latency_seconds=latency,
+                                        mean_logprob=confidence))
+                return _Success(model, choice.backend, attempts, result, reservation, lease, meter)
         if held is not None:
             return held
-        raise self._final(last, attempts)
+        raise self._final(last, attempts, local_refused=refuse)
+
+    def _charge_failed(self, request: ChatRequest, model: ModelSpec, backend: str, meter: Meter, billable: bool,
+                       reservation: Reservation | None) -> float:
+        """Charge a try that ended without an answer for what the upstream may have billed (0: nothing),
+        settling its reservation either way."""
+        usage = charged_usage(meter, billable, request.input_tokens_bound, self.max_tokens(request, model))
+        if usage is None or not model.paid:
+            self._release(reservation)
+            return 0.0
+        cost = round(model.cost(usage.input_tokens, usage.output_tokens), 8)
+        self.charge(request, model, backend, usage, cost, reservation)
+        return cost
+
+    def _record_charge(self, request: ChatRequest, model: ModelSpec, backend: str, usage: Usage, cost: float,
+                       reservation: Reservation | None) -> None:
+        self.state.ledger.record(cost=cost, cloud_cost=cost, model=model.name, backend=backend,
+                                 key_id=request.api_key_id, reservation=reservation)
+
+    def _release(self, reservation: Reservation | None) -> None:
+        if reservation is not None:
+            self.state.ledger.release(reservation)
 
     def _paid(self, name: str) -> bool:
         model = self.catalog.model(name)
@@ -202,12 +254,11 @@ class Dispatcher:
         limits = self.state.limits
         if not model.paid or (limits.monthly_usd is None and limits.per_key_monthly_usd is None):
             return None
-        max_tokens = min(self.max_tokens(request), model.max_output_tokens or self.max_tokens(request))
-        amount = model.cost(request.input_tokens_bound, max_tokens)
+        amount = model.cost(request.input_tokens_bound, self.max_tokens(request, model))
         insisted = request.model not in ("auto", "")
         try:
-            reservation = self.state.ledger.reserve(request.api_key_id, amount,
-                                                    self.settings.request_deadline_seconds + 60)
+            reservation = self.state.ledger.reserve(request.api_key_id, amount, self.settings.longest_call_seconds,
+                                                    model=model.name, backend=model.backend)
         except StateUnavailable as exc:
             if self.settings.redis_failure_policy == "allow":
                 return None
@@ -224,11 +275,15 @@ class Dispatcher:
     def _retries(self, backend: str) -> int:
         return getattr(self.settings, backend).max_retries
 
-    def account_failure(self, exc: BackendError, backend: str, model: str) -> None:
+    def account_failure(self, exc: BackendError, backend: str, model: str, meter: Meter | None = None) -> None:
+        """Tell the breaker. A timeout while tokens were arriving is the request's own size (a client asked for
+        a long answer), not the backend's health: it does not count, so no client can open a circuit for
+        everyone by asking for more than the timeout allows."""
         breaker = self.upstreams.breakers[backend]
         if exc.kind == "model_not_found":
             self.upstreams.mark_missing(model)
-        if exc.counts_for_breaker:
+        progressing = exc.kind == "timeout" and meter is not None and meter.pieces > 0
+        if exc.counts_for_breaker and not progressing:
             breaker.record_failure()
         else:
             breaker.release()
@@ -245,11 +300,19 @@ class Dispatcher:
             delay = self.settings.retry_backoff_seconds * (2 ** retry) * random.uniform(0.5, 1.0)
         return delay if self.clock() + delay < deadline else None
 
-    def _final(self, last: BackendError | None, attempts: list[Attempt]) -> GatewayError:
+    def _final(self, last: BackendError | None, attempts: list[Attempt], local_refused: bool = False) -> GatewayError:
         listed = [a.as_dict() for a in attempts]
+        skipped = [a for a in attempts if a.error_type == "circuit_open"]
+        retry = max((self.upstreams.breakers[a.backend].retry_in() for a in skipped), default=0)
+        if local_refused and (skipped or last is not None):
+            # The local models this prompt was routed to are down: say so, and that no paid model was tried.
+            why = "their circuit is open" if last is None else f"last: {last.message}"
+            return ServiceUnavailable(f"the local models this prompt was routed to failed ({why}); PAID_FALLBACK="
+                                      "refuse keeps it off paid models: try again shortly, or ask for a cloud "
+                                      "model or tier to pay for it", headers={"Retry-After": str(max(1, round(retry
+                                      or self.settings.breaker_cooldown_seconds)))},
+                                      attempts=listed, error_type="local_unavailable")
         if last is None:
-            skipped = [a for a in attempts if a.error_type == "circuit_open"]
-            retry = max((self.upstreams.breakers[a.backend].retry_in() for a in skipped), default=0)
             headers = {"Retry-After": str(max(1, round(retry)))} if skipped else {}
             return ServiceUnavailable("every candidate backend has its circuit open; try again shortly"
                                       if skipped else "no backend could take the request",
@@ -258,18 +321,41 @@ class Dispatcher:
         headers = {}
         if last.retry_after is not None:
             headers["Retry-After"] = str(max(1, round(last.retry_after)))
-        err = cls(f"all {len(attempts)} attempts failed; last: {last.message}", headers=headers,
-                  attempts=listed, error_type=error_type)
-        return err
+        return cls(f"all {len(attempts)} attempts failed; last: {last.message}", headers=headers,
+                   attempts=listed, error_type=error_type)
 
 
 def _outcome(request: ChatRequest, decision: Decision, model: ModelSpec, backend: str, completion: Completion,
-             attempts: list[Attempt], latency: float) -> Outcome:
+             attempts: list[Attempt], latency: float, decided_paid: bool) -> Outcome:
     usage = completion.usage
     return Outcome(request_id=request.request_id, decision=decision, model=model.name, backend=backend,
                    tier=model.tier, completion=completion, cost=round(model.cost(usage.input_tokens,
                                                                                  usage.output_tokens), 8),
-                   attempts=attempts, latency_seconds=round(latency, 4))
+                   attempts=attempts, latency_seconds=round(latency, 4),
+                   reason=answered_reason(decision, model, attempts, decided_paid),
+                   paid_fallback=_paid_fallback(decision, model, attempts, decided_paid))
+
+
+def _paid_fallback(decision: Decision, model: ModelSpec, attempts: list[Attempt], decided_paid: bool) -> bool:
+    """A paid model answered a prompt decided for a local one because the local call failed (not because the
+    cascade's review sent it on)."""
+    return model.paid and not decided_paid and not any(a.outcome == "rejected" for a in attempts)
+
+
+def answered_reason(decision: Decision, model: ModelSpec, attempts: list[Attempt], decided_paid: bool) -> str:
+    """The decision's reason, and when another model answered, which one did and why: "...; tinyllama failed
+    (connection): answered by claude-sonnet, a paid fallback (PAID_FALLBACK=cloud)"."""
+    if model.name == decision.model:
+        return decision.reason
+    first = next((a for a in attempts if a.model == decision.model and a.outcome != "ok"), None)
+    if first is None:
+        what = "was not tried"
+    elif first.outcome == "rejected":
+        what = "was rejected by the review"
+    else:
+        what = f"failed ({first.error_type})" if first.outcome == "error" else f"was skipped ({first.error_type})"
+    paid = ", a paid fallback (PAID_FALLBACK=cloud)" if _paid_fallback(decision, model, attempts, decided_paid) else ""
+    return f"{decision.reason}; {decision.model} {what}: answered by {model.name}{paid}"
 
 
 class StreamInterrupted(Exception):
@@ -292,12 +378,14 @@ class LiveStream:
                  first: StreamDelta, rest: Iterator[StreamDelta], started: float, deadline: float):
         self.dispatcher, self.request, self.decision = dispatcher, request, decision
         self.model, self.backend, self.attempts = won.model, won.backend, won.attempts
-        self.reservation, self._lease = won.reservation, won.lease
+        self.reservation, self._lease, self.meter = won.reservation, won.lease, won.meter
         self._first, self._rest, self._started, self._deadline = first, rest, started, deadline
         self.text: list[str] = []
         self.outcome: Outcome | None = None
         self.error: BackendError | None = None
         self.first_token_seconds = round(dispatcher.clock() - started, 4)
+        self._decided_paid = dispatcher._paid(decision.model)
+        self.reason = answered_reason(decision, self.model, self.attempts, self._decided_paid)
 
     def __iter__(self) -> Iterator[StreamDelta]:
         delta = self._first
@@ -308,7 +396,7 @@ class LiveStream:
                 if delta.usage is not None:
                     completion = Completion("".join(self.text), delta.usage, delta.finish_reason or "stop")
                     self.outcome = _outcome(self.request, self.decision, self.model, self.backend, completion,
-                                            self.attempts, clock() - self._started)
+                                            self.attempts, clock() - self._started, self._decided_paid)
                     self.outcome.reservation = self.reservation
                     yield delta
                     return
@@ -320,7 +408,7 @@ class LiveStream:
             self.error = exc
             self.attempts.append(Attempt(self.model.name, self.backend, "error", exc.kind, exc.status,
                                          round(clock() - self._started, 4), f"after text was sent: {exc.message}"))
-            self.dispatcher.account_failure(exc, self.backend, self.model.name)
+            self.dispatcher.account_failure(exc, self.backend, self.model.name, self.meter)
             raise StreamInterrupted(exc) from exc
         finally:
             self.close()

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 
 from .backends import build_backends
+from .billing import charged_usage
 from .catalog import ModelSpec
 from .chat import ChatRequest, Completion, Outcome, Usage
 from .config import Settings
@@ -19,7 +20,7 @@ from .errors import TooManyRequests
 from .gpu import GpuMonitor
 from .smart_router import Decision, RoutingContext, decide
 from .state import State, StateUnavailable, build_state
-from .state.budget import UNGUARDED, budget_left, budget_status, month_of
+from .state.budget import UNGUARDED, Reservation, budget_left, budget_status, month_of
 from .state.cache import CachedAnswer, cache_key
 from .state.stats import snapshot
 from .telemetry import Telemetry
@@ -43,7 +44,7 @@ class GatewayService:
         self.settings = settings
         self.state = state or build_state(settings)
         self.upstreams = upstreams or Upstreams(settings, build_backends(settings))
-        self.dispatcher = Dispatcher(settings, self.upstreams, self.state)
+        self.dispatcher = Dispatcher(settings, self.upstreams, self.state, charge=self.charge)
         self.stats = self.state.stats
         self.cloud_reference = _reference_cloud_model(settings)
         self.telemetry = Telemetry((m.name for m in settings.catalog.models), (t.name for t in settings.catalog.tiers))
@@ -82,6 +83,7 @@ class GatewayService:
             budget_used_fraction=used, budget_remaining_usd=remaining, paid_block_reason=block,
             gpu_free_mb=self._gpu_free_mb(),
             router=self.settings.router, learned=self.settings.learned,
+            paid_fallback=self.settings.paid_fallback,
         )
 
     def _gpu_free_mb(self) -> int | None:
@@ -95,11 +97,22 @@ class GatewayService:
         return decide(request, self.context(request))
 
     # ------------------------------------------------------------------ cache
-    def _cache_key(self, request: ChatRequest, decision: Decision, policy: CachePolicy) -> str | None:
-        too_random = (request.temperature or 0.0) > self.settings.cache_max_temperature and not policy.force
-        if self.settings.cache_ttl_seconds <= 0 or too_random or not (policy.read or policy.write):
+    def _cache_key(self, request: ChatRequest, decision: Decision, policy: CachePolicy,
+                   model: str | None = None) -> str | None:
+        """The key of this request's answer from `model` (default: the decided one), or None when the cache
+        must not be used: off, asked not to, or an answer sampled above CACHE_MAX_TEMPERATURE. A request
+        without a temperature gets the model's default, which samples (Ollama 0.8, the cloud APIs 1.0)."""
+        if self.settings.cache_ttl_seconds <= 0 or not (policy.read or policy.write):
             return None
-        return cache_key(request, decision.model)
+        name = model or decision.model
+        if not policy.force:
+            spec = self.settings.catalog.model(name)
+            temperature = request.temperature if request.temperature is not None else (
+                spec.default_temperature if spec is not None else 1.0)
+            if temperature > self.settings.cache_max_temperature:
+                return None
+        partition = "" if self.settings.cache_shared_across_keys else (request.api_key_id or "")
+        return cache_key(request, name, decision.strategy, partition)
 
     def cached(self, request: ChatRequest, decision: Decision, policy: CachePolicy) -> Outcome | None:
         """A stored answer for this exact request, as a free Outcome; None on a miss or bypass."""
@@ -123,8 +136,13 @@ class GatewayService:
         self.telemetry.cache(result)
 
     def _store(self, request: ChatRequest, outcome: Outcome, policy: CachePolicy) -> None:
-        key = self._cache_key(request, outcome.decision, policy)
-        if key is None or not policy.write or outcome.cached:
+        """Keep a complete answer under the model that gave it. Never one the cascade's review rejected (sent
+        only because the cloud failed too)."""
+        if not policy.write or outcome.cached or any(
+                a.outcome == "rejected" and a.model == outcome.model for a in outcome.attempts):
+            return
+        key = self._cache_key(request, outcome.decision, policy, outcome.model)
+        if key is None:
             return
         c = outcome.completion
         self.state.cache.put(key, CachedAnswer(outcome.model, outcome.backend, outcome.tier, c.text,
@@ -174,9 +192,11 @@ class GatewayService:
             self.record(live.outcome, live.request)
             self._store(live.request, live.outcome, policy)
             return
-        # Interrupted or abandoned: the upstream still charged for what it generated. Without its final
-        # token counts, estimate from the text received (about 4 characters a token).
-        usage = Usage(live.request.input_tokens_estimate, -(-len("".join(live.text)) // 4))
+        # Interrupted or abandoned: the upstream still bills what it generated. The input count it reported
+        # at the start (Anthropic) and the output that arrived (gateway/billing.py).
+        meter = live.meter
+        usage = charged_usage(meter, True, live.request.input_tokens_bound,
+                              self.dispatcher.max_tokens(live.request, live.model)) or Usage()
         partial = Outcome(live.request.request_id, live.decision, live.model.name, live.backend, live.model.tier,
                           Completion("".join(live.text), usage, "interrupted"),
                           cost=round(live.model.cost(usage.input_tokens, usage.output_tokens), 8),
@@ -204,7 +224,17 @@ class GatewayService:
         # A cache hit costs nothing but would have cost the cloud price: it counts as savings too. With Redis
         # down the write is lost and logged; the reservation, if any, expires on its own.
         self.state.ledger.record(cost=outcome.cost, cloud_cost=cloud_cost, model=outcome.model,
-                                 backend=outcome.backend, key_id=request.api_key_id, reservation=outcome.reservation)
+                                 backend=outcome.backend, key_id=request.api_key_id, reservation=outcome.reservation,
+                                 tag="paid_fallback" if outcome.paid_fallback and not outcome.cached else "")
+
+    def charge(self, request: ChatRequest, model: ModelSpec, backend: str, usage: Usage, cost: float,
+               reservation: Reservation | None) -> None:
+        """A paid try that failed, charged what the upstream may have billed (Dispatcher calls it)."""
+        ref = self.cloud_reference
+        cloud_cost = ref.cost(usage.input_tokens, usage.output_tokens) if ref else cost
+        self.telemetry.charge(model.name, cost)
+        self.state.ledger.record(cost=cost, cloud_cost=cloud_cost, model=model.name, backend=backend,
+                                 key_id=request.api_key_id, reservation=reservation)
 
     def record_error(self, kind: str) -> None:
         self.stats.record_error(kind)
@@ -243,6 +273,10 @@ class GatewayService:
             "savings_share": round(1 - spent / cloud_only, 4) if cloud_only else 0.0,
             "by_model": _group(totals, "model:"), "by_backend": _group(totals, "backend:"),
             "by_key": _group(totals, "key:"),
+            # paid answers to prompts decided for a local model whose call failed (PAID_FALLBACK=cloud)
+            "paid_fallback_usd": round(totals.get("tag:paid_fallback", 0.0), 8),
+            # reservations still open at the end of their lifetime, charged their worst case
+            "expired_reservations_usd": round(totals.get("expired", 0.0), 8),
             "cloud_reference_model": self.cloud_reference.name if self.cloud_reference else None,
         }
         body["budget"] = budget_status(totals, self.state.limits, month_of(time.time()))

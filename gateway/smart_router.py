@@ -168,6 +168,7 @@ class RoutingContext:
     gpu_free_mb: int | None = None                   # largest free GPU memory, when a GPU is present
     router: str = "heuristic"                        # ROUTER: heuristic, learned or hybrid
     learned: LearnedRouter | None = None             # the loaded weights, for learned and hybrid
+    paid_fallback: str = "refuse"                    # PAID_FALLBACK: may local failures go to a paid model?
 
 
 @dataclass(frozen=True)
@@ -195,7 +196,7 @@ class Decision:
     strategy: str = "auto"
     explicit: bool = False
     # A bounded label for metrics: complexity, explicit_model, explicit_tier, cloud_first, local_only,
-    # budget, budget_conserve, paid_paused or unavailable.
+    # budget, budget_conserve, paid_paused, unavailable or local_unavailable.
     reason_code: str = "complexity"
 
     @property
@@ -215,6 +216,7 @@ class _Planner:
         self.out_tokens = request.max_tokens or self.cat.routing.default_max_tokens
         self.notes: list[str] = []
         self.code = "complexity"
+        self.local_decided = False   # the prompt was given to a local tier (PAID_FALLBACK applies)
 
     def enabled(self, tier: TierSpec) -> bool:
         return tier.min_deployment_tier <= self.ctx.deployment_tier
@@ -298,6 +300,7 @@ def _explicit_tier(p: _Planner, tier: TierSpec, score: float, factors: dict) -> 
     tiers = [t for t in p.cat.tiers if p.enabled(t)]
     rest = [m for m in p.chain(tiers.index(tier), allow_paid and p.strategy != "cost-aware") if m not in first]
     p.code = "explicit_tier"
+    p.local_decided = not _tier_paid(p, tier)
     return _decision(p, p.order(first) + rest, score, factors, f"tier {tier.name} requested explicitly")
 
 
@@ -333,6 +336,7 @@ def _by_complexity(p: _Planner, score: float, factors: dict) -> Decision:
             p.notes.append(why)
             p.code = ("paid_paused" if p.ctx.paid_block_reason else "budget") if blocked else "budget_conserve"
     start = wanted
+    p.local_decided = not _tier_paid(p, tiers[wanted])
     if not allow_paid and _tier_paid(p, tiers[wanted]):
         start = max((i for i, t in enumerate(tiers) if not _tier_paid(p, t)), default=0)
         if p.strategy == "local-only":
@@ -364,6 +368,7 @@ def _cascade(p: _Planner, tiers: list[TierSpec], wanted: int, score: float, fact
         p.notes.append(blocked)
     models = _gpu_upgrade(p, p.chain(start, not blocked), tiers[start])
     p.code = "cascade"
+    p.local_decided = True
     return _decision(p, models, score, factors, f"cascade: tier {tiers[start].name} first, the cloud only if "
                      "its answer fails the review" + ("" if paid and not blocked else " (no cloud model usable)"))
 
@@ -413,9 +418,36 @@ def _conserve(p: _Planner, score: float) -> str | None:
     return None
 
 
+def _keep_local(p: _Planner, models: list[ModelSpec]) -> list[ModelSpec]:
+    """PAID_FALLBACK=refuse (the default): a prompt given to a local tier never reaches a paid model because
+    the local ones are down (circuit open, not pulled, failing): it is answered locally or refused (503
+    local_unavailable), never quietly billed. Paid models stay where no local model could take the prompt
+    at all (longer than every local context window: a decision, not a fallback), and for the cascade,
+    after the local models: dispatch sends them a rejected answer's prompt, never a failed one's."""
+    if p.ctx.paid_fallback != "refuse" or not p.local_decided or not any(m.paid for m in models):
+        return models
+    tiers = {t.name for t in p.cat.tiers if p.enabled(t)}
+    capable = [m for m in p.cat.models if not m.paid and m.tier in tiers
+               and m.backend in p.ctx.configured_backends and p.tokens < m.context_window]
+    if not capable:
+        return models
+    local = [m for m in models if not m.paid]
+    if not local or all(m.backend in p.ctx.open_circuits for m in local):
+        p.unavailable_note(capable)
+        p.notes.append("local models unavailable and PAID_FALLBACK=refuse: no paid fallback")
+        p.code = "local_unavailable"
+    if p.strategy == "cascade":
+        return local + [m for m in models if m.paid]
+    return local
+
+
 def _decision(p: _Planner, models: list[ModelSpec], score: float, factors: dict, reason: str) -> Decision:
+    models = _keep_local(p, models)
     if not models:
         detail = "; ".join(dict.fromkeys(p.notes)) or "no model has a configured backend"
+        if p.code == "local_unavailable":
+            raise ServiceUnavailable(f"no local model can answer now: {detail}", error_type="local_unavailable",
+                                     headers={"Retry-After": "30"})
         raise ServiceUnavailable(f"no usable model for strategy {p.strategy}: {detail}")
     first, rest = models[0], models[1:]
     if first.backend in p.ctx.open_circuits:

@@ -115,6 +115,10 @@ class Telemetry:
             cause = next((a.error_type for a in outcome.attempts if a.outcome != "ok" and a.error_type), "unknown")
             self._labels(self.m.fallbacks, self._backend(decided.backend), self._backend(outcome.backend), cause).inc()
 
+    def charge(self, model: str, cost: float) -> None:
+        """What a failed paid try was charged (gateway/billing.py): spend like any other."""
+        self._labels(self.m.cost, self._model(model)).inc(cost)
+
     def first_token(self, backend: str, seconds: float) -> None:
         self._labels(self.m.ttft, self._backend(backend)).observe(seconds)
 

@@ -283,10 +283,12 @@ def targets(up: str, up_pid: int, gw: str, gw_pid: int, ll: tuple[str, int] | No
     out = [
         Target("direct", f"{up}/api/chat", up_pid, {},
                ('{"model":"tinyllama","stream":false,"messages":[{"role":"user","content":"What is Python? ', '"}]}')),
-        Target("gateway", f"{gw}/api/v1/chat", gw_pid, key, ('{"prompt":"What is Python? ', '"}')),
-        Target("gateway_cache_hit", f"{gw}/api/v1/chat", gw_pid, key, ('{"prompt":"What is Python?"}', "")),
+        # temperature 0: answers the cache may keep (a request without one samples at the model's default)
+        Target("gateway", f"{gw}/api/v1/chat", gw_pid, key, ('{"temperature":0,"prompt":"What is Python? ', '"}')),
+        Target("gateway_cache_hit", f"{gw}/api/v1/chat", gw_pid, key,
+               ('{"temperature":0,"prompt":"What is Python?"}', "")),
         Target("gateway_openai", f"{gw}/v1/chat/completions", gw_pid, key,
-               ('{"model":"auto","messages":[{"role":"user","content":"What is Python? ', '"}]}')),
+               ('{"model":"auto","temperature":0,"messages":[{"role":"user","content":"What is Python? ', '"}]}')),
     ]
     if floor:
         out.append(Target("flask_floor", f"{floor[0]}/api/v1/chat", floor[1], {},

@@ -76,14 +76,27 @@ def test_complete_returns_token_logprobs_only_when_asked(backends, request, name
 @pytest.mark.parametrize("entries", [None, [], [{"token": "a"}], [{"token": "a", "logprob": "high"}],
                                      [{"token": "a", "logprob": 0.5}], ["a"]])
 def test_missing_or_malformed_logprobs_leave_the_answer_unscored(backends, request, name, model, fake, entries):
-    # An upstream that ignores the field (Ollama before 0.12.11) or reports nonsense: the answer stands.
+    # An upstream that ignores the field (Ollama before 0.12.11) or reports nonsense for a piece: the answer
+    # stands, only unscored.
     upstream = request.getfixturevalue(fake)
-    body = ({"model": "tinyllama", "message": {"role": "assistant", "content": "fine"}, "done": True,
-             "done_reason": "stop", "eval_count": 1, "logprobs": entries} if name == "ollama" else
-            {"id": "x", "object": "chat.completion", "created": 1, "model": "compat-model", "usage": None,
-             "choices": [{"index": 0, "message": {"role": "assistant", "content": "fine"}, "finish_reason": "stop",
-                          "logprobs": None if entries is None else {"content": entries}}]})
-    upstream.default = Script(raw_body=json.dumps(body).encode(), content_type="application/json")
+    good = [{"token": "x", "logprob": -0.1}]
+    if name == "ollama":
+        lines = [{"model": "tinyllama", "message": {"role": "assistant", "content": "fi"}, "done": False,
+                  "logprobs": good},
+                 {"model": "tinyllama", "message": {"role": "assistant", "content": "ne"}, "done": False,
+                  "logprobs": entries},
+                 {"model": "tinyllama", "message": {"role": "assistant", "content": ""}, "done": True,
+                  "done_reason": "stop", "prompt_eval_count": 3, "eval_count": 2}]
+        raw, content_type = b"".join(json.dumps(x).encode() + b"\n" for x in lines), "application/x-ndjson"
+    else:
+        def chunk(text, scored):
+            return {"id": "x", "object": "chat.completion.chunk", "created": 1, "model": "compat-model",
+                    "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None,
+                                 "logprobs": None if scored is None else {"content": scored}}]}
+        events = [chunk("fi", good), chunk("ne", entries), "[DONE]"]
+        raw = b"".join(b"data: " + (e if isinstance(e, str) else json.dumps(e)).encode() + b"\n\n" for e in events)
+        content_type = "text/event-stream"
+    upstream.default = Script(raw_body=raw, content_type=content_type)
     out = backends[name].complete(model, REQ, max_tokens=100, logprobs=True)
     assert out.text == "fine" and out.logprobs is None
 
@@ -184,7 +197,14 @@ def test_fake_openai_speaks_the_sdk_protocol(compat):
                                                  stream=True, stream_options={"include_usage": True}))
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "hi from compat"
     assert chunks[-1].usage.total_tokens == 4
-    assert [m.id for m in client.models.list()] == ["compat-model"]
+    assert [m.id for m in client.models.list()] == ["compat-model", "compat-reasoning"]
+    # like OpenAI's reasoning models, compat-reasoning takes its limit only as max_completion_tokens
+    with pytest.raises(openai.BadRequestError, match="max_completion_tokens"):
+        client.chat.completions.create(model="compat-reasoning", max_tokens=5,
+                                       messages=[{"role": "user", "content": "x"}])
+    out = client.chat.completions.create(model="compat-reasoning", max_completion_tokens=2,
+                                         messages=[{"role": "user", "content": "x"}])
+    assert out.choices[0].message.content == "hi from " and out.choices[0].finish_reason == "length"
     compat.default = Script(reply="hi from compat", logprobs=(-0.5,))
     scored = client.chat.completions.create(model="compat-model", messages=[{"role": "user", "content": "x"}],
                                             logprobs=True)

@@ -48,10 +48,14 @@ def test_the_rejected_local_answer_is_sent_when_the_cloud_fails(client, ollama, 
     assert outcomes[0] == "rejected" and "error" in outcomes and set(outcomes[1:]) <= {"error", "skipped"}
 
 
-def test_a_failed_local_call_goes_to_the_cloud(client, ollama, claude):
+def test_a_failed_local_call_goes_to_the_cloud_only_when_paid_fallback_is_allowed(make_app, ollama, claude):
     ollama.default = Script(status=500)
     claude.default = Script(reply="13")
-    r = chat(client)
+    r = chat(make_app().test_client())
+    assert r.status_code == 503 and r.get_json()["error"]["type"] == "local_unavailable"
+    assert claude.requests == [] and any(a["error_type"] == "paid_fallback_refused"
+                                         for a in r.get_json()["error"]["attempts"])
+    r = chat(make_app(PAID_FALLBACK="cloud").test_client())
     assert r.status_code == 200 and r.get_json()["backend"] == "anthropic"
 
 

@@ -5,7 +5,12 @@ Outcomes:
   retry        answered by the same backend after a retry (transient fault)
   same         answered by the same backend (slow but within the timeout)
   error_event  a stream that had started ends with an explicit error event, no [DONE]
-Every request ends within its deadline, and spend is only what the answering model cost.
+Every request ends within its deadline. Spend is what the answering model cost plus what every failed paid
+try may have been billed (gateway/billing.py), by the fault's kind:
+  none      the request never reached the upstream, or it refused it with an error status
+  worst     it took the request and told nothing (no answer in time, an unreadable or dropped answer):
+            the worst case reserved for the try
+  received  it reported or sent part of an answer before failing: input as reported, output as received
 """
 
 from __future__ import annotations
@@ -26,6 +31,13 @@ SIMPLE = "What is Python?"
 DESIGN = ("Design a distributed system for real-time chat that scales to millions of users, with fault "
           "tolerance and message ordering.")
 REPLY = "alpha beta gamma delta epsilon"
+
+# What a failed paid try is charged, by fault (absent: none)
+CHARGED = {"read_timeout": "worst", "malformed_json": "worst", "wrong_content_type": "worst",
+           "connection_dropped": "worst", "stream_cut_after_first_token": "received", "error_mid_stream": "received",
+           "endless_stream": "received",
+           # Anthropic reports the input count in message_start, before any text: a cut after it is charged that
+           "stream_cut_before_first_token": {"anthropic": "received", "openai_compat": "worst"}}
 
 # fault -> (how to make it, outcome when not streamed, outcome when streamed)
 FAULTS = {
@@ -93,7 +105,8 @@ def test_fault_matrix(backend, fault, stream, expected, make_app, serve, ollama,
     url_var = {"ollama": "OLLAMA_URL", "anthropic": "ANTHROPIC_BASE_URL", "openai_compat": "OPENAI_COMPAT_URL"}
     env = dict(OLLAMA_TIMEOUT="0.8", ANTHROPIC_TIMEOUT="0.8",
                OPENAI_COMPAT_TIMEOUT="0.8", CONNECT_TIMEOUT="0.3", REQUEST_DEADLINE_SECONDS=str(DEADLINE),
-               BUDGET_MONTHLY_USD="100", BREAKER_FAILURE_THRESHOLD="50")
+               BUDGET_MONTHLY_USD="100", BREAKER_FAILURE_THRESHOLD="50",
+               PAID_FALLBACK="cloud")  # the matrix walks every fallback, local to cloud included
     if backend == "openai_compat":  # first in the cloud tier, Claude behind it
         env.update(MODELS_CONFIG=compat_first_catalog, OPENAI_COMPAT_URL=f"{compat.url}/v1",
                    OPENAI_COMPAT_API_KEY="sk-compat-test")
@@ -142,11 +155,52 @@ def test_fault_matrix(backend, fault, stream, expected, make_app, serve, ollama,
             kinds = [a.get("error_type") for a in body["routing"]["attempts"]]
             assert (kinds[-1] is None) and (len(kinds) >= 2) == (expected == "retry")
 
-    # nothing charged but the answer: spend is the answering model's cost (local answers cost nothing)
+    # spend: the answer's cost, plus each failed paid try's charge by the fault's kind
     time.sleep(0.05)  # a stream's spend is recorded when the server closes it
-    spent = app.extensions["gateway"].budget()["spent_usd"]
-    if answered_by == "ollama":
+    svc = app.extensions["gateway"]
+    spent = svc.budget()["spent_usd"]
+    assert svc.budget()["reserved_usd"] == pytest.approx(0, abs=1e-12)
+    paid_tries = [r.body["model"] for r in fakes[backend].requests if r.method == "POST"] if backend != "ollama" else []
+    worst = sum(_worst(svc, model) for model in paid_tries)
+    charged = CHARGED.get(fault, "none") if backend != "ollama" else "none"
+    charged = charged[backend] if isinstance(charged, dict) else charged
+    if expected == "retry" or expected == "same":
+        charged = "none"
+    if not stream:
+        answer = body["cost"]
+        tries = [a for a in body["routing"]["attempts"] if a["outcome"] == "error"]
+        if charged == "none":
+            assert all("cost" not in a for a in tries), tries
+        elif charged == "worst":
+            assert all(a["cost"] == pytest.approx(_worst(svc, a["model"])) for a in tries if a["backend"] == backend)
+        else:
+            assert all(0 < a["cost"] < _worst(svc, a["model"]) for a in tries if a["backend"] == backend), tries
+        assert spent == pytest.approx(answer + sum(a.get("cost", 0) for a in tries))
+    else:
+        answer = _stream_cost(svc, events, answered_by)
+        if charged == "none":
+            assert spent == pytest.approx(answer)
+        elif charged == "worst" and expected != "error_event":
+            assert spent == pytest.approx(answer + worst)
+        else:
+            assert answer < spent < answer + worst
+    if answered_by == "ollama" and charged == "none":
         assert spent == 0
-    elif expected != "error_event" and not stream:
-        assert spent == pytest.approx(body["cost"])
-    assert app.extensions["gateway"].budget()["reserved_usd"] == pytest.approx(0, abs=1e-12)
+
+
+def _worst(svc, model_name: str) -> float:
+    """The worst case a try of the test's prompt on this model reserves (and is charged when nothing is known)."""
+    catalog = svc.settings.catalog
+    model = catalog.model(model_name) or next(m for m in catalog.models if m.id == model_name)
+    prompt_bound = len(DESIGN.encode()) + 16 * 2
+    return model.cost(prompt_bound, model.output_limit(catalog.routing.default_max_tokens))
+
+
+def _stream_cost(svc, events: list[str], answered_by: str | None) -> float:
+    """What a streamed answer that completed cost, from its usage chunk (0 for local or interrupted ones)."""
+    usage = next((json.loads(e)["usage"] for e in events if e != "[DONE]" and json.loads(e).get("usage")), None)
+    if usage is None or answered_by == "ollama":
+        return 0.0
+    model = json.loads(events[0])["model"]
+    spec = svc.settings.catalog.model(model)
+    return spec.cost(usage["prompt_tokens"], usage["completion_tokens"])

@@ -42,8 +42,8 @@ def sample(text: str, name: str, **labels) -> float:
 def test_metrics_cover_every_path(make_app, ollama, claude):
     client = make_app(BUDGET_MONTHLY_USD="10", CACHE_TTL_SECONDS="60").test_client()
     before = client.get("/metrics").get_data(as_text=True)
-    client.post("/api/v1/chat", json={"prompt": SIMPLE})
-    client.post("/api/v1/chat", json={"prompt": SIMPLE})  # cache hit
+    client.post("/api/v1/chat", json={"prompt": SIMPLE, "temperature": 0})
+    client.post("/api/v1/chat", json={"prompt": SIMPLE, "temperature": 0})  # cache hit
     client.post("/api/v1/chat", json={"prompt": "Design a distributed system for real-time chat at scale, with "
                                                 "fault tolerance and consistency trade-offs"})
     ollama.queue(Script(status=500), Script(status=500))

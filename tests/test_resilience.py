@@ -23,13 +23,25 @@ def kinds(body) -> list[tuple[str, str, str | None]]:
     return [(a["model"], a["outcome"], a.get("error_type")) for a in attempts]
 
 
-def test_ollama_connection_refused_falls_back_to_cloud(make_app, unused_port, claude):
+def test_ollama_down_is_refused_not_billed_by_default(make_app, unused_port, claude):
     client = make_app(OLLAMA_URL=f"http://127.0.0.1:{unused_port}").test_client()
+    r, body = chat(client, prompt=SIMPLE)
+    assert r.status_code == 503 and body["error"]["type"] == "local_unavailable"
+    assert "PAID_FALLBACK=refuse" in body["error"]["message"] and int(r.headers["Retry-After"]) >= 1
+    assert {a["backend"] for a in body["error"]["attempts"]} == {"ollama"}
+    assert claude.requests == []
+
+
+def test_ollama_connection_refused_falls_back_to_cloud_when_allowed(make_app, unused_port, claude):
+    client = make_app(OLLAMA_URL=f"http://127.0.0.1:{unused_port}", PAID_FALLBACK="cloud").test_client()
     r, body = chat(client, prompt=SIMPLE)
     assert r.status_code == 200 and body["backend"] == "anthropic"
     assert kinds(body) == [("tinyllama", "error", "connection"), ("tinyllama", "error", "connection"),
                            ("phi", "error", "connection"), ("phi", "error", "connection"),
                            ("claude-sonnet", "ok", None)]
+    # the answer says it is a paid fallback, and why
+    assert "tinyllama failed (connection)" in body["routing"]["reason"]
+    assert "paid fallback" in body["routing"]["reason"] and body["cost"] > 0
 
 
 def test_ollama_connection_refused_local_only_is_502(make_app, unused_port, claude):
@@ -42,7 +54,7 @@ def test_ollama_connection_refused_local_only_is_502(make_app, unused_port, clau
 
 
 def test_dns_failure_is_a_connection_error(make_app, claude):
-    client = make_app(OLLAMA_URL="http://no-such-host.invalid:11434").test_client()
+    client = make_app(OLLAMA_URL="http://no-such-host.invalid:11434", PAID_FALLBACK="cloud").test_client()
     r, body = chat(client, prompt=SIMPLE)
     assert r.status_code == 200 and body["backend"] == "anthropic"
     assert kinds(body)[0] == ("tinyllama", "error", "connection")
@@ -197,9 +209,10 @@ def test_circuit_breaker_opens_then_recovers(make_app, ollama, claude):
     assert int(r.headers["Retry-After"]) >= 1
     assert len(ollama.calls("/api/chat")) == calls  # nothing was sent to the open backend
 
-    # While open, auto routing sends simple prompts to the cloud instead.
+    # While open, auto routing refuses simple prompts (PAID_FALLBACK=refuse): no paid answer, a retry hint.
     r, body = chat(client, prompt=SIMPLE)
-    assert r.status_code == 200 and body["backend"] == "anthropic"
+    assert r.status_code == 503 and body["error"]["type"] == "local_unavailable"
+    assert int(r.headers["Retry-After"]) >= 1 and claude.requests == []
 
     ollama.default = Script(reply="back again")
     time.sleep(0.6)  # the cool-down

@@ -69,8 +69,8 @@ def test_savings_are_measured_against_the_cloud_model(shared, ollama):
 def test_cache_hit_miss_and_shared_between_processes(shared, ollama):
     app1, app2 = shared(CACHE_TTL_SECONDS=60), shared(CACHE_TTL_SECONDS=60)
     c1, c2 = app1.test_client(), app2.test_client()
-    _, first = chat(c1, prompt=SIMPLE)
-    _, second = chat(c2, prompt=SIMPLE)  # another gateway process, same Redis
+    _, first = chat(c1, prompt=SIMPLE, temperature=0)
+    _, second = chat(c2, prompt=SIMPLE, temperature=0)  # another gateway process, same Redis
     assert first["cached"] is False and second["cached"] is True
     assert second["response"] == first["response"] and second["cost"] == 0 and second["usage"] == first["usage"]
     assert len(ollama.calls("/api/chat")) == 1
@@ -80,12 +80,12 @@ def test_cache_hit_miss_and_shared_between_processes(shared, ollama):
 
 def test_cache_control_no_cache_and_no_store(shared, ollama):
     client = shared(CACHE_TTL_SECONDS=60).test_client()
-    chat(client, {"Cache-Control": "no-store"}, prompt=SIMPLE)
-    _, body = chat(client, prompt=SIMPLE)
+    chat(client, {"Cache-Control": "no-store"}, prompt=SIMPLE, temperature=0)
+    _, body = chat(client, prompt=SIMPLE, temperature=0)
     assert body["cached"] is False  # nothing was stored
-    _, body = chat(client, {"Cache-Control": "no-cache"}, prompt=SIMPLE)
+    _, body = chat(client, {"Cache-Control": "no-cache"}, prompt=SIMPLE, temperature=0)
     assert body["cached"] is False  # stored now, but reading was bypassed
-    _, body = chat(client, prompt=SIMPLE)
+    _, body = chat(client, prompt=SIMPLE, temperature=0)
     assert body["cached"] is True
     assert len(ollama.calls("/api/chat")) == 3
 
@@ -101,21 +101,34 @@ def test_hot_temperature_is_not_cached_unless_forced(shared, ollama):
     assert client.get("/api/v1/stats").get_json()["cache"]["bypassed"] == 2
 
 
+def test_no_temperature_means_the_models_sampling_default_and_is_not_cached(shared, ollama):
+    # Ollama samples at 0.8 when a request sets no temperature: replaying one sample is not the same answer
+    client = shared(CACHE_TTL_SECONDS=60, CACHE_MAX_TEMPERATURE=0.5).test_client()
+    for _ in range(2):
+        assert chat(client, prompt=SIMPLE)[1]["cached"] is False
+    assert len(ollama.calls("/api/chat")) == 2
+    # with a cooler default configured for the model (or temperature 0 asked), it is
+    client = shared(CACHE_TTL_SECONDS=60, CACHE_MAX_TEMPERATURE=0.9).test_client()
+    chat(client, prompt=SIMPLE)
+    assert chat(client, prompt=SIMPLE)[1]["cached"] is True
+
+
 def test_streamed_answer_is_cached_once_complete_and_replayed_as_a_stream(shared, serve, ollama):
     import requests
 
     url = serve(shared(CACHE_TTL_SECONDS=60))
     ollama.default = Script(reply="one two three", cut_after=1)
-    requests.post(f"{url}/api/v1/chat", json={"prompt": SIMPLE, "stream": True}, timeout=10).close()
+    requests.post(f"{url}/api/v1/chat", json={"prompt": SIMPLE, "stream": True, "temperature": 0},
+                  timeout=10).close()
     ollama.default = Script(reply="one two three")
-    r = requests.post(f"{url}/api/v1/chat", json={"prompt": SIMPLE, "stream": True}, timeout=10)
+    r = requests.post(f"{url}/api/v1/chat", json={"prompt": SIMPLE, "stream": True, "temperature": 0}, timeout=10)
     assert r.headers["X-Gateway-Cached"] == "false"  # the interrupted stream was not cached
     calls = len(ollama.calls("/api/chat"))
     r = requests.post(f"{url}/v1/chat/completions", timeout=10, json={
-        "model": "auto", "messages": [{"role": "user", "content": SIMPLE}], "stream": True})
+        "model": "auto", "messages": [{"role": "user", "content": SIMPLE}], "stream": True, "temperature": 0})
     assert r.headers["X-Gateway-Cached"] == "true" and r.text.rstrip().endswith("data: [DONE]")
     assert '"content":"one "' in r.text and '"content":"three"' in r.text
-    body = requests.post(f"{url}/api/v1/chat", json={"prompt": SIMPLE}, timeout=10).json()
+    body = requests.post(f"{url}/api/v1/chat", json={"prompt": SIMPLE, "temperature": 0}, timeout=10).json()
     assert body["cached"] is True and body["response"] == "one two three"
     assert len(ollama.calls("/api/chat")) == calls
 
@@ -249,12 +262,12 @@ def test_every_request_reuses_a_connection_and_survives_redis_dropping_it(shared
     client = shared(CACHE_TTL_SECONDS=60).test_client()
     admin = redis_server.client()
     for i in range(20):
-        assert chat(client, prompt=f"What is {i}?")[0].status_code == 200
+        assert chat(client, prompt=f"What is {i}?", temperature=0)[0].status_code == 200
     gateway_clients = [c for c in admin.client_list() if c["cmd"] in ("get", "evalsha")]
     assert len(gateway_clients) == 1
     admin.client_kill_filter(_id=gateway_clients[0]["id"])
     admin.script_flush()
-    r, body = chat(client, prompt="What is 0?")
+    r, body = chat(client, prompt="What is 0?", temperature=0)
     assert r.status_code == 200 and body["cached"] is True  # read over a new connection
     assert "Redis is down" not in body["routing"]["reason"]
     r, body = chat(client, prompt="What is new?")
@@ -309,8 +322,8 @@ def test_redis_lost_and_back(shared, redis_server, ollama, claude):
     assert client.get("/health/ready").get_json()["redis"]["ok"] is True
     r, body = chat(client, prompt=DESIGN)
     assert r.status_code == 200 and body["backend"] == "anthropic"
-    chat(client, prompt="What is Go?")
-    assert chat(client, prompt="What is Go?")[1]["cached"] is True
+    chat(client, prompt="What is Go?", temperature=0)
+    assert chat(client, prompt="What is Go?", temperature=0)[1]["cached"] is True
     assert client.get("/api/v1/budget").get_json()["spent_usd"] == pytest.approx(body["cost"])
 
 

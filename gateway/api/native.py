@@ -49,19 +49,19 @@ def chat():
         "usage": {"input_tokens": outcome.completion.usage.input_tokens,
                   "output_tokens": outcome.completion.usage.output_tokens},
         "cost": outcome.cost,
-        "routing": routing_body(decision) | {"attempts": [a.as_dict() for a in outcome.attempts]},
+        "routing": routing_body(decision, outcome.reason) | {"attempts": [a.as_dict() for a in outcome.attempts]},
         "latency_seconds": outcome.latency_seconds,
         "cached": outcome.cached,
     })
     resp.headers.extend(gateway_headers(decision, outcome.model, outcome.backend, outcome.tier,
-                                        len(outcome.attempts), outcome.cost, outcome.cached))
+                                        len(outcome.attempts), outcome.cost, outcome.cached, outcome.reason))
     return resp
 
 
 class NativeFramer:
     def start(self, live: LiveStream) -> str:
         return event({"request_id": live.request.request_id, "model": live.model.name, "backend": live.backend,
-                      "tier": live.model.tier, "routing": routing_body(live.decision)}, "start")
+                      "tier": live.model.tier, "routing": routing_body(live.decision, live.reason)}, "start")
 
     def delta(self, live: LiveStream, delta: StreamDelta) -> str:
         return event({"text": delta.text}, "delta")

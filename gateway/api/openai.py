@@ -79,7 +79,7 @@ def chat_completions():
         "system_fingerprint": None,
     })
     resp.headers.extend(gateway_headers(decision, outcome.model, outcome.backend, outcome.tier,
-                                        len(outcome.attempts), outcome.cost, outcome.cached))
+                                        len(outcome.attempts), outcome.cost, outcome.cached, outcome.reason))
     return resp
 
 

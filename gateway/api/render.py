@@ -9,12 +9,13 @@ from ..smart_router import Decision
 _UNSAFE = re.compile(r"[^\x20-\x7e]")
 
 
-def routing_body(decision: Decision) -> dict:
+def routing_body(decision: Decision, reason: str | None = None) -> dict:
+    """`reason`: the decision's, amended when another model answered (Outcome.reason, LiveStream.reason)."""
     return {
         "complexity": decision.score,
         "tier": decision.tier,
         "strategy": decision.strategy,
-        "reason": decision.reason,
+        "reason": reason or decision.reason,
         "factors": decision.factors,
         "estimated_cost": decision.estimated_cost,
         "alternatives": [c.as_dict() for c in decision.alternatives],
@@ -22,7 +23,7 @@ def routing_body(decision: Decision) -> dict:
 
 
 def gateway_headers(decision: Decision, model: str, backend: str, tier: str, attempts: int,
-                    cost: float | None = None, cached: bool = False) -> dict[str, str]:
+                    cost: float | None = None, cached: bool = False, reason: str | None = None) -> dict[str, str]:
     """Routing metadata for clients that validate bodies strictly (OpenAI SDKs): headers only."""
     headers = {
         "X-Gateway-Model": model,
@@ -30,7 +31,7 @@ def gateway_headers(decision: Decision, model: str, backend: str, tier: str, att
         "X-Gateway-Tier": tier,
         "X-Gateway-Strategy": decision.strategy,
         "X-Gateway-Complexity": f"{decision.score:.4f}",
-        "X-Gateway-Reason": _UNSAFE.sub("?", decision.reason)[:300],
+        "X-Gateway-Reason": _UNSAFE.sub("?", reason or decision.reason)[:300],
         "X-Gateway-Estimated-Cost": f"{decision.estimated_cost:.8f}",
         "X-Gateway-Attempts": str(attempts),
         "X-Gateway-Cached": "true" if cached else "false",

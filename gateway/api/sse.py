@@ -42,7 +42,7 @@ class ReplayStream:
     def __init__(self, outcome: Outcome, request: ChatRequest, model: ModelSpec):
         self.outcome, self.request, self.decision, self.model = outcome, request, outcome.decision, model
         self.backend, self.attempts, self.reservation = outcome.backend, [], None
-        self.first_token_seconds, self.error = 0.0, None
+        self.first_token_seconds, self.error, self.reason = 0.0, None, outcome.reason
         self.text = [outcome.completion.text]
 
     def __iter__(self) -> Iterator[StreamDelta]:
@@ -90,5 +90,5 @@ def start_stream(svc: GatewayService, req: ChatRequest, decision: Decision, poli
     else:
         live = g.live = svc.open_stream(req, decision)
     headers = gateway_headers(decision, live.model.name, live.backend, live.model.tier, len(live.attempts),
-                              cached=hit is not None)
+                              cached=hit is not None, reason=live.reason)
     return sse_response(svc, live, framer, headers, policy)

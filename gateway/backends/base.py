@@ -8,37 +8,46 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
+from ..billing import Meter
 from ..catalog import ModelSpec
 from ..chat import ChatRequest, Completion, StreamDelta
 
 if TYPE_CHECKING:
     from .http_pool import Reply
 
-# kind -> (retry on the same backend?, counts against its circuit breaker?)
+# kind -> (retry on the same backend?, counts against its circuit breaker?, may the upstream have billed?)
+# The last is the default: a connection cut after the request went out, or an error inside a 200 stream,
+# says billable=True where it is raised (gateway/billing.py charges it).
 KINDS = {
-    "connection": (True, True),       # refused, reset, DNS failure
-    "connect_timeout": (True, True),
-    "timeout": (False, True),         # no answer within the read timeout: retrying doubles the wait
-    "rate_limited": (True, False),    # 429: the upstream is fine, we are asking too often
-    "overloaded": (True, True),       # 529 / 503
-    "server_error": (True, True),     # other 5xx, or an error reported inside a 200 stream
-    "malformed": (False, True),       # a body that is not the protocol
-    "auth": (False, True),            # 401/403: our key is wrong, every request will fail
-    "model_not_found": (False, False),  # e.g. Ollama model not pulled
-    "bad_request": (False, False),    # 400/413/422: this request's fault, not the backend's
+    "connection": (True, True, False),       # refused, reset, DNS failure
+    "connect_timeout": (True, True, False),
+    "timeout": (False, True, True),          # no answer within the read timeout: retrying doubles the wait
+    "rate_limited": (True, False, False),    # 429: the upstream is fine, we are asking too often
+    "overloaded": (True, True, False),       # 529 / 503
+    "server_error": (True, True, False),     # other 5xx, or an error reported inside a 200 stream
+    "malformed": (False, True, True),        # a body that is not the protocol
+    "auth": (False, True, False),            # 401/403: our key is wrong, every request will fail
+    "model_not_found": (False, False, False),  # e.g. Ollama model not pulled
+    "bad_request": (False, False, False),    # 400/413/422: this request's fault, not the backend's
 }
 
 
 class BackendError(Exception):
-    def __init__(self, kind: str, message: str, *, status: int | None = None, retry_after: float | None = None):
+    def __init__(self, kind: str, message: str, *, status: int | None = None, retry_after: float | None = None,
+                 billable: bool | None = None, upstream_message: str | None = None):
         assert kind in KINDS, kind
         super().__init__(message)
         self.kind, self.message, self.status, self.retry_after = kind, message, status, retry_after
+        self.billable = KINDS[kind][2] if billable is None else billable
+        # What the upstream said, for the operator's debug log only: never sent to a client.
+        self.upstream_message = upstream_message
 
     @property
     def retryable(self) -> bool:
@@ -64,15 +73,42 @@ class BackendHealth:
 
 class Backend(ABC):
     name: ClassVar[str]
+    timeout: float  # seconds a whole answer may take (the backend's *_TIMEOUT)
 
-    @abstractmethod
-    def complete(self, model: ModelSpec, request: ChatRequest, max_tokens: int, logprobs: bool = False) -> Completion:
+    def complete(self, model: ModelSpec, request: ChatRequest, max_tokens: int, logprobs: bool = False,
+                 meter: Meter | None = None) -> Completion:
         """One answer, with usage from the upstream's own token counts; with `logprobs`, the sampled tokens'
-        log-probabilities too where the upstream reports them (Completion.logprobs stays None otherwise)."""
+        log-probabilities too where the upstream reports them for every piece (else Completion.logprobs is
+        None).
+
+        Read from the stream, for every backend: an upstream that never stops is cut at the timeout, and
+        progress stays visible, so a call that times out while tokens were arriving is told apart from
+        one whose upstream never answered (dispatch), and a paid call that fails is charged from its
+        meter (gateway/billing.py)."""
+        meter = Meter() if meter is None else meter
+        deadline = time.monotonic() + self.timeout
+        pieces = self.stream(model, request, max_tokens, logprobs=logprobs, meter=meter)
+        text: list[str] = []
+        scored: list[float] | None = [] if logprobs else None
+        try:
+            for delta in pieces:
+                text.append(delta.text)
+                if scored is not None and delta.text:
+                    scored = None if delta.logprobs is None else scored + list(delta.logprobs)
+                if delta.usage is not None:
+                    found = tuple(scored) if scored else None
+                    return Completion("".join(text), delta.usage, delta.finish_reason or "stop", found)
+                if time.monotonic() > deadline:
+                    raise BackendError("timeout", f"{self.name}: answer still arriving after {self.timeout:g} s")
+        finally:
+            pieces.close()
+        raise BackendError("connection", f"{self.name}: stream ended before its final event", billable=True)
 
     @abstractmethod
-    def stream(self, model: ModelSpec, request: ChatRequest, max_tokens: int) -> Iterator[StreamDelta]:
-        """Text pieces as they come; the last delta carries usage and finish_reason."""
+    def stream(self, model: ModelSpec, request: ChatRequest, max_tokens: int, logprobs: bool = False,
+               meter: Meter | None = None) -> Iterator[StreamDelta]:
+        """Text pieces as they come; the last delta carries usage and finish_reason. Every piece of text goes
+        through `meter.received`, and counts the upstream reports into the meter as they arrive."""
 
     @abstractmethod
     def health(self) -> BackendHealth:
@@ -100,12 +136,15 @@ def status_kind(status: int) -> str:
 
 
 def retry_after_seconds(value: str | None) -> float | None:
+    """Retry-After in seconds; None for an HTTP date (rare from LLM APIs) or anything that is not a finite
+    number ("1e999", "nan"): no hint."""
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        return None  # an HTTP date: rare from LLM APIs, treated as "no hint"
+        return None
+    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 def token_logprobs(entries: object) -> tuple[float, ...] | None:
@@ -121,18 +160,35 @@ def token_logprobs(entries: object) -> tuple[float, ...] | None:
 
 
 def http_error(backend: str, reply: Reply) -> BackendError:
-    """Map a non-2xx reply of a JSON HTTP upstream to a BackendError, keeping its message short."""
-    message = _error_message(reply.text())
-    return BackendError(status_kind(reply.status), f"{backend} HTTP {reply.status}: {message}",
-                        status=reply.status, retry_after=retry_after_seconds(reply.headers.get("retry-after")))
+    """Map a non-2xx reply of a JSON HTTP upstream to a BackendError. The message names the status and the
+    upstream's error type, never its text: that can hold internal paths or parts of the request, and the
+    message reaches clients (attempts) and logs."""
+    body = reply.text()
+    return upstream_error(backend, status_kind(reply.status), reply.status, _error_type(body),
+                          retry_after_seconds(reply.headers.get("retry-after")), upstream_message=body[:300])
 
 
-def _error_message(body: str) -> str:
+def upstream_error(backend: str, kind: str, status: int, error_type: str | None = None,
+                   retry_after: float | None = None, billable: bool | None = None,
+                   upstream_message: str | None = None) -> BackendError:
+    """The one shape of an error an upstream reported: "anthropic HTTP 529 (overloaded_error)"."""
+    detail = f" ({error_type})" if error_type else ""
+    return BackendError(kind, f"{backend} HTTP {status}{detail}", status=status, retry_after=retry_after,
+                        billable=billable, upstream_message=upstream_message)
+
+
+_ERROR_TYPE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+
+
+def _error_type(body: str) -> str | None:
+    """The machine-readable error type or code of an error body ({"error": {"type"|"code"}}), if it has one
+    that looks like an identifier."""
     with contextlib.suppress(ValueError):
         data = json.loads(body)
         err = data.get("error") if isinstance(data, dict) else None
         if isinstance(err, dict):
-            err = err.get("message")
-        if isinstance(err, str):
-            return err[:300]
-    return (body or "no body")[:200]
+            for field_ in ("type", "code"):
+                value = err.get(field_)
+                if isinstance(value, str) and 0 < len(value) <= 64 and set(value) <= _ERROR_TYPE_CHARS:
+                    return value
+    return None

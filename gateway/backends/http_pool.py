@@ -114,9 +114,11 @@ class HttpPool:
         headers = self._headers if payload is None else self._json_headers
         while True:
             conn, reused = self._acquire()
+            sent = False
             try:
                 conn.sock.settimeout(read_timeout or self.read_timeout)
                 conn.request(method, self.prefix + path, payload, headers)
+                sent = True
                 return Reply(self, conn, conn.getresponse())
             except TimeoutError as exc:
                 conn.close()
@@ -127,7 +129,9 @@ class HttpPool:
                 # the request goes again once on a new connection (what browsers and Go's client do).
                 if reused and isinstance(exc, _STALE):
                     continue
-                raise BackendError("connection", f"{self.backend}: connection failed ({type(exc).__name__})") from exc
+                # Cut after the whole request went out: the upstream may have started on it (and billed).
+                raise BackendError("connection", f"{self.backend}: connection failed ({type(exc).__name__})",
+                                   billable=sent) from exc
 
 
 class Reply:
@@ -245,7 +249,7 @@ def _reading(backend: str) -> Iterator[None]:
     except TimeoutError as exc:
         raise BackendError("timeout", f"{backend}: no answer within the read timeout") from exc
     except (OSError, http.client.HTTPException) as exc:
-        raise BackendError("connection", f"{backend}: connection cut mid-response") from exc
+        raise BackendError("connection", f"{backend}: connection cut mid-response", billable=True) from exc
 
 
 def _dropped(conn: http.client.HTTPConnection) -> bool:

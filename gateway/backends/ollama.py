@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from .. import fastjson
+from ..billing import Meter
 from ..catalog import ModelSpec
-from ..chat import ChatRequest, Completion, StreamDelta, Usage
+from ..chat import ChatRequest, StreamDelta, Usage
 from ..config import BackendSettings
 from .base import Backend, BackendError, BackendHealth, ModelState, http_error, token_logprobs
 from .http_pool import HttpPool, Reply
@@ -20,12 +21,12 @@ class OllamaBackend(Backend):
     def __init__(self, settings: BackendSettings, keep_alive: str = "30m"):
         self.url = settings.url
         self.settings = settings
+        self.timeout = settings.timeout
         self.keep_alive = keep_alive
         self.http = HttpPool(self.name, self.url, connect_timeout=settings.connect_timeout,
                              read_timeout=settings.timeout)
 
-    def _body(self, model: ModelSpec, request: ChatRequest, max_tokens: int, stream: bool,
-              logprobs: bool = False) -> dict:
+    def _body(self, model: ModelSpec, request: ChatRequest, max_tokens: int, logprobs: bool) -> dict:
         messages = ([{"role": "system", "content": request.system}] if request.system else []) + [
             {"role": m.role, "content": m.content} for m in request.messages
         ]
@@ -34,7 +35,7 @@ class OllamaBackend(Backend):
             options["temperature"] = request.temperature
         if request.stop:
             options["stop"] = list(request.stop)
-        body = {"model": model.id, "messages": messages, "stream": stream, "options": options,
+        body = {"model": model.id, "messages": messages, "stream": True, "options": options,
                 "keep_alive": self.keep_alive}
         if logprobs:
             body["logprobs"] = True  # Ollama 0.12.11+; older versions ignore the field
@@ -50,19 +51,10 @@ class OllamaBackend(Backend):
             raise http_error(self.name, reply)
         return reply
 
-    def complete(self, model: ModelSpec, request: ChatRequest, max_tokens: int, logprobs: bool = False) -> Completion:
-        reply = self._post(model, self._body(model, request, max_tokens, stream=False, logprobs=logprobs))
-        data = reply.json(total_timeout=self.settings.timeout)
-        if "error" in data:
-            raise BackendError("server_error", f"ollama: {str(data['error'])[:300]}", status=reply.status)
-        message = data.get("message")
-        if not isinstance(message, dict) or not isinstance(message.get("content"), str):
-            raise BackendError("malformed", "ollama: response has no message.content", status=reply.status)
-        return Completion(message["content"], _usage(data, request), _FINISH.get(data.get("done_reason"), "stop"),
-                          token_logprobs(data.get("logprobs")) if logprobs else None)
-
-    def stream(self, model: ModelSpec, request: ChatRequest, max_tokens: int) -> Iterator[StreamDelta]:
-        reply = self._post(model, self._body(model, request, max_tokens, stream=True))
+    def stream(self, model: ModelSpec, request: ChatRequest, max_tokens: int, logprobs: bool = False,
+               meter: Meter | None = None) -> Iterator[StreamDelta]:
+        meter = Meter() if meter is None else meter
+        reply = self._post(model, self._body(model, request, max_tokens, logprobs))
         lines = reply.lines()
         try:
             for line in lines:
@@ -72,15 +64,26 @@ class OllamaBackend(Backend):
                     data = fastjson.loads(line)
                 except ValueError as exc:
                     raise BackendError("malformed", "ollama: stream line is not JSON") from exc
+                if not isinstance(data, dict):
+                    raise BackendError("malformed", "ollama: stream line is not a JSON object")
                 if "error" in data:  # an error after the 200 status was sent
-                    raise BackendError("server_error", f"ollama: {str(data['error'])[:300]}")
-                text = (data.get("message") or {}).get("content") or ""
+                    raise BackendError("server_error", "ollama: error reported mid-stream", billable=True,
+                                       upstream_message=str(data["error"])[:300])
+                if "done" not in data:  # every line of /api/chat says whether it is the last
+                    raise BackendError("malformed", "ollama: stream line without 'done'")
+                message = data.get("message")
+                text = message.get("content") if isinstance(message, dict) else None
+                text = text if isinstance(text, str) else ""
+                meter.received(text)
+                scored = token_logprobs(data.get("logprobs")) if logprobs and text else None
                 if data.get("done"):
-                    yield StreamDelta(text, _usage(data, request), _FINISH.get(data.get("done_reason"), "stop"))
+                    usage = _usage(data, request, meter)
+                    meter.input_tokens, meter.output_tokens = usage.input_tokens, usage.output_tokens
+                    yield StreamDelta(text, usage, _FINISH.get(data.get("done_reason"), "stop"), scored)
                     return
                 if text:
-                    yield StreamDelta(text)
-            raise BackendError("connection", "ollama: stream ended before its final line")
+                    yield StreamDelta(text, logprobs=scored)
+            raise BackendError("connection", "ollama: stream ended before its final line", billable=True)
         finally:
             lines.close()
 
@@ -117,9 +120,13 @@ def _base(tag: str) -> str:
     return tag[: -len(":latest")] if tag.endswith(":latest") else tag
 
 
-def _usage(data: dict, request: ChatRequest) -> Usage:
-    # Ollama leaves prompt_eval_count out when the whole prompt came from its cache: fall back to
-    # the estimate rather than report zero input tokens.
-    prompt = data.get("prompt_eval_count")
-    return Usage(int(prompt) if isinstance(prompt, int) else request.input_tokens_estimate,
-                 int(data.get("eval_count") or 0))
+def _usage(data: dict, request: ChatRequest, meter: Meter) -> Usage:
+    # Ollama leaves prompt_eval_count out when the whole prompt came from its cache, and a server may
+    # leave eval_count out: the prompt's estimate and the text received stand in, never zero.
+    prompt, evals = data.get("prompt_eval_count"), data.get("eval_count")
+    return Usage(prompt if _count(prompt) else request.input_tokens_estimate,
+                 evals if _count(evals) else meter.output_received)
+
+
+def _count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0

@@ -1,7 +1,9 @@
 """A generic OpenAI-compatible upstream: vLLM, llama.cpp server, LM Studio, OpenAI itself.
 
 OPENAI_COMPAT_URL is the base URL including the version prefix (e.g. http://vllm:8000/v1), as for the
-openai SDK's base_url.
+openai SDK's base_url. The output limit goes in the field the model takes (`max_tokens_param` in
+configs/models.yaml): `max_tokens` by default, `max_completion_tokens` for OpenAI's reasoning models,
+which refuse the older name.
 """
 
 from __future__ import annotations
@@ -9,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from .. import fastjson
+from ..billing import Meter
 from ..catalog import ModelSpec
-from ..chat import ChatRequest, Completion, StreamDelta, Usage
+from ..chat import ChatRequest, StreamDelta, Usage
 from ..config import BackendSettings
 from .base import Backend, BackendError, BackendHealth, ModelState, http_error, token_logprobs
 from .http_pool import HttpPool, Reply
@@ -21,19 +24,18 @@ class OpenAICompatBackend(Backend):
 
     def __init__(self, settings: BackendSettings):
         self.settings = settings
+        self.timeout = settings.timeout
         self.url = settings.url
         headers = {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
         self.http = HttpPool(self.name, self.url, connect_timeout=settings.connect_timeout,
                              read_timeout=settings.timeout, headers=headers)
 
-    def _post(self, model: ModelSpec, request: ChatRequest, max_tokens: int, stream: bool,
-              logprobs: bool = False) -> Reply:
+    def _post(self, model: ModelSpec, request: ChatRequest, max_tokens: int, logprobs: bool) -> Reply:
         messages = ([{"role": "system", "content": request.system}] if request.system else []) + [
             {"role": m.role, "content": m.content} for m in request.messages
         ]
-        body: dict = {"model": model.id, "messages": messages, "max_tokens": max_tokens, "stream": stream}
-        if stream:
-            body["stream_options"] = {"include_usage": True}
+        body: dict = {"model": model.id, "messages": messages, model.max_tokens_param: max_tokens, "stream": True,
+                      "stream_options": {"include_usage": True}}
         if request.temperature is not None and model.sampling_params:
             body["temperature"] = request.temperature
         if request.stop:
@@ -45,45 +47,46 @@ class OpenAICompatBackend(Backend):
             raise http_error(self.name, reply)
         return reply
 
-    def complete(self, model: ModelSpec, request: ChatRequest, max_tokens: int, logprobs: bool = False) -> Completion:
-        data = self._post(model, request, max_tokens, stream=False, logprobs=logprobs).json(
-            total_timeout=self.settings.timeout)
-        try:
-            choice = data["choices"][0]
-            text = choice["message"]["content"] or ""
-        except (KeyError, IndexError, TypeError) as exc:
-            raise BackendError("malformed", "openai_compat: response has no choices[0].message") from exc
-        scored = choice.get("logprobs")  # {"content": [{"token", "logprob", "bytes", "top_logprobs"}, ...]} or null
-        found = token_logprobs(scored.get("content")) if logprobs and isinstance(scored, dict) else None
-        return Completion(text, _usage(data.get("usage"), request), choice.get("finish_reason") or "stop", found)
-
-    def stream(self, model: ModelSpec, request: ChatRequest, max_tokens: int) -> Iterator[StreamDelta]:
-        lines = self._post(model, request, max_tokens, stream=True).lines()
+    def stream(self, model: ModelSpec, request: ChatRequest, max_tokens: int, logprobs: bool = False,
+               meter: Meter | None = None) -> Iterator[StreamDelta]:
+        meter = Meter() if meter is None else meter
+        lines = self._post(model, request, max_tokens, logprobs).lines()
         usage: Usage | None = None
         finish = None
         try:
             for raw in lines:
-                line = raw.decode("utf-8", "replace")
-                if not line.startswith("data:"):
+                if not raw.startswith(b"data:"):
                     continue
-                payload = line[5:].strip()
-                if payload == "[DONE]":
-                    yield StreamDelta("", usage or _usage(None, request), finish or "stop")
+                payload = raw[5:].strip()
+                if payload == b"[DONE]":
+                    # A server that ignores stream_options sends no usage: the prompt's estimate and the
+                    # text received stand in, never zero.
+                    yield StreamDelta("", usage or Usage(request.input_tokens_estimate, meter.output_received),
+                                      finish or "stop")
                     return
                 try:
                     chunk = fastjson.loads(payload)
                 except ValueError as exc:
                     raise BackendError("malformed", "openai_compat: stream chunk is not JSON") from exc
+                if not isinstance(chunk, dict):
+                    raise BackendError("malformed", "openai_compat: stream chunk is not a JSON object")
                 if "error" in chunk:
-                    raise BackendError("server_error", f"openai_compat: {str(chunk['error'])[:300]}")
-                if chunk.get("usage"):
-                    usage = _usage(chunk["usage"], request)
+                    raise BackendError("server_error", "openai_compat: error reported mid-stream", billable=True,
+                                       upstream_message=str(chunk["error"])[:300])
+                if isinstance(chunk.get("usage"), dict):
+                    usage = _usage(chunk["usage"], request, meter)
+                    meter.input_tokens, meter.output_tokens = usage.input_tokens, usage.output_tokens
                 for choice in chunk.get("choices") or []:
+                    if not isinstance(choice, dict):
+                        continue
                     finish = choice.get("finish_reason") or finish
                     text = (choice.get("delta") or {}).get("content")
-                    if text:
-                        yield StreamDelta(text)
-            raise BackendError("connection", "openai_compat: stream ended before [DONE]")
+                    if isinstance(text, str) and text:
+                        meter.received(text)
+                        found = choice.get("logprobs")
+                        scored = token_logprobs(found.get("content")) if logprobs and isinstance(found, dict) else None
+                        yield StreamDelta(text, logprobs=scored)
+            raise BackendError("connection", "openai_compat: stream ended before [DONE]", billable=True)
         finally:
             lines.close()
 
@@ -108,7 +111,11 @@ class OpenAICompatBackend(Backend):
         self.http.close()
 
 
-def _usage(usage: dict | None, request: ChatRequest) -> Usage:
-    if not isinstance(usage, dict):
-        return Usage(request.input_tokens_estimate, 0)
-    return Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
+def _usage(usage: dict, request: ChatRequest, meter: Meter) -> Usage:
+    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    return Usage(prompt if _count(prompt) else request.input_tokens_estimate,
+                 completion if _count(completion) else meter.output_received)
+
+
+def _count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0

@@ -2,9 +2,11 @@
 that keep concurrent paid calls inside the monthly budget.
 
 Before a paid call its worst-case cost is reserved atomically (spent + reserved + amount <= limit);
-after it the reservation is settled to the real cost, or released on failure. Because the worst case
-bounds the real cost, recorded spend can never pass the budget, whatever the concurrency. Months are
-UTC. A reservation whose request died is dropped when its deadline passes.
+after it the reservation is settled to what the call cost (a failed call too: gateway/billing.py), or
+released when the upstream billed nothing. Because the worst case bounds the real cost, recorded spend
+can never pass the budget, whatever the concurrency. Months are UTC. A reservation that is still open
+when its lifetime ends (its worker died, its settle never arrived) becomes spend at its worst case:
+never nothing. A settle that arrives after that, or twice, changes nothing.
 
 RedisLedger shares all of this between workers and replicas (Lua scripts, one round trip each);
 MemoryLedger does the same for a single process.
@@ -32,6 +34,8 @@ class Reservation:
     month: str
     amount: float
     key_id: str | None
+    model: str = ""     # what the worst case is charged to if the reservation expires
+    backend: str = ""
 
 
 @dataclass(frozen=True)
@@ -42,10 +46,11 @@ class Limits:
 
 
 class Ledger(Protocol):
-    def reserve(self, key_id: str | None, amount: float, ttl: float) -> Reservation | None: ...
+    def reserve(self, key_id: str | None, amount: float, ttl: float, model: str = "",
+                backend: str = "") -> Reservation | None: ...
     def release(self, reservation: Reservation) -> None: ...
     def record(self, *, cost: float, cloud_cost: float, model: str, backend: str, key_id: str | None,
-               reservation: Reservation | None) -> None: ...
+               reservation: Reservation | None, tag: str = "") -> None: ...
     def month_totals(self, month: str | None = None) -> dict[str, float]: ...
 
 
@@ -90,26 +95,43 @@ UNGUARDED = "Redis is down, so spend cannot be guarded: paid calls are paused (R
 
 # --------------------------------------------------------------------------- Redis
 
-_UNRESERVE = """
-local function unreserve(amounts, zset, month, id)
+# take(): close an open reservation (None if it is not open: settled already, or expired and charged);
+# spend(): add a cost to a month or day hash, by model, backend and key.
+_HELPERS = """
+local function take(amounts, zset, month, id)
   local v = redis.call('HGET', amounts, id)
-  if v then
-    local sep = string.find(v, '|', 1, true)
-    local amt = tonumber(string.sub(v, 1, sep - 1))
-    local key = string.sub(v, sep + 1)
-    redis.call('HINCRBYFLOAT', month, 'reserved', -amt)
-    if key ~= '' then redis.call('HINCRBYFLOAT', month, 'reserved:' .. key, -amt) end
-    redis.call('HDEL', amounts, id)
-  end
   redis.call('ZREM', zset, id)
+  if not v then return nil end
+  redis.call('HDEL', amounts, id)
+  local f = {}
+  for part in string.gmatch(v .. '|', '([^|]*)|') do table.insert(f, part) end
+  local amt = tonumber(f[1])
+  redis.call('HINCRBYFLOAT', month, 'reserved', -amt)
+  if f[2] ~= '' then redis.call('HINCRBYFLOAT', month, 'reserved:' .. f[2], -amt) end
+  return {amt, f[2], f[3] or '', f[4] or ''}
+end
+local function spend(h, cost, cloud, model, backend, key)
+  redis.call('HINCRBYFLOAT', h, 'total', cost)
+  redis.call('HINCRBYFLOAT', h, 'cloud_only', cloud)
+  redis.call('HINCRBYFLOAT', h, 'model:' .. model, cost)
+  redis.call('HINCRBYFLOAT', h, 'backend:' .. backend, cost)
+  if key ~= '' then redis.call('HINCRBYFLOAT', h, 'key:' .. key, cost) end
 end
 """
 
-# KEYS: month hash, reservation zset (id -> expiry), reservation amounts (id -> "amount|key")
-# ARGV: id, amount, limit (-1: none), key id ('' none), key limit (-1: none), now, expires at
-_RESERVE = _UNRESERVE + """
+# KEYS: month hash, reservation zset (id -> expiry), reservation amounts (id -> "amount|key|model|backend"),
+#       today's hash
+# ARGV: id, amount, limit (-1: none), key id ('' none), key limit (-1: none), now, expires at, month ttl,
+#       model, backend, day ttl
+_RESERVE = _HELPERS + """
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[6])) do
-  unreserve(KEYS[3], KEYS[2], KEYS[1], id)
+  local r = take(KEYS[3], KEYS[2], KEYS[1], id)
+  if r then  -- still open at the end of its lifetime: its worst case is spent
+    spend(KEYS[1], r[1], r[1], r[3], r[4], r[2])
+    spend(KEYS[4], r[1], r[1], r[3], r[4], r[2])
+    redis.call('HINCRBYFLOAT', KEYS[1], 'expired', r[1])
+    redis.call('EXPIRE', KEYS[4], ARGV[11])
+  end
 end
 local amount, limit, key, klimit = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
 local function used(field, rfield)
@@ -119,24 +141,26 @@ if limit >= 0 and used('total', 'reserved') + amount > limit then return 'global
 if key ~= '' and klimit >= 0 and used('key:' .. key, 'reserved:' .. key) + amount > klimit then return 'key' end
 redis.call('HINCRBYFLOAT', KEYS[1], 'reserved', amount)
 if key ~= '' then redis.call('HINCRBYFLOAT', KEYS[1], 'reserved:' .. key, amount) end
-redis.call('HSET', KEYS[3], ARGV[1], ARGV[2] .. '|' .. key)
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[2] .. '|' .. key .. '|' .. ARGV[9] .. '|' .. ARGV[10])
 redis.call('ZADD', KEYS[2], ARGV[7], ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[8]); redis.call('EXPIRE', KEYS[2], ARGV[8]); redis.call('EXPIRE', KEYS[3], ARGV[8])
 return 'ok'
 """
 
-_RELEASE = _UNRESERVE + "unreserve(KEYS[3], KEYS[2], KEYS[1], ARGV[1])\nreturn 1\n"
+_RELEASE = _HELPERS + "take(KEYS[3], KEYS[2], KEYS[1], ARGV[1])\nreturn 1\n"
 
-# A write (RedisStore.writer): ["spend", month hash, day hash, reservation zset, reservation amounts,
-# reservation id ('' none), cost, cloud-only cost, model, backend, key id ('' none), day ttl, month ttl]
-_RECORD = _UNRESERVE + """
-if op[6] ~= '' then unreserve(op[5], op[4], op[2], op[6]) end
-for _, h in ipairs({op[2], op[3]}) do
-  redis.call('HINCRBYFLOAT', h, 'total', op[7])
-  redis.call('HINCRBYFLOAT', h, 'cloud_only', op[8])
-  redis.call('HINCRBYFLOAT', h, 'model:' .. op[9], op[7])
-  redis.call('HINCRBYFLOAT', h, 'backend:' .. op[10], op[7])
-  if op[11] ~= '' then redis.call('HINCRBYFLOAT', h, 'key:' .. op[11], op[7]) end
+# A write (RedisStore.writer, delivered or retried): ["spend", month hash, day hash, reservation zset,
+# reservation amounts, reservation id ('' none), cost, cloud-only cost, model, backend, key id ('' none),
+# day ttl, month ttl, tag ('' none: else the cost is also added to 'tag:TAG')]. Settling a reservation
+# that is no longer open changes nothing: it was settled already (a retried write) or it expired and its
+# worst case was spent.
+_RECORD = _HELPERS + """
+if op[6] ~= '' and take(op[5], op[4], op[2], op[6]) == nil then return end
+spend(op[2], op[7], op[8], op[9], op[10], op[11])
+spend(op[3], op[7], op[8], op[9], op[10], op[11])
+if op[14] and op[14] ~= '' then
+  redis.call('HINCRBYFLOAT', op[2], 'tag:' .. op[14], op[7])
+  redis.call('HINCRBYFLOAT', op[3], 'tag:' .. op[14], op[7])
 end
 redis.call('EXPIRE', op[3], op[12])
 redis.call('EXPIRE', op[2], op[13])
@@ -146,22 +170,24 @@ redis.call('EXPIRE', op[2], op[13])
 class RedisLedger:
     def __init__(self, store: RedisStore, limits: Limits, wall: Callable[[], float] = time.time):
         self.store, self.limits, self.wall = store, limits, wall
-        store.writer("spend", _RECORD)
+        store.writer("spend", _RECORD, durable=True)
 
     @staticmethod
     def _keys(month: str) -> tuple[str, str, str]:
         return f"{PREFIX}spend:{month}", f"{PREFIX}resv:{month}", f"{PREFIX}resv:{month}:amounts"
 
-    def reserve(self, key_id: str | None, amount: float, ttl: float) -> Reservation | None:
+    def reserve(self, key_id: str | None, amount: float, ttl: float, model: str = "",
+                backend: str = "") -> Reservation | None:
         now = self.wall()
         month = month_of(now)
-        res = Reservation(uuid.uuid4().hex, month, amount, key_id)
+        res = Reservation(uuid.uuid4().hex, month, amount, key_id, model, backend)
         limit = -1 if self.limits.monthly_usd is None else self.limits.monthly_usd
         klimit = -1 if self.limits.per_key_monthly_usd is None else self.limits.per_key_monthly_usd
         script = self.store.script(_RESERVE)
-        verdict = self.store.run(lambda r: script(keys=self._keys(month), args=[
-            res.id, repr(amount), repr(limit), key_id or "", repr(klimit), repr(now), repr(now + ttl), MONTH_TTL],
-            client=r))
+        keys = (*self._keys(month), f"{PREFIX}spend:{day_of(now)}")
+        verdict = self.store.run(lambda r: script(keys=keys, args=[
+            res.id, repr(amount), repr(limit), key_id or "", repr(klimit), repr(now), repr(now + ttl), MONTH_TTL,
+            model, backend, DAY_TTL], client=r))
         return res if verdict == "ok" else None
 
     def release(self, reservation: Reservation) -> None:
@@ -170,13 +196,13 @@ class RedisLedger:
                            None)
 
     def record(self, *, cost: float, cloud_cost: float, model: str, backend: str, key_id: str | None,
-               reservation: Reservation | None) -> None:
+               reservation: Reservation | None, tag: str = "") -> None:
         now = self.wall()
         month = reservation.month if reservation else month_of(now)
         month_hash, zset, amounts = self._keys(month)
         self.store.write("spend", month_hash, f"{PREFIX}spend:{day_of(now)}", zset, amounts,
                          reservation.id if reservation else "", repr(cost), repr(cloud_cost), model, backend,
-                         key_id or "", DAY_TTL, MONTH_TTL)
+                         key_id or "", DAY_TTL, MONTH_TTL, tag)
 
     def month_totals(self, month: str | None = None) -> dict[str, float]:
         month = month or month_of(self.wall())
@@ -194,19 +220,31 @@ class MemoryLedger:
         self._months: dict[str, defaultdict[str, float]] = defaultdict(lambda: defaultdict(float))
         self._open: dict[str, tuple[Reservation, float]] = {}  # id -> (reservation, expires at)
 
-    def _drop(self, res: Reservation) -> None:
+    def _take(self, res: Reservation) -> bool:
+        """Close an open reservation; False if it was not open."""
+        if self._open.pop(res.id, None) is None:
+            return False
         totals = self._months[res.month]
         totals["reserved"] -= res.amount
         if res.key_id:
             totals[f"reserved:{res.key_id}"] -= res.amount
-        self._open.pop(res.id, None)
+        return True
 
-    def reserve(self, key_id: str | None, amount: float, ttl: float) -> Reservation | None:
+    def _spend(self, month: str, cost: float, cloud_cost: float, model: str, backend: str,
+               key_id: str | None) -> None:
+        t = self._months[month]
+        for field in ("total", f"model:{model}", f"backend:{backend}") + ((f"key:{key_id}",) if key_id else ()):
+            t[field] += cost
+        t["cloud_only"] += cloud_cost
+
+    def reserve(self, key_id: str | None, amount: float, ttl: float, model: str = "",
+                backend: str = "") -> Reservation | None:
         now = self.wall()
         with self._lock:
             for res, expires in list(self._open.values()):
-                if expires <= now:
-                    self._drop(res)
+                if expires <= now and self._take(res):  # still open at the end of its lifetime: spent
+                    self._spend(res.month, res.amount, res.amount, res.model, res.backend, res.key_id)
+                    self._months[res.month]["expired"] += res.amount
             month = month_of(now)
             t = self._months[month]
             lim, klim = self.limits.monthly_usd, self.limits.per_key_monthly_usd
@@ -214,7 +252,7 @@ class MemoryLedger:
                 return None
             if key_id and klim is not None and t[f"key:{key_id}"] + t[f"reserved:{key_id}"] + amount > klim:
                 return None
-            res = Reservation(uuid.uuid4().hex, month, amount, key_id)
+            res = Reservation(uuid.uuid4().hex, month, amount, key_id, model, backend)
             t["reserved"] += amount
             if key_id:
                 t[f"reserved:{key_id}"] += amount
@@ -223,19 +261,17 @@ class MemoryLedger:
 
     def release(self, reservation: Reservation) -> None:
         with self._lock:
-            if reservation.id in self._open:
-                self._drop(reservation)
+            self._take(reservation)
 
     def record(self, *, cost: float, cloud_cost: float, model: str, backend: str, key_id: str | None,
-               reservation: Reservation | None) -> None:
+               reservation: Reservation | None, tag: str = "") -> None:
         with self._lock:
-            if reservation is not None and reservation.id in self._open:
-                self._drop(reservation)
+            if reservation is not None and not self._take(reservation):
+                return  # settled already, or expired and charged its worst case
             month = reservation.month if reservation else month_of(self.wall())
-            t = self._months[month]
-            for field in ("total", f"model:{model}", f"backend:{backend}") + ((f"key:{key_id}",) if key_id else ()):
-                t[field] += cost
-            t["cloud_only"] += cloud_cost
+            self._spend(month, cost, cloud_cost, model, backend, key_id)
+            if tag:
+                self._months[month][f"tag:{tag}"] += cost
 
     def month_totals(self, month: str | None = None) -> dict[str, float]:
         with self._lock:

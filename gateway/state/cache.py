@@ -1,8 +1,10 @@
 """The response cache: repeated questions answered for free.
 
-Exact match on a canonical form of what decides the answer (messages, system, the model that would
-answer, temperature, max_tokens, stop). Keys are SHA-256 under a namespace and a version, so a format
-change never reads old entries. Only complete, successful answers are stored.
+Exact match on a canonical form of what decides the answer: who asked (each API key has its own cache
+unless CACHE_SHARED_ACROSS_KEYS), the model that answered, the strategy (a cascade answer was reviewed,
+an auto one was not), messages, system, temperature, max_tokens and stop. Keys are SHA-256 under a
+namespace and a version, so a format change never reads old entries. Only complete answers are stored,
+each under the model that gave it (a fallback's answer never under the decided model's key).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from .. import fastjson
 from ..chat import ChatRequest
 from .store import PREFIX, RedisStore
 
-VERSION = 1
+VERSION = 2
 MEMORY_ENTRIES = 2000  # the in-process cache keeps at most this many answers (least recently used go)
 
 
@@ -34,9 +36,10 @@ class CachedAnswer:
     output_tokens: int
 
 
-def cache_key(request: ChatRequest, model: str) -> str:
+def cache_key(request: ChatRequest, model: str, strategy: str, partition: str) -> str:
+    """partition: the API key's id (each key its own cache), or "" for one cache shared by every key."""
     canonical = fastjson.dumpb({
-        "v": VERSION, "model": model, "system": request.system,
+        "v": VERSION, "partition": partition, "model": model, "strategy": strategy, "system": request.system,
         "messages": [[m.role, m.content] for m in request.messages],
         "temperature": request.temperature, "max_tokens": request.max_tokens, "stop": list(request.stop),
     }, sort_keys=True)

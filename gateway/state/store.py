@@ -11,6 +11,7 @@ import json
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
@@ -33,17 +34,18 @@ _APPLY = """
 local W = {{}}
 {handlers}
 local failed = {{}}
-for _, op in ipairs(cjson.decode(ARGV[1])) do
+for i, op in ipairs(cjson.decode(ARGV[1])) do
   local handler = W[op[1]]
   if handler == nil then
-    table.insert(failed, 'unknown write ' .. tostring(op[1]))
+    table.insert(failed, {{i, 'unknown write ' .. tostring(op[1])}})
   else
     local ok, err = pcall(handler, op)
-    if not ok then table.insert(failed, op[1] .. ': ' .. tostring(err)) end
+    if not ok then table.insert(failed, {{i, op[1] .. ': ' .. tostring(err)}}) end
   end
 end
 return failed
 """
+MAX_UNDELIVERED = 10000  # durable writes kept for another try while Redis is away (the oldest go first)
 
 
 class StateUnavailable(Exception):
@@ -58,6 +60,8 @@ class RedisStore:
         self._scripts: dict[str, redis.commands.core.Script] = {}
         self._local = threading.local()
         self._writers: dict[str, str] = {}
+        self._durable: set[str] = set()
+        self._undelivered: deque[tuple] = deque(maxlen=MAX_UNDELIVERED)
         self._apply: redis.commands.core.Script | None = None
         self._idle: list[redis.connection.AbstractConnection] = []  # command()'s connections, last used first
 
@@ -145,12 +149,16 @@ class RedisStore:
         else:
             conn.disconnect()
 
-    def writer(self, kind: str, lua: str) -> None:
+    def writer(self, kind: str, lua: str, durable: bool = False) -> None:
         """Register a kind of write: `lua` is the body of a Lua function(op) that applies one op, the JSON
-        array [kind, args...] that write(kind, *args) queued. Each store registers its own kinds."""
+        array [kind, args...] that write(kind, *args) queued. Each store registers its own kinds. A durable
+        kind (spend) that Redis did not take is kept and sent again with the next batch, so it must be safe
+        to apply twice."""
         if self._writers.get(kind) != lua:
             self._writers[kind] = lua
             self._apply = None
+        if durable:
+            self._durable.add(kind)
 
     def write(self, kind: str, *args: object) -> None:
         """A write no answer waits for (stats, spend, decision log, cache fill). Inside batch() it waits for
@@ -181,6 +189,8 @@ class RedisStore:
         # One EVALSHA carrying every op as JSON: a pipeline of one command per write cost 20-70 % more CPU
         # (redis-py packs and parses each command in Python; scripts/bench_clients.py) and Redis a SHA1 of
         # each EVAL body.
+        if self._undelivered:
+            ops = self._take_undelivered() + ops
         apply = self._apply_script()
         payload = fastjson.dumpb(ops)
         try:
@@ -189,14 +199,36 @@ class RedisStore:
             except redis.exceptions.NoScriptError:  # a restarted or flushed Redis: load it, once
                 self.run(lambda r: self.command("SCRIPT", "LOAD", apply.script))
                 failed = self.run(lambda r: self.command("EVALSHA", apply.sha, 0, payload))
-        except StateUnavailable:
-            log.warning("%d shared-state write(s) lost: redis unavailable", len(ops))
-            return
-        except redis.exceptions.ResponseError as exc:
-            log.error("shared-state write refused by redis: %s", exc)
+        except (StateUnavailable, redis.exceptions.ResponseError) as exc:
+            kept = self._keep_durable(ops)
+            log.warning("%d shared-state write(s) not applied (%s); %d kept to send again", len(ops),
+                        "redis unavailable" if isinstance(exc, StateUnavailable) else "refused by redis", kept)
             return
         if failed:
-            log.error("shared-state write(s) refused by redis: %s", "; ".join(map(str, failed))[:500])
+            refused = [ops[i - 1] for i, _ in failed if 0 < i <= len(ops)]
+            self._keep_durable(refused)
+            log.error("shared-state write(s) refused by redis: %s", "; ".join(str(m) for _, m in failed)[:500])
+
+    def _keep_durable(self, ops: list[tuple]) -> int:
+        kept = [op for op in ops if op[0] in self._durable]
+        if len(self._undelivered) + len(kept) > MAX_UNDELIVERED:
+            log.error("more than %d undelivered spend writes: the oldest are dropped (their reservations, "
+                      "if any, are charged at their worst case when they expire)", MAX_UNDELIVERED)
+        self._undelivered.extend(kept)
+        return len(kept)
+
+    def _take_undelivered(self) -> list[tuple]:
+        taken = []
+        while True:
+            try:
+                taken.append(self._undelivered.popleft())
+            except IndexError:
+                return taken
+
+    def flush_undelivered(self) -> None:
+        """Send the durable writes still waiting (at shutdown, or from a test)."""
+        if self._undelivered:
+            self._flush([])
 
     def _apply_script(self):
         if self._apply is None:
@@ -215,6 +247,7 @@ class RedisStore:
         return self.try_run(lambda r: bool(r.ping()), False)
 
     def close(self) -> None:
+        self.flush_undelivered()
         idle, self._idle = self._idle, []
         for conn in idle:
             conn.disconnect()

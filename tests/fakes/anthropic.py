@@ -3,8 +3,8 @@
 Accepts both authentication styles (Authorization: Bearer from SDK 2.x, x-api-key from older clients)
 and requires an anthropic-version header. Streaming follows the event sequence of the real API:
 message_start (input usage), content_block_start, ping, content_block_delta (text_delta)...,
-content_block_stop, message_delta (CUMULATIVE output_tokens), message_stop; `error` events can arrive
-after the 200 status line.
+content_block_stop, message_delta (CUMULATIVE output_tokens; several with Script.usage_updates), message_stop;
+`error` events can arrive after the 200 status line. `bills` records what the real API would charge.
 """
 
 from __future__ import annotations
@@ -64,6 +64,7 @@ class FakeAnthropic(FakeServer):
             reply, stop = reply[: body["max_tokens"]], "max_tokens"
         msg_id = "msg_" + uuid.uuid4().hex[:24]
         if not body.get("stream"):
+            self.bill(h, input_tokens)[1] = len(reply)
             return self.send(h, 200, {
                 "id": msg_id, "type": "message", "role": "assistant", "model": body["model"],
                 "content": [{"type": "text", "text": "".join(reply)}], "stop_reason": stop, "stop_sequence": None,
@@ -94,6 +95,10 @@ class FakeAnthropic(FakeServer):
         def event(name, data):
             self.write_chunk(h, f"event: {name}\ndata: {json.dumps(data)}\n\n".encode())
 
+        def usage(count):
+            return {} if script.omit_counts else {"output_tokens": count}
+
+        bill = self.bill(h, input_tokens)
         self.start_stream(h, script.content_type or "text/event-stream", script.headers)
         event("message_start", {"type": "message_start", "message": {
             "id": msg_id, "type": "message", "role": "assistant", "model": body["model"], "content": [],
@@ -101,6 +106,8 @@ class FakeAnthropic(FakeServer):
         event("content_block_start", {"type": "content_block_start", "index": 0,
                                        "content_block": {"type": "text", "text": ""}})
         event("ping", {"type": "ping"})
+        # Intermediate message_delta events (usage_updates > 1) repeat the CUMULATIVE count so far.
+        every = max(1, len(reply) // max(1, script.usage_updates))
         for i, piece in enumerate(itertools.cycle(reply) if script.endless else reply):
             if script.cut_after is not None and i >= script.cut_after:
                 return self.cut(h)
@@ -110,11 +117,15 @@ class FakeAnthropic(FakeServer):
                 return self.end_stream(h)
             event("content_block_delta", {"type": "content_block_delta", "index": 0,
                                           "delta": {"type": "text_delta", "text": piece}})
+            bill[1] += 1
+            if script.usage_updates > 1 and (i + 1) % every == 0 and i + 1 < len(reply):
+                event("message_delta", {"type": "message_delta", "delta": {"stop_reason": None, "stop_sequence": None},
+                                        "usage": usage(i + 1)})
             if script.chunk_delay:
                 time.sleep(script.chunk_delay)
         event("content_block_stop", {"type": "content_block_stop", "index": 0})
         event("message_delta", {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},
-                                "usage": {"output_tokens": len(reply)}})
+                                "usage": usage(len(reply))})
         event("message_stop", {"type": "message_stop"})
         return self.end_stream(h)
 

@@ -72,6 +72,8 @@ class FakeOllama(FakeServer):
             "prompt_eval_count": prompt_tokens, "prompt_eval_duration": 300_000_000,
             "eval_count": len(reply_pieces), "eval_duration": 1_100_000_000,
         }
+        if script.omit_counts:  # a prompt served from Ollama's cache leaves prompt_eval_count out
+            del final["prompt_eval_count"], final["eval_count"]
         # Ollama 0.12.11+: a top-level list, one entry per token, only when asked
         scored = token_logprobs(script, reply_pieces) if body.get("logprobs") is True else None
         if body.get("stream", True) is False:

@@ -18,10 +18,13 @@ ERROR_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 404: 
 
 
 class FakeOpenAI(FakeServer):
-    def __init__(self, api_key: str | None = "sk-compat-test", models=("compat-model",)):
+    def __init__(self, api_key: str | None = "sk-compat-test", models=("compat-model", "compat-reasoning"),
+                 completion_tokens_only=("compat-reasoning",)):
         super().__init__()
         self.api_key = api_key
         self.models = set(models)
+        # Like OpenAI's reasoning models: the output limit only as max_completion_tokens; max_tokens is a 400.
+        self.completion_tokens_only = set(completion_tokens_only)
 
     def error(self, h, status, message, type_=None, headers=None, content_type="application/json", code=None,
               param=None):
@@ -48,6 +51,9 @@ class FakeOpenAI(FakeServer):
             return self.error(h, 400, "'model' and 'messages' are required", param="messages")
         if body["model"] not in self.models:
             return self.error(h, 404, f"The model `{body['model']}` does not exist", code="model_not_found")
+        if body["model"] in self.completion_tokens_only and "max_tokens" in body:
+            return self.error(h, 400, "Unsupported parameter: 'max_tokens' is not supported with this model. "
+                              "Use 'max_completion_tokens' instead.", param="max_tokens", code="unsupported_parameter")
         prompt_tokens = sum(words(m.get("content") or "") for m in body["messages"] if isinstance(m, dict))
         reply = pieces(script.reply)
         finish = "stop"
@@ -59,9 +65,11 @@ class FakeOpenAI(FakeServer):
                  "total_tokens": prompt_tokens + len(reply)}
         # With "logprobs": true, each choice carries {"content": [{token, logprob, bytes, top_logprobs}]}.
         scored = [dict(e, top_logprobs=[]) for e in token_logprobs(script, reply)] if body.get("logprobs") else None
+        bill = self.bill(h, prompt_tokens)
         if not body.get("stream"):
             if script.endless:
                 return self.endless_json(h, script)
+            bill[1] = len(reply)
             return self.send(h, 200, {
                 "id": cid, "object": "chat.completion", "created": created, "model": body["model"],
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(reply)},
@@ -85,10 +93,11 @@ class FakeOpenAI(FakeServer):
                 self.write_chunk(h, f"data: {json.dumps({'error': {'message': script.error_message}})}\n\n".encode())
                 return self.end_stream(h)
             chunk({"content": piece}, logprobs={"content": [scored[i % len(scored)]]} if scored else None)
+            bill[1] += 1
             if script.chunk_delay:
                 time.sleep(script.chunk_delay)
         chunk({}, finish)
-        if (body.get("stream_options") or {}).get("include_usage"):
+        if (body.get("stream_options") or {}).get("include_usage") and not script.omit_counts:
             chunk(None, usage_=usage, choices=False)
         self.write_chunk(h, b"data: [DONE]\n\n")
         return self.end_stream(h)

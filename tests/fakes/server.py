@@ -36,6 +36,11 @@ class Script:
     # Log-probabilities of the reply's tokens (one per piece, cycled), sent only when the request asks for
     # them, as the real servers do; None: -0.05 each.
     logprobs: tuple[float, ...] | None = None
+    # Anthropic: message_delta events carrying the (cumulative) output count, spread over the answer.
+    usage_updates: int = 1
+    # Leave out the optional token counts (Ollama's prompt_eval_count/eval_count, OpenAI's usage chunk,
+    # Anthropic's message_delta output_tokens), as some servers and versions do.
+    omit_counts: bool = False
 
 
 @dataclass
@@ -56,6 +61,10 @@ class FakeServer:
         self._lock = threading.Lock()
         self.inflight = self.max_inflight = 0  # concurrent requests now / at most, to prove concurrency
         self.aborted = 0  # responses the client hung up on before they were complete
+        # What a real provider would bill: per accepted generation, [input tokens, output tokens written to the
+        # socket] (a client that leaves mid-answer is still billed what was generated).
+        self.bills: list[list[int]] = []
+        self._epoch = 0  # reset() starts a new one: a slow request of an earlier test does not bill this one
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -75,6 +84,7 @@ class FakeServer:
                 except ValueError:
                     body = raw
                 with fake._lock:
+                    self.epoch = fake._epoch
                     fake.requests.append(Recorded(method, self.path, {k.lower(): v for k, v in self.headers.items()},
                                                   body))
                     fake.inflight += 1
@@ -121,6 +131,8 @@ class FakeServer:
         with self._lock:
             self._queue.clear()
             self.requests.clear()
+            self.bills.clear()
+            self._epoch += 1
             self.max_inflight = self.aborted = 0
         self.default = Script()
 
@@ -131,6 +143,19 @@ class FakeServer:
     def close(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+    def bill(self, h: BaseHTTPRequestHandler, input_tokens: int) -> list[int]:
+        """Open the bill of one generation; the caller adds output tokens as it writes them."""
+        entry = [input_tokens, 0]
+        with self._lock:
+            if getattr(h, "epoch", None) == self._epoch:
+                self.bills.append(entry)
+        return entry
+
+    def billed(self, price_in_per_mtok: float, price_out_per_mtok: float) -> float:
+        """USD this fake would have charged at these prices."""
+        with self._lock:
+            return sum(i * price_in_per_mtok + o * price_out_per_mtok for i, o in self.bills) / 1e6
 
     # --- helpers for subclasses ------------------------------------------------------------
     def handle(self, h: BaseHTTPRequestHandler, method: str, path: str, body: Any) -> None:

@@ -58,8 +58,8 @@ def traffic(url: str, ollama, claude, i: int) -> None:
     """One round over every path: local, cloud, cache hit, fallback, stream, error, budget refusal.
     Prompts change with the round so that only the intended request is a cache hit."""
     post = lambda body: requests.post(f"{url}/api/v1/chat", json=body, headers=HEADERS, timeout=30)  # noqa: E731
-    post({"prompt": f"What is Python {i}?"})
-    post({"prompt": f"What is Python {i}?"})                              # cache hit
+    post({"prompt": f"What is Python {i}?", "temperature": 0})
+    post({"prompt": f"What is Python {i}?", "temperature": 0})            # cache hit
     post({"prompt": f"{DESIGN} ({i})"})                                   # cloud
     ollama.queue(Script(status=500), Script(status=500))
     post({"prompt": f"What is a fallback {i}?", "strategy": "local-only"})  # tinyllama -> phi

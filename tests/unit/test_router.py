@@ -157,9 +157,20 @@ def test_cloud_first_without_key_falls_to_local_with_reason():
     assert d.backend == "ollama" and "no ANTHROPIC_API_KEY" in d.reason
 
 
-def test_auto_falls_back_upward_then_to_cloud():
+def test_auto_falls_back_upward_to_local_models_only_by_default():
     d = decide(req("What is Python?"), ctx())
+    assert [c.model for c in d.plan] == ["tinyllama", "phi"]  # PAID_FALLBACK=refuse
+
+
+def test_auto_falls_back_upward_then_to_cloud_when_paid_fallback_is_allowed():
+    d = decide(req("What is Python?"), ctx(paid_fallback="cloud"))
     assert [c.model for c in d.plan] == ["tinyllama", "phi", "claude-sonnet", "claude-haiku"]
+
+
+def test_a_prompt_no_local_model_can_hold_still_goes_to_the_cloud():
+    # longer than every local context window at tier 2: a decision for the cloud, not a fallback
+    d = decide(req("word " * 3000), ctx())
+    assert d.backend == "anthropic" and "exceed" in d.reason
 
 
 def test_cost_aware_keeps_medium_cloud_prompts_local_when_budget_runs_low():
@@ -240,10 +251,25 @@ def test_deployment_tier_1_has_no_phi():
     assert "phi" not in [c.model for c in d.plan]
 
 
-def test_open_circuit_moves_backend_to_the_end():
-    d = decide(req("What is Python?"), ctx(open_circuits=frozenset({"ollama"})))
+def test_open_circuit_moves_backend_to_the_end_when_paid_fallback_is_allowed():
+    d = decide(req("What is Python?"), ctx(open_circuits=frozenset({"ollama"}), paid_fallback="cloud"))
     assert d.backend == "anthropic"
     assert [c.backend for c in d.plan][-2:] == ["ollama", "ollama"]
+
+
+def test_open_local_circuit_never_upgrades_a_simple_prompt_to_a_paid_model():
+    d = decide(req("What is Python?"), ctx(open_circuits=frozenset({"ollama"})))
+    assert [c.backend for c in d.plan] == ["ollama", "ollama"]
+    assert d.reason_code == "local_unavailable" and "PAID_FALLBACK=refuse" in d.reason
+    # the cascade keeps the cloud for reviewing local answers, behind the local models
+    d = decide(req("What is Python?", strategy="cascade"), ctx(open_circuits=frozenset({"ollama"})))
+    assert [c.backend for c in d.plan] == ["ollama", "ollama", "anthropic", "anthropic"]
+
+
+def test_every_local_model_missing_is_a_clear_503_not_a_paid_answer():
+    with pytest.raises(ServiceUnavailable) as exc:
+        decide(req("What is Python?"), ctx(missing_models=frozenset({"tinyllama", "phi", "mistral"})))
+    assert exc.value.type == "local_unavailable" and "not installed" in exc.value.message
 
 
 def test_missing_model_is_skipped():
