@@ -39,8 +39,10 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
     app.register_blueprint(openai.bp)
     app.register_blueprint(ops.bp)
 
-    if not settings.api_keys:
+    if not (settings.api_keys or settings.admin_keys):
         log.warning("GATEWAY_API_KEYS is empty: /api and /v1 are open to anyone who can reach this port")
+    elif not settings.admin_keys:
+        log.info("GATEWAY_ADMIN_KEYS is empty: each key sees only its own budget, stats and decisions")
     if "anthropic" not in settings.configured_backends:
         log.warning("ANTHROPIC_API_KEY is not set: requests stay on local models")
     return app

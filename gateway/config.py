@@ -6,6 +6,7 @@ and passes the result down. Tests build Settings from a plain dict.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ class Settings:
     port: int = 8080
     redis_url: str | None = None
     api_keys: tuple[str, ...] = field(default=(), repr=False)
+    admin_keys: tuple[str, ...] = field(default=(), repr=False)  # also API keys; see every key's data
     models_config: str = "configs/models.yaml"
     deployment_tier: int = 2
     routing_strategy: str = "auto"
@@ -78,6 +80,7 @@ class Settings:
     concurrency_wait_seconds: float = 10.0
     decision_log_max: int = 10000
     metrics_token: str | None = field(default=None, repr=False)
+    metrics_trusted_networks: tuple = ()     # METRICS_TRUSTED_NETWORKS: CIDRs that may scrape without the token
     gpu_sample_seconds: float = 5.0
     stream_send_timeout_seconds: float = 30.0  # a client that reads nothing of a stream this long is cut off
 
@@ -87,7 +90,7 @@ class Settings:
         the request deadline it may read for its backend's whole timeout, and a stream may then wait on a
         slow client for the send timeout; plus a margin. Reservations and leases live this long."""
         timeout = max(b.timeout for b in (self.ollama, self.anthropic, self.openai_compat))
-        return self.request_deadline_seconds + timeout + self.stream_send_timeout_seconds + 60
+        return self.request_deadline_seconds + timeout + self.stream_send_timeout_seconds + 10
 
     @property
     def configured_backends(self) -> frozenset[str]:
@@ -122,7 +125,8 @@ class Settings:
                 timeout=r.number("OPENAI_COMPAT_TIMEOUT", 120.0, low=0.1), connect_timeout=connect,
                 max_retries=int(r.number("OPENAI_COMPAT_MAX_RETRIES", 2, low=0, high=10))),
             redis_url=r.text("REDIS_URL", None),
-            api_keys=tuple(k.strip() for k in (r.text("GATEWAY_API_KEYS", "") or "").split(",") if k.strip()),
+            api_keys=r.keys("GATEWAY_API_KEYS"),
+            admin_keys=r.keys("GATEWAY_ADMIN_KEYS"),
             models_config=models_config,
             catalog=load_catalog(resolve_path(models_config)),
             deployment_tier=int(r.number("DEPLOYMENT_TIER", 2, low=1, high=4)),
@@ -156,6 +160,7 @@ class Settings:
             concurrency_wait_seconds=r.number("CONCURRENCY_WAIT_SECONDS", 10.0, low=0),
             decision_log_max=int(r.number("DECISION_LOG_MAX", 10000, low=10)),
             metrics_token=r.text("METRICS_TOKEN", None),
+            metrics_trusted_networks=r.networks("METRICS_TRUSTED_NETWORKS"),
             gpu_sample_seconds=r.number("GPU_SAMPLE_SECONDS", 5.0, low=0.5),
             stream_send_timeout_seconds=r.number("STREAM_SEND_TIMEOUT_SECONDS", 30.0, low=1, high=3600),
         )
@@ -181,6 +186,20 @@ class _Reader:
         value = self.env.get(name, "")
         value = value.strip() if isinstance(value, str) else str(value)
         return value or default
+
+    def keys(self, name: str) -> tuple[str, ...]:
+        """A comma-separated list of secrets."""
+        return tuple(k.strip() for k in (self.text(name, "") or "").split(",") if k.strip())
+
+    def networks(self, name: str) -> tuple:
+        """A comma-separated list of CIDRs (a bare address is one host)."""
+        out = []
+        for part in self.keys(name):
+            try:
+                out.append(ipaddress.ip_network(part, strict=False))
+            except ValueError:
+                self.errors.append(f"{name}: {part!r} is not an address or CIDR (e.g. 10.0.0.0/8)")
+        return tuple(out)
 
     def url(self, name: str, default: str | None) -> str | None:
         value = self.text(name, default)

@@ -21,6 +21,9 @@ os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
 
 
 def on_starting(server):
+    if workers < _asked_workers:
+        server.log.warning("no REDIS_URL: running 1 worker instead of GATEWAY_WORKERS=%d, so that budgets, "
+                           "limits and the cache hold (set REDIS_URL to run more)", _asked_workers)
     os.makedirs(_metrics_dir, exist_ok=True)
     for stale in glob.glob(os.path.join(_metrics_dir, "*.db")):  # only prometheus_client's own files
         os.remove(stale)
@@ -37,7 +40,11 @@ _port = os.environ.get("GATEWAY_PORT", "8080")
 
 bind = f"[{_host}]:{_port}" if ":" in _host else f"{_host}:{_port}"
 worker_class = "gthread"
-workers = int(os.environ.get("GATEWAY_WORKERS", "2"))
+# Without Redis each worker keeps its own spend, budgets, cache and limits: two workers would each allow the
+# whole budget. So one worker then (its threads still hold hundreds of calls at once).
+_shared_state = bool(os.environ.get("REDIS_URL", "").strip())
+_asked_workers = int(os.environ.get("GATEWAY_WORKERS", "2"))
+workers = _asked_workers if _shared_state else 1
 threads = int(os.environ.get("GATEWAY_THREADS", "256"))
 # With gthread the heartbeat runs beside the request threads, so a 2-minute LLM call does not get
 # its worker killed; this only catches a worker that is truly stuck.

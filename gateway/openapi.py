@@ -73,8 +73,11 @@ def _schemas() -> dict:
             "model": string, "backend": string,
             "outcome": {"type": "string", "enum": ["ok", "error", "skipped", "rejected"]},
             "error_type": {"type": "string", "description": "one of: " + ", ".join(
-                [*KINDS, "circuit_open", "budget_exceeded", "budget_unguarded", "concurrency_cap", "cascade_review"])},
+                [*KINDS, "circuit_open", "budget_exceeded", "budget_unguarded", "concurrency_cap", "cascade_review",
+                 "paid_fallback_refused"])},
             "status": integer, "latency_seconds": number, "detail": string,
+            "cost": {"type": "number", "description": "USD charged for a failed paid try the upstream may have "
+                     "billed (gateway/billing.py)"},
             "mean_logprob": {"type": "number", "description": "strategy cascade: the local answer's mean token "
                              "log-probability, when its backend reports log-probabilities"}}},
         "Routing": {"type": "object", "required": ["complexity", "tier", "strategy", "reason", "factors"],
@@ -169,12 +172,15 @@ def spec() -> dict:
                                             **_errors(400, 401, 404, 413, 422, 503)}, "ChatRequest")},
         "/api/v1/models": {"get": _op("Every configured model with availability, warmth, circuit and prices",
                                       {"200": _json(_ref("ModelsResponse"), "Models"), **_errors(401)})},
-        "/api/v1/stats": {"get": _op("Counts, local share, cache, spend this month, savings, budget",
+        "/api/v1/stats": {"get": _op("Counts, local share, cache, spend this month, savings, budget: every key's "
+                                     "for an admin key, the caller's own for any other",
                                      {"200": _json(_ref("StatsResponse"), "Statistics"), **_errors(401, 503)})},
-        "/api/v1/budget": {"get": _op("The month's budget, global or one key's own",
-                                      {"200": _json(_ref("BudgetResponse"), "Budget"), **_errors(401, 503)},
-                                      params=[query("key", {"type": "string"}, "a key id (12 hex characters)")])},
-        "/api/v1/decisions": {"get": _op("The newest routing decisions",
+        "/api/v1/budget": {"get": _op("The month's budget, global or one key's own (any other key: its own only)",
+                                      {"200": _json(_ref("BudgetResponse"), "Budget"), **_errors(401, 403, 422, 503)},
+                                      params=[query("key", {"type": "string", "pattern": "^[0-9a-f]{12}$"},
+                                                    "a key id (12 hex characters)")])},
+        "/api/v1/decisions": {"get": _op("The newest routing decisions: every key's for an admin key, the "
+                                         "caller's own for any other",
                                          {"200": _json(_ref("DecisionsResponse"), "Decisions"),
                                           **_errors(401, 422, 503)},
                                          params=[query("limit", {"type": "integer", "minimum": 1, "maximum": 1000},
@@ -194,7 +200,7 @@ def spec() -> dict:
         "/health/ready": {"get": _op("Readiness with per-backend state",
                                      {"200": _json(_ref("Ready"), "Ready"), "503": _json(_ref("Ready"), "Not ready")},
                                      security=OPEN)},
-        "/metrics": {"get": _op("Prometheus metrics (METRICS_TOKEN, or private networks only)", {
+        "/metrics": {"get": _op("Prometheus metrics (METRICS_TOKEN, or METRICS_TRUSTED_NETWORKS)", {
             "200": {"description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}},
             **_errors(401, 403)}, security=[{"metricsToken": []}, {}])},
         "/openapi.json": {"get": _op("This description", {"200": _json({"type": "object"}, "OpenAPI 3.1")},
@@ -210,7 +216,8 @@ def spec() -> dict:
         "components": {
             "schemas": _schemas(),
             "securitySchemes": {
-                "bearerAuth": {"type": "http", "scheme": "bearer", "description": "one of GATEWAY_API_KEYS"},
+                "bearerAuth": {"type": "http", "scheme": "bearer",
+                               "description": "one of GATEWAY_API_KEYS or GATEWAY_ADMIN_KEYS"},
                 "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
                 "metricsToken": {"type": "http", "scheme": "bearer", "description": "METRICS_TOKEN"},
             },

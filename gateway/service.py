@@ -55,10 +55,15 @@ class GatewayService:
         """Per-key requests and tokens per minute (429 with Retry-After)."""
         if not (self.settings.rate_limit_rpm or self.settings.rate_limit_tpm):
             return
-        verdict = self.state.rate_limiter.admit(request.api_key_id or ANONYMOUS)
+        tokens = request.input_tokens_estimate if self.settings.rate_limit_tpm else 0
+        verdict = self.state.rate_limiter.admit(request.api_key_id or ANONYMOUS, tokens)
         if verdict:
             retry = 60 - int(time.time()) % 60
             what = "requests" if verdict == "rpm" else "tokens"
+            if verdict == "tpm" and tokens > self.settings.rate_limit_tpm:
+                raise TooManyRequests(f"this request alone (~{tokens} input tokens) is more than this key may send in "
+                                      f"a minute (RATE_LIMIT_TPM={self.settings.rate_limit_tpm})",
+                                      error_type="rate_limited_tpm")
             raise TooManyRequests(f"rate limit reached: {what} per minute for this key; retry in {retry} s",
                                   headers={"Retry-After": str(retry)}, error_type=f"rate_limited_{verdict}")
 
@@ -119,10 +124,10 @@ class GatewayService:
         key = self._cache_key(request, decision, policy)
         if key is None or not policy.read:
             if self.settings.cache_ttl_seconds > 0:
-                self._count_cache("bypass")
+                self._count_cache("bypass", request.api_key_id)
             return None
         hit = self.state.cache.get(key)
-        self._count_cache("hit" if hit else "miss")
+        self._count_cache("hit" if hit else "miss", request.api_key_id)
         if hit is None:
             return None
         outcome = Outcome(request.request_id, decision, hit.model, hit.backend, hit.tier,
@@ -131,8 +136,8 @@ class GatewayService:
         self.record(outcome, request)
         return outcome
 
-    def _count_cache(self, result: str) -> None:
-        self.stats.record_cache(result)
+    def _count_cache(self, result: str, key_id: str | None) -> None:
+        self.stats.record_cache(result, key_id)
         self.telemetry.cache(result)
 
     def _store(self, request: ChatRequest, outcome: Outcome, policy: CachePolicy) -> None:
@@ -210,10 +215,10 @@ class GatewayService:
         model = self.settings.catalog.model(outcome.model)
         self.stats.record(outcome, local=model is not None and not model.paid, key_id=request.api_key_id)
         self._record_spend(outcome, request)
-        if self.settings.rate_limit_tpm:
+        if self.settings.rate_limit_tpm:  # the input estimate was counted on admission
             usage = outcome.completion.usage
-            self.state.rate_limiter.add_tokens(request.api_key_id or ANONYMOUS,
-                                               usage.input_tokens + usage.output_tokens)
+            self.state.rate_limiter.add_tokens(request.api_key_id or ANONYMOUS, usage.input_tokens
+                                               + usage.output_tokens - request.input_tokens_estimate)
         self._log_decision(request, outcome.decision, outcome)
 
     def _record_spend(self, outcome: Outcome, request: ChatRequest) -> None:
@@ -236,8 +241,8 @@ class GatewayService:
         self.state.ledger.record(cost=cost, cloud_cost=cloud_cost, model=model.name, backend=backend,
                                  key_id=request.api_key_id, reservation=reservation)
 
-    def record_error(self, kind: str) -> None:
-        self.stats.record_error(kind)
+    def record_error(self, kind: str, key_id: str | None = None) -> None:
+        self.stats.record_error(kind, key_id)
 
     def _log_decision(self, request: ChatRequest, decision: Decision, outcome: Outcome | None,
                       error: str | None = None) -> None:
@@ -258,17 +263,31 @@ class GatewayService:
         self.state.decisions.append(entry)
 
     # ------------------------------------------------------------------ reports
+    # Every report takes the caller's key: None for an admin key (or a gateway without keys), which sees
+    # every key's data; a key id for any other key, which sees only its own.
     def budget(self, key_id: str | None = None) -> dict:
         month = month_of(time.time())
         return budget_status(self.state.ledger.month_totals(month), self.state.limits, month, key_id)
 
-    def stats_report(self) -> dict:
-        body = snapshot(self.stats.counters(), self.stats.scope)
+    def stats_report(self, key_id: str | None = None) -> dict:
         totals = self.state.ledger.month_totals()
+        month = month_of(time.time())
+        if key_id is not None:
+            body = snapshot(self.stats.counters(key_id), "key")
+            body["key"] = key_id
+            body.pop("by_key", None)
+            spent, cloud_only = totals.get(f"key:{key_id}", 0.0), totals.get(f"key_cloud_only:{key_id}", 0.0)
+            body["spend_this_month"] = {
+                "month": month, "spent_usd": round(spent, 8), "cloud_only_usd": round(cloud_only, 8),
+                "savings_usd": round(cloud_only - spent, 8),
+                "savings_share": round(1 - spent / cloud_only, 4) if cloud_only else 0.0}
+            body["budget"] = budget_status(totals, self.state.limits, month, key_id)
+            return body
+        body = snapshot(self.stats.counters(), self.stats.scope)
         spent, cloud_only = totals.get("total", 0.0), totals.get("cloud_only", 0.0)
         body["cost_usd"] = round(spent, 8)
         body["spend_this_month"] = {
-            "month": month_of(time.time()), "spent_usd": round(spent, 8), "cloud_only_usd": round(cloud_only, 8),
+            "month": month, "spent_usd": round(spent, 8), "cloud_only_usd": round(cloud_only, 8),
             "savings_usd": round(cloud_only - spent, 8),
             "savings_share": round(1 - spent / cloud_only, 4) if cloud_only else 0.0,
             "by_model": _group(totals, "model:"), "by_backend": _group(totals, "backend:"),
@@ -279,8 +298,11 @@ class GatewayService:
             "expired_reservations_usd": round(totals.get("expired", 0.0), 8),
             "cloud_reference_model": self.cloud_reference.name if self.cloud_reference else None,
         }
-        body["budget"] = budget_status(totals, self.state.limits, month_of(time.time()))
+        body["budget"] = budget_status(totals, self.state.limits, month)
         return body
+
+    def decisions(self, limit: int, key_id: str | None = None) -> list[dict]:
+        return self.state.decisions.recent(limit, key_id)
 
     def close(self) -> None:
         self.upstreams.close()

@@ -26,8 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 MIN_COMPOSE = (2, 24)
 STACK_DISK_GB = 4.0   # images of the stack's services
 STACK_RAM_GB = 1.5    # gateway, Redis, Prometheus, Grafana, n8n, Postgres, Qdrant at rest
-SECRETS = ("GATEWAY_API_KEYS", "REDIS_PASSWORD", "GRAFANA_ADMIN_PASSWORD", "POSTGRES_PASSWORD",
-           "N8N_ENCRYPTION_KEY", "QDRANT_API_KEY")
+SECRETS = ("GATEWAY_API_KEYS", "GATEWAY_ADMIN_KEYS", "METRICS_TOKEN", "REDIS_PASSWORD", "GRAFANA_ADMIN_PASSWORD",
+           "POSTGRES_PASSWORD", "N8N_ENCRYPTION_KEY", "QDRANT_API_KEY")
 EXAMPLE_VALUES = {"changeme", "change-me", "admin", "password", "secret", "example", "your-key-here",
                   "sk-ant-your-key-here", "xxx", "todo"}
 PORTS = (("GATEWAY_PORT", 8080), ("GRAFANA_PORT", 3000), ("N8N_PORT", 5678), ("PROMETHEUS_PORT", 9090))

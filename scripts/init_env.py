@@ -16,7 +16,8 @@ import secrets
 import sys
 from pathlib import Path
 
-SECRETS = ("REDIS_PASSWORD", "GRAFANA_ADMIN_PASSWORD", "POSTGRES_PASSWORD", "N8N_ENCRYPTION_KEY", "QDRANT_API_KEY")
+SECRETS = ("REDIS_PASSWORD", "GRAFANA_ADMIN_PASSWORD", "POSTGRES_PASSWORD", "N8N_ENCRYPTION_KEY", "QDRANT_API_KEY",
+           "METRICS_TOKEN")
 LINE = re.compile(r"^([A-Z][A-Z0-9_]*)=(.*)$")
 
 
@@ -28,13 +29,15 @@ def fill(text: str) -> tuple[str, list[str]]:
     """The .env text with empty secrets filled, and the names that were filled."""
     values = {m.group(1): m.group(2).strip() for m in map(LINE.match, text.splitlines()) if m}
     wanted: dict[str, str] = {name: token() for name in SECRETS if not values.get(name)}
+    # Apps get a key that sees only its own data; operators and n8n (whose cost monitor reads every key's
+    # spend) get admin keys, each its own so one can be rotated without the other.
     if not values.get("GATEWAY_API_KEYS"):
-        apps, n8n = "gw-" + token(), values.get("N8N_GATEWAY_API_KEY") or "gw-n8n-" + token()
-        wanted["GATEWAY_API_KEYS"] = f"{apps},{n8n}"
-        if not values.get("N8N_GATEWAY_API_KEY"):
-            wanted["N8N_GATEWAY_API_KEY"] = n8n
-    elif not values.get("N8N_GATEWAY_API_KEY"):
-        wanted["N8N_GATEWAY_API_KEY"] = values["GATEWAY_API_KEYS"].split(",")[-1].strip()
+        wanted["GATEWAY_API_KEYS"] = "gw-" + token()
+    n8n = values.get("N8N_GATEWAY_API_KEY") or "gw-n8n-" + token()
+    if not values.get("N8N_GATEWAY_API_KEY"):
+        wanted["N8N_GATEWAY_API_KEY"] = n8n
+    if not values.get("GATEWAY_ADMIN_KEYS"):
+        wanted["GATEWAY_ADMIN_KEYS"] = f"gw-admin-{token()},{n8n}"
     out, done = [], []
     for line in text.splitlines():
         m = LINE.match(line)

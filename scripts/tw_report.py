@@ -29,7 +29,7 @@ def cost(gw: Gateway) -> None:
     spend, budget = s["spend_this_month"], s["budget"]
     print(f"month {spend['month']}: spent ${spend['spent_usd']:.4f}, cloud-only ${spend['cloud_only_usd']:.4f}, "
           f"saved ${spend['savings_usd']:.4f} ({spend['savings_share']:.0%})")
-    for model, usd in spend["by_model"].items():
+    for model, usd in spend.get("by_model", {}).items():  # an admin key's view; other keys see their own total
         print(f"  {model}: ${usd:.4f}")
     if budget["limit_usd"] is None:
         print("budget: none")

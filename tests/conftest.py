@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -79,6 +80,8 @@ def env(ollama, claude):
         "HEALTH_CACHE_SECONDS": "0",
         "CACHE_TTL_SECONDS": "0",  # the cache tests turn it on; elsewhere repeated prompts must reach the fakes
         "LOG_LEVEL": "INFO",
+        # the test client scrapes /metrics from loopback; test_observability checks the default (no one trusted)
+        "METRICS_TRUSTED_NETWORKS": "127.0.0.1",
     }
 
 
@@ -122,6 +125,14 @@ def gateway_logs():
     logger.addHandler(handler)
     yield handler.lines
     logger.removeHandler(handler)
+
+
+@pytest.fixture
+def same_minute():
+    """The limits count per UTC minute: start the test well inside one so it cannot straddle two."""
+    left = 60 - time.time() % 60
+    if left < 5:
+        time.sleep(left + 0.1)
 
 
 def cached_tool(name: str) -> str:

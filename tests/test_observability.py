@@ -77,16 +77,25 @@ def test_metrics_cover_every_path(make_app, ollama, claude):
     assert "gpt-17" not in after  # a client's model name never becomes a label value
 
 
-def test_metrics_without_token_only_for_private_networks(make_app):
-    client = make_app().test_client()
+def test_metrics_trust_no_address_by_default(make_app):
+    # Behind the edge or Docker's port proxy every client arrives from a private or loopback address: none
+    # of them is trusted unless the operator lists it.
+    client = make_app(METRICS_TRUSTED_NETWORKS="").test_client()
+    for addr in ("127.0.0.1", "10.1.2.3", "172.18.0.5", "8.8.8.8"):
+        r = client.get("/metrics", environ_base={"REMOTE_ADDR": addr})
+        assert r.status_code == 403 and "METRICS_TOKEN" in r.get_json()["error"]["message"], addr
+
+
+def test_metrics_without_token_only_for_the_networks_listed(make_app):
+    client = make_app(METRICS_TRUSTED_NETWORKS="10.0.0.0/8, 172.18.0.5").test_client()
     assert client.get("/metrics", environ_base={"REMOTE_ADDR": "10.1.2.3"}).status_code == 200
     assert client.get("/metrics", environ_base={"REMOTE_ADDR": "172.18.0.5"}).status_code == 200
-    r = client.get("/metrics", environ_base={"REMOTE_ADDR": "8.8.8.8"})
-    assert r.status_code == 403 and "METRICS_TOKEN" in r.get_json()["error"]["message"]
+    for addr in ("172.18.0.6", "127.0.0.1", "8.8.8.8"):
+        assert client.get("/metrics", environ_base={"REMOTE_ADDR": addr}).status_code == 403, addr
 
 
 def test_metrics_token(make_app):
-    client = make_app(METRICS_TOKEN="scrape-secret").test_client()
+    client = make_app(METRICS_TOKEN="scrape-secret", METRICS_TRUSTED_NETWORKS="").test_client()
     assert client.get("/metrics").status_code == 401
     assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
     r = client.get("/metrics", headers={"Authorization": "Bearer scrape-secret"})
@@ -189,8 +198,14 @@ needs_promtool = pytest.mark.skipif(promtool is None, reason="promtool not insta
 
 
 @needs_promtool
-def test_promtool_accepts_config_and_rules():
-    for args in (["check", "config", "configs/prometheus/prometheus.yml"],
+def test_promtool_accepts_config_and_rules(tmp_path):
+    # The config reads the metrics token from where docker-compose.yml mounts it: put one there.
+    config = (ROOT / "configs/prometheus/prometheus.yml").read_text()
+    assert "credentials_file: /run/metrics_token" in config
+    (tmp_path / "metrics_token").write_text("a-token")
+    (tmp_path / "prometheus.yml").write_text(config.replace("/run/metrics_token", str(tmp_path / "metrics_token")))
+    (tmp_path / "alert-rules.yml").write_text((ROOT / "configs/prometheus/alert-rules.yml").read_text())
+    for args in (["check", "config", str(tmp_path / "prometheus.yml")],
                  ["check", "rules", "configs/prometheus/alert-rules.yml"]):
         out = subprocess.run([promtool, *args], cwd=ROOT, capture_output=True, text=True, timeout=60)
         assert out.returncode == 0, out.stdout + out.stderr

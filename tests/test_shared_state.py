@@ -34,14 +34,16 @@ def chat(client, headers=None, **body):
 
 
 def test_cost_from_real_token_counts_recorded_per_model_backend_key(shared, claude, redis_server):
-    client = shared(GATEWAY_API_KEYS="team-a").test_client()
+    client = shared(GATEWAY_API_KEYS="team-a", GATEWAY_ADMIN_KEYS="ops").test_client()
     claude.default = Script(reply=" ".join(["w"] * 50))
     _, body = chat(client, {"X-API-Key": "team-a"}, prompt=DESIGN)
     usage = body["usage"]
     assert usage == {"input_tokens": len(DESIGN.split()), "output_tokens": 50}
     expected = usage["input_tokens"] * SONNET_IN + usage["output_tokens"] * SONNET_OUT
     assert body["cost"] == pytest.approx(expected)
-    spend = client.get("/api/v1/stats", headers={"X-API-Key": "team-a"}).get_json()["spend_this_month"]
+    own = client.get("/api/v1/stats", headers={"X-API-Key": "team-a"}).get_json()
+    assert own["scope"] == "key" and own["spend_this_month"]["spent_usd"] == pytest.approx(expected)
+    spend = client.get("/api/v1/stats", headers={"X-API-Key": "ops"}).get_json()["spend_this_month"]
     assert spend["spent_usd"] == pytest.approx(expected)
     assert spend["by_model"] == {"claude-sonnet": pytest.approx(expected)}
     assert spend["by_backend"] == {"anthropic": pytest.approx(expected)}
@@ -178,14 +180,6 @@ def test_per_key_budget(shared, claude):
 
 
 # --------------------------------------------------------------------------- rate limits
-
-
-@pytest.fixture
-def same_minute():
-    """The limits count per UTC minute: start the test well inside one so it cannot straddle two."""
-    left = 60 - time.time() % 60
-    if left < 5:
-        time.sleep(left + 0.1)
 
 
 def test_requests_per_minute_per_key(shared, same_minute):

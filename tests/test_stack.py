@@ -18,8 +18,9 @@ from tests.conftest import ROOT
 
 VENV_BIN = Path(__import__("sys").executable).parent
 COMPOSE = ROOT / "docker-compose.yml"
-SECRETS = {"GATEWAY_API_KEYS": "k1,k2", "REDIS_PASSWORD": "r", "GRAFANA_ADMIN_PASSWORD": "g", "POSTGRES_PASSWORD": "p",
-           "N8N_ENCRYPTION_KEY": "n", "QDRANT_API_KEY": "q"}
+SECRETS = {"GATEWAY_API_KEYS": "k1,k2", "GATEWAY_ADMIN_KEYS": "a1", "REDIS_PASSWORD": "r",
+           "GRAFANA_ADMIN_PASSWORD": "g", "POSTGRES_PASSWORD": "p", "N8N_ENCRYPTION_KEY": "n", "QDRANT_API_KEY": "q",
+           "METRICS_TOKEN": "m"}
 SCRIPTS = [ROOT / "install.sh", ROOT / "deploy-all.sh", ROOT / ".ci" / "run", *sorted((ROOT / "scripts").glob("*.sh"))]
 
 
@@ -154,7 +155,10 @@ def test_env_generation_is_idempotent_and_private(tmp_path):
     for secret in SECRETS:
         assert len(values[secret]) >= 20, secret
         assert values[secret] not in first.stdout  # names only, never values
-    assert values["N8N_GATEWAY_API_KEY"] in values["GATEWAY_API_KEYS"].split(",")
+    # apps get a plain key; n8n (its cost monitor reads every key's spend) and operators get admin keys
+    assert values["N8N_GATEWAY_API_KEY"] in values["GATEWAY_ADMIN_KEYS"].split(",")
+    assert len(values["GATEWAY_ADMIN_KEYS"].split(",")) == 2
+    assert not set(values["GATEWAY_API_KEYS"].split(",")) & set(values["GATEWAY_ADMIN_KEYS"].split(","))
     assert stat.S_IMODE((tmp_path / ".env").stat().st_mode) == 0o600
     second = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, check=True)
     assert (tmp_path / ".env").read_text() == env1 and "nothing changed" in second.stdout

@@ -29,6 +29,11 @@ def _presented_key(headers) -> str | None:
     return headers.get("X-API-Key") or None
 
 
+def key_id(key: str) -> str:
+    """How a key is named in logs, stats, budgets and the decision log: a prefix of its SHA-256."""
+    return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
 def key_matches(presented: str, keys: tuple[str, ...]) -> bool:
     """Constant-time comparison against every configured key (no early exit that leaks which one)."""
     found = False
@@ -52,13 +57,17 @@ def register_hooks(app: Flask) -> None:
         if rule is not None and rule.rule in _CHAT_ROUTES:
             ctx.chat = True
             svc.telemetry.in_flight(+1)
-        keys = svc.settings.api_keys
-        if keys and req.path.startswith(_PROTECTED):
+        settings = svc.settings
+        # With no keys configured there is one tenant (everyone): it sees everything, as before keys existed.
+        ctx.admin = not (settings.api_keys or settings.admin_keys)
+        if not ctx.admin and req.path.startswith(_PROTECTED):
             presented = _presented_key(headers)
-            if not presented or not key_matches(presented, keys):
+            admin = bool(presented) and key_matches(presented, settings.admin_keys)
+            if not presented or not (admin or key_matches(presented, settings.api_keys)):
                 raise Unauthorized("missing or invalid API key: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'",
                                    headers={"WWW-Authenticate": 'Bearer realm="gateway"'})
-            ctx.api_key_id = hashlib.sha256(presented.encode()).hexdigest()[:12]
+            ctx.api_key_id = key_id(presented)
+            ctx.admin = admin
 
     @app.after_request
     def _finish(response):
@@ -84,7 +93,7 @@ def register_hooks(app: Flask) -> None:
         if error_type:
             fields["error"] = error_type
             if chat_route:
-                svc.record_error(str(response.status_code))
+                svc.record_error(str(response.status_code), getattr(ctx, "api_key_id", None))
         live = getattr(ctx, "live", None)
         telemetry = svc.telemetry
         if live is not None and response.is_streamed:

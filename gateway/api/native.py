@@ -9,17 +9,20 @@ Streaming (`stream: true` on /api/v1/chat) is Server-Sent Events:
 
 from __future__ import annotations
 
+import re
+
 from flask import Blueprint, current_app, g, jsonify, request
 
 from ..chat import Outcome, StreamDelta
 from ..dispatch import LiveStream, StreamInterrupted
-from ..errors import InvalidParameter
+from ..errors import Forbidden, InvalidParameter
 from ..service import GatewayService
 from .render import gateway_headers, routing_body
 from .sse import event, start_stream
 from .validate import cache_policy, json_object, parse_chat
 
 bp = Blueprint("native", __name__, url_prefix="/api/v1")
+_KEY_ID = re.compile(r"^[0-9a-f]{12}$")
 
 
 def _service() -> GatewayService:
@@ -124,7 +127,8 @@ def models():
 
 @bp.get("/stats")
 def stats():
-    return jsonify(_service().stats_report())
+    """Counts, spend and savings: every key's for an admin key, the caller's own for any other."""
+    return jsonify(_service().stats_report(_own_scope()))
 
 
 @bp.get("/gpu")
@@ -137,14 +141,28 @@ def gpu():
 
 @bp.get("/budget")
 def budget():
-    """The month's budget, global or (?key=KEY_ID) one key's own."""
-    return jsonify(_service().budget(request.args.get("key") or None))
+    """The month's budget: global, or (?key=KEY_ID) one key's own. A key that is not an admin key sees
+    only its own, with or without ?key."""
+    asked = request.args.get("key") or None
+    if asked is not None and not _KEY_ID.match(asked):
+        raise InvalidParameter("'key' is a key id (the 12 hex characters the stats and logs show), never a key",
+                               param="key")
+    own = _own_scope()
+    if own is not None and asked not in (None, own):
+        raise Forbidden("a key sees only its own budget; an admin key (GATEWAY_ADMIN_KEYS) sees every key's")
+    return jsonify(_service().budget(asked or own))
 
 
 @bp.get("/decisions")
 def decisions():
-    """The newest routing decisions, oldest first (?limit=N, 1-1000, default 100)."""
+    """The newest routing decisions, oldest first (?limit=N, 1-1000, default 100): every key's for an admin
+    key, the caller's own for any other."""
     raw = request.args.get("limit", "100")
-    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 1000:
         raise InvalidParameter("'limit' must be an integer between 1 and 1000", param="limit")
-    return jsonify({"decisions": _service().state.decisions.recent(int(raw))})
+    return jsonify({"decisions": _service().decisions(int(raw), _own_scope())})
+
+
+def _own_scope() -> str | None:
+    """None: the caller may see every key's data (an admin key, or no keys configured); else its key id."""
+    return None if g.admin else g.api_key_id

@@ -44,15 +44,18 @@ def ready():
 def metrics():
     """Prometheus exposition: every worker's counters plus scrape-time gauges (backends, budget, GPU)."""
     svc = current_app.extensions["gateway"]
-    token = svc.settings.metrics_token
-    if token:
-        given = request.headers.get("Authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+    settings = svc.settings
+    # Spend, model names and traffic are not public. A token (./install.sh generates METRICS_TOKEN) works
+    # from anywhere; without one, only networks the operator listed. No address is trusted by default:
+    # behind a proxy (the edge, Docker's port proxy) every client comes from a private or loopback address.
+    given = request.headers.get("Authorization", "")
+    token = settings.metrics_token
+    allowed = bool(token) and hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+    if not (allowed or _trusted(request.remote_addr, settings.metrics_trusted_networks)):
+        if token:
             raise Unauthorized("GET /metrics needs 'Authorization: Bearer METRICS_TOKEN'")
-    elif not _private(request.remote_addr):
-        # The gateway port is public; spend and model names are not. Without a token, only private
-        # networks (Prometheus on the compose network, loopback, a VPC) may scrape.
-        raise Forbidden("metrics are served to private networks only; set METRICS_TOKEN to scrape from elsewhere")
+        raise Forbidden("metrics need METRICS_TOKEN (sent as 'Authorization: Bearer ...') or a client address in "
+                        "METRICS_TRUSTED_NETWORKS; neither is set")
 
     def sample():
         up = svc.upstreams
@@ -68,12 +71,14 @@ def metrics():
     return Response(render(sample), mimetype="text/plain; version=0.0.4; charset=utf-8")
 
 
-def _private(addr: str | None) -> bool:
+def _trusted(addr: str | None, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> bool:
+    if not networks:
+        return False
     try:
         ip = ipaddress.ip_address(addr or "")
     except ValueError:
         return False  # a unix socket or a proxy that hides the peer: no token, no metrics
-    return ip.is_private or ip.is_loopback
+    return any(ip in net for net in networks)
 
 
 @bp.get("/openapi.json")

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Iterator
 from typing import Protocol
 
-from flask import Response, g
+from flask import Response, g, request
 
 from .. import fastjson
 from ..catalog import ModelSpec
@@ -66,17 +66,28 @@ def sse_response(svc: GatewayService, live: LiveStream | ReplayStream, framer: F
                 if delta.usage is not None and live.outcome is not None:
                     yield framer.done(live, live.outcome)
         except StreamInterrupted as exc:
-            svc.record_error("stream_interrupted")
+            svc.record_error("stream_interrupted", live.request.api_key_id)
             log.warning("stream interrupted after text was sent", extra={"request_id": live.request.request_id,
                         "fields": {"model": live.model.name, "backend": live.backend, "error": exc.error.kind}})
             yield framer.error(live, exc)
         finally:
             svc.finish_stream(live, policy)
 
+    _limit_send_time(svc.settings.stream_send_timeout_seconds)
     resp = Response(frames(), mimetype="text/event-stream", headers=headers)
     resp.headers["Cache-Control"] = "no-cache"
     resp.headers["X-Accel-Buffering"] = "no"  # nginx and friends: do not buffer the stream
     return resp
+
+
+def _limit_send_time(seconds: float) -> None:
+    """A client that stops reading must not hold its thread, its upstream call and its Ollama slot: each
+    write to it may wait this long, then the server gives up on the connection, which closes the stream
+    (frames() ends, the upstream request is closed, the slot freed, what was generated charged). gunicorn
+    hands the client socket over in the environ and sets it back to blocking for its next request."""
+    sock = request.environ.get("gunicorn.socket")
+    if sock is not None:
+        sock.settimeout(seconds)
 
 
 def start_stream(svc: GatewayService, req: ChatRequest, decision: Decision, policy: CachePolicy,

@@ -45,10 +45,11 @@ def _content(value: Any, where: str) -> str:
     if isinstance(value, str):
         return value
     if isinstance(value, list) and all(isinstance(p, dict) for p in value):
-        kinds = {p.get("type") for p in value}
+        if not all(isinstance(p.get("type"), str) for p in value):
+            raise BadRequest(f"{where}: every content part needs a string 'type'", param=where)
+        kinds = {p["type"] for p in value}
         if kinds - {"text"}:
-            raise InvalidParameter(f"{where}: only text content is supported, got {sorted(map(str, kinds))}",
-                                   param=where)
+            raise InvalidParameter(f"{where}: only text content is supported, got {sorted(kinds)}", param=where)
         if all(isinstance(p.get("text"), str) for p in value):
             return "".join(p["text"] for p in value)
     raise BadRequest(f"{where} must be a string or a list of text parts", param=where)

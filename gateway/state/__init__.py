@@ -64,7 +64,7 @@ def build_state(settings: Settings) -> State:
                     per_key_monthly_usd=settings.budget_per_key_monthly_usd or None,
                     soft_share=settings.budget_soft_limit)
     caps = {"ollama": settings.ollama_max_concurrency}
-    lease_ttl = settings.request_deadline_seconds + 60
+    lease_ttl = settings.longest_call_seconds
     if settings.redis_url:
         store = RedisStore.from_settings(settings)
         return State(
@@ -77,4 +77,4 @@ def build_state(settings: Settings) -> State:
     return State(
         stats=InMemoryStats(), ledger=MemoryLedger(limits), limits=limits, cache=MemoryCache(),
         rate_limiter=MemoryRateLimiter(settings.rate_limit_rpm, settings.rate_limit_tpm),
-        concurrency=MemoryConcurrencyCap(caps), decisions=MemoryDecisionLog(settings.decision_log_max))
+        concurrency=MemoryConcurrencyCap(caps, lease_ttl), decisions=MemoryDecisionLog(settings.decision_log_max))

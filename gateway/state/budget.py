@@ -115,7 +115,10 @@ local function spend(h, cost, cloud, model, backend, key)
   redis.call('HINCRBYFLOAT', h, 'cloud_only', cloud)
   redis.call('HINCRBYFLOAT', h, 'model:' .. model, cost)
   redis.call('HINCRBYFLOAT', h, 'backend:' .. backend, cost)
-  if key ~= '' then redis.call('HINCRBYFLOAT', h, 'key:' .. key, cost) end
+  if key ~= '' then
+    redis.call('HINCRBYFLOAT', h, 'key:' .. key, cost)
+    redis.call('HINCRBYFLOAT', h, 'key_cloud_only:' .. key, cloud)
+  end
 end
 """
 
@@ -236,6 +239,8 @@ class MemoryLedger:
         for field in ("total", f"model:{model}", f"backend:{backend}") + ((f"key:{key_id}",) if key_id else ()):
             t[field] += cost
         t["cloud_only"] += cloud_cost
+        if key_id:
+            t[f"key_cloud_only:{key_id}"] += cloud_cost
 
     def reserve(self, key_id: str | None, amount: float, ttl: float, model: str = "",
                 backend: str = "") -> Reservation | None:

@@ -15,11 +15,13 @@ from .. import fastjson
 from .store import PREFIX, RedisStore
 
 STREAM = f"{PREFIX}decisions"
+_PAGE = 500  # entries read per round trip when looking for one key's
 
 
 class DecisionLog(Protocol):
     def append(self, entry: dict[str, str]) -> None: ...
-    def recent(self, limit: int) -> list[dict[str, str]]: ...
+    def recent(self, limit: int, key_id: str | None = None) -> list[dict[str, str]]:
+        """The newest `limit` entries, oldest first; with key_id, only that key's."""
 
 
 # A write (RedisStore.writer): ["decision", stream, max length, entry as JSON]
@@ -35,9 +37,29 @@ class RedisDecisionLog:
         # One field holding the entry as JSON: a third of the cost of a field per key on the request path.
         self.store.write("decision", STREAM, self.maxlen, fastjson.dumps(entry))
 
-    def recent(self, limit: int) -> list[dict[str, str]]:
-        rows = self.store.run(lambda r: r.xrevrange(STREAM, count=limit))
-        return [dict(_entry(fields), id=entry_id) for entry_id, fields in reversed(rows)]
+    def recent(self, limit: int, key_id: str | None = None) -> list[dict[str, str]]:
+        if key_id is None:
+            rows = self.store.run(lambda r: r.xrevrange(STREAM, count=limit))
+            return [dict(_entry(fields), id=entry_id) for entry_id, fields in reversed(rows)]
+        # One key's entries: newest first, a page at a time, through the capped log at most once.
+        found: list[dict[str, str]] = []
+        end = "+"
+        scanned = 0
+        while len(found) < limit and scanned < self.maxlen * 2:
+            rows = self.store.run(lambda r, end=end: r.xrevrange(STREAM, max=end, count=_PAGE))
+            if end != "+":
+                rows = rows[1:]  # the page starts at the last entry of the one before
+            if not rows:
+                break
+            scanned += len(rows)
+            for entry_id, fields in rows:
+                entry = _entry(fields)
+                if entry.get("key_id") == key_id:
+                    found.append(dict(entry, id=entry_id))
+                    if len(found) == limit:
+                        break
+            end = rows[-1][0]
+        return found[::-1]
 
 
 def _entry(fields: dict[str, str]) -> dict[str, str]:
@@ -61,6 +83,7 @@ class MemoryDecisionLog:
             self._seq += 1
             self._rows.append(dict(entry, id=str(self._seq)))
 
-    def recent(self, limit: int) -> list[dict[str, str]]:
+    def recent(self, limit: int, key_id: str | None = None) -> list[dict[str, str]]:
         with self._lock:
-            return list(self._rows)[-limit:]
+            rows = list(self._rows) if key_id is None else [r for r in self._rows if r.get("key_id") == key_id]
+            return rows[-limit:]

@@ -15,12 +15,15 @@ from typing import Protocol
 
 from .store import PREFIX, RedisStore
 
-# KEYS: request counter, token counter; ARGV: rpm (0 off), tpm (0 off)
+# KEYS: request counter, token counter; ARGV: rpm (0 off), tpm (0 off), this request's input tokens
+# The request's own input is counted on admission (a burst cannot pass the limit before its answers are
+# counted); its output and the difference to its real input are added when it is answered.
 _ADMIT = """
-local rpm, tpm = tonumber(ARGV[1]), tonumber(ARGV[2])
+local rpm, tpm, tokens = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 if rpm > 0 and tonumber(redis.call('GET', KEYS[1]) or '0') >= rpm then return 'rpm' end
-if tpm > 0 and tonumber(redis.call('GET', KEYS[2]) or '0') >= tpm then return 'tpm' end
+if tpm > 0 and tonumber(redis.call('GET', KEYS[2]) or '0') + tokens > tpm then return 'tpm' end
 redis.call('INCR', KEYS[1]); redis.call('EXPIRE', KEYS[1], 120)
+if tpm > 0 then redis.call('INCRBY', KEYS[2], tokens); redis.call('EXPIRE', KEYS[2], 120) end
 return 'ok'
 """
 
@@ -43,10 +46,11 @@ def minute_of(t: float) -> int:
 
 
 class RateLimiter(Protocol):
-    def admit(self, key: str) -> str | None:
-        """None when admitted; otherwise which limit ('rpm' or 'tpm') is reached."""
+    def admit(self, key: str, tokens: int = 0) -> str | None:
+        """None when admitted (its `tokens` counted); otherwise which limit ('rpm' or 'tpm') is reached."""
 
-    def add_tokens(self, key: str, tokens: int) -> None: ...
+    def add_tokens(self, key: str, tokens: int) -> None:
+        """Count tokens used (negative: fewer than counted on admission)."""
 
 
 class RedisRateLimiter:
@@ -58,15 +62,15 @@ class RedisRateLimiter:
         minute = minute_of(self.wall())
         return f"{PREFIX}rl:{key}:{minute}:req", f"{PREFIX}rl:{key}:{minute}:tok"
 
-    def admit(self, key: str) -> str | None:
+    def admit(self, key: str, tokens: int = 0) -> str | None:
         script = self.store.script(_ADMIT)
         # Limits fail open when Redis is down: refusing every request would be worse.
-        verdict = self.store.try_run(lambda r: script(keys=self._keys(key), args=[self.rpm, self.tpm], client=r),
-                                     "ok")
+        verdict = self.store.try_run(lambda r: script(keys=self._keys(key), args=[self.rpm, self.tpm, tokens],
+                                                      client=r), "ok")
         return None if verdict == "ok" else verdict
 
     def add_tokens(self, key: str, tokens: int) -> None:
-        if self.tpm <= 0:
+        if self.tpm <= 0 or not tokens:
             return
         self.store.write("tokens", self._keys(key)[1], tokens)
 
@@ -77,16 +81,18 @@ class MemoryRateLimiter:
         self._lock = threading.Lock()
         self._counts: defaultdict[tuple[str, int, str], int] = defaultdict(int)
 
-    def admit(self, key: str) -> str | None:
+    def admit(self, key: str, tokens: int = 0) -> str | None:
         minute = minute_of(self.wall())
         with self._lock:
             for k in [k for k in self._counts if k[1] < minute]:
                 del self._counts[k]
             if self.rpm and self._counts[(key, minute, "req")] >= self.rpm:
                 return "rpm"
-            if self.tpm and self._counts[(key, minute, "tok")] >= self.tpm:
+            if self.tpm and self._counts[(key, minute, "tok")] + tokens > self.tpm:
                 return "tpm"
             self._counts[(key, minute, "req")] += 1
+            if self.tpm:
+                self._counts[(key, minute, "tok")] += tokens
             return None
 
     def add_tokens(self, key: str, tokens: int) -> None:
@@ -131,24 +137,33 @@ class RedisConcurrencyCap:
 
 
 class MemoryConcurrencyCap:
-    def __init__(self, caps: dict[str, int]):
-        self.caps = caps
+    """The same cap in one process. Leases expire like the Redis ones: a call that never released its slot
+    (a thread stuck on a client that stopped reading, a bug) frees it after `lease_ttl` seconds."""
+
+    def __init__(self, caps: dict[str, int], lease_ttl: float = 3600.0, clock: Callable[[], float] = time.monotonic):
+        self.caps, self.lease_ttl, self.clock = caps, lease_ttl, clock
         self._cond = threading.Condition()
-        self._held: defaultdict[str, set[str]] = defaultdict(set)
+        self._held: defaultdict[str, dict[str, float]] = defaultdict(dict)  # backend -> lease -> expires at
+
+    def _free(self, backend: str) -> bool:
+        held, now = self._held[backend], self.clock()
+        for lease in [lease for lease, expires in held.items() if expires <= now]:
+            del held[lease]
+        return len(held) < self.caps.get(backend, 0)
 
     def acquire(self, backend: str, wait: float) -> str | None:
         cap = self.caps.get(backend, 0)
         if cap <= 0:
             return ""
         with self._cond:
-            if not self._cond.wait_for(lambda: len(self._held[backend]) < cap, timeout=wait):
+            if not self._cond.wait_for(lambda: self._free(backend), timeout=wait):
                 return None
             lease = uuid.uuid4().hex
-            self._held[backend].add(lease)
+            self._held[backend][lease] = self.clock() + self.lease_ttl
             return lease
 
     def release(self, backend: str, lease: str) -> None:
         if lease:
             with self._cond:
-                self._held[backend].discard(lease)
+                self._held[backend].pop(lease, None)
                 self._cond.notify()

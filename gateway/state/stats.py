@@ -1,7 +1,8 @@
 """Request statistics: counts by backend, model, tier and key, local share, cache results, tokens.
 
 RedisStats keeps one hash that every worker and replica increments, so /api/v1/stats is the same
-whichever worker answers. InMemoryStats counts for one process only.
+whichever worker answers, and one more per API key (what that key may see of them). InMemoryStats counts
+for one process only.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from ..chat import Outcome
 from .store import PREFIX, RedisStore
 
 KEY = f"{PREFIX}stats"
+KEY_PREFIX = f"{PREFIX}stats:key:"  # + key id: one key's own counters
 # A write (RedisStore.writer): ["stats", hash key, {field: increment}]
 _INCREMENT = "for field, by in pairs(op[3]) do redis.call('HINCRBY', op[2], field, by) end"
 
@@ -22,9 +24,10 @@ class StatsStore(Protocol):
     scope: str
 
     def record(self, outcome: Outcome, local: bool, key_id: str | None) -> None: ...
-    def record_error(self, kind: str) -> None: ...
-    def record_cache(self, result: str) -> None: ...
-    def counters(self) -> dict[str, float]: ...
+    def record_error(self, kind: str, key_id: str | None = None) -> None: ...
+    def record_cache(self, result: str, key_id: str | None = None) -> None: ...
+    def counters(self, key_id: str | None = None) -> dict[str, float]:
+        """Every key's counters, or (key_id) one key's own."""
 
 
 def _fields(outcome: Outcome, local: bool, key_id: str | None) -> dict[str, int]:
@@ -60,20 +63,20 @@ def snapshot(counters: dict[str, float], scope: str) -> dict:
 
 
 class _Counting:
-    """record_* in terms of one `_add(fields)`: the stores differ only in where the counters live."""
+    """record_* in terms of one `_add(fields, key_id)`: the stores differ only in where the counters live."""
 
-    def _add(self, fields: dict[str, int]) -> None:
+    def _add(self, fields: dict[str, int], key_id: str | None) -> None:
         raise NotImplementedError
 
     def record(self, outcome: Outcome, local: bool, key_id: str | None) -> None:
-        self._add(_fields(outcome, local, key_id))
+        self._add(_fields(outcome, local, key_id), key_id)
 
-    def record_error(self, kind: str) -> None:
+    def record_error(self, kind: str, key_id: str | None = None) -> None:
         """kind: the HTTP status sent ("502"), or "stream_interrupted" for a stream that failed mid-way."""
-        self._add({f"errors:{kind}": 1})
+        self._add({f"errors:{kind}": 1}, key_id)
 
-    def record_cache(self, result: str) -> None:
-        self._add({f"cache:{result}": 1})
+    def record_cache(self, result: str, key_id: str | None = None) -> None:
+        self._add({f"cache:{result}": 1}, key_id)
 
 
 class RedisStats(_Counting):
@@ -83,11 +86,16 @@ class RedisStats(_Counting):
         self.store = store
         store.writer("stats", _INCREMENT)
 
-    def _add(self, fields: dict[str, int]) -> None:
-        self.store.write("stats", KEY, {k: v for k, v in fields.items() if v})  # stats degrade, requests do not
+    def _add(self, fields: dict[str, int], key_id: str | None) -> None:
+        fields = {k: v for k, v in fields.items() if v}
+        self.store.write("stats", KEY, fields)  # stats degrade, requests do not
+        if key_id:
+            self.store.write("stats", KEY_PREFIX + key_id, {k: v for k, v in fields.items()
+                                                             if not k.startswith("key:")})
 
-    def counters(self) -> dict[str, float]:
-        return {k: float(v) for k, v in self.store.run(lambda r: r.hgetall(KEY)).items()}
+    def counters(self, key_id: str | None = None) -> dict[str, float]:
+        hash_key = KEY if key_id is None else KEY_PREFIX + key_id
+        return {k: float(v) for k, v in self.store.run(lambda r: r.hgetall(hash_key)).items()}
 
 
 class InMemoryStats(_Counting):
@@ -96,11 +104,16 @@ class InMemoryStats(_Counting):
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._counts: Counter = Counter()
+        self._by_key: dict[str, Counter] = {}
 
-    def _add(self, fields: dict[str, int]) -> None:
+    def _add(self, fields: dict[str, int], key_id: str | None) -> None:
         with self._lock:
             self._counts.update(fields)
+            if key_id:
+                self._by_key.setdefault(key_id, Counter()).update(
+                    {k: v for k, v in fields.items() if not k.startswith("key:")})
 
-    def counters(self) -> dict[str, float]:
+    def counters(self, key_id: str | None = None) -> dict[str, float]:
         with self._lock:
-            return {k: float(v) for k, v in self._counts.items()}
+            counts = self._counts if key_id is None else self._by_key.get(key_id, Counter())
+            return {k: float(v) for k, v in counts.items()}

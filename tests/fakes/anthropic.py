@@ -64,7 +64,7 @@ class FakeAnthropic(FakeServer):
             reply, stop = reply[: body["max_tokens"]], "max_tokens"
         msg_id = "msg_" + uuid.uuid4().hex[:24]
         if not body.get("stream"):
-            self.bill(h, input_tokens)[1] = len(reply)
+            self.bill(h, input_tokens, body["model"])[1] = len(reply)
             return self.send(h, 200, {
                 "id": msg_id, "type": "message", "role": "assistant", "model": body["model"],
                 "content": [{"type": "text", "text": "".join(reply)}], "stop_reason": stop, "stop_sequence": None,
@@ -98,7 +98,7 @@ class FakeAnthropic(FakeServer):
         def usage(count):
             return {} if script.omit_counts else {"output_tokens": count}
 
-        bill = self.bill(h, input_tokens)
+        bill = self.bill(h, input_tokens, body["model"])
         self.start_stream(h, script.content_type or "text/event-stream", script.headers)
         event("message_start", {"type": "message_start", "message": {
             "id": msg_id, "type": "message", "role": "assistant", "model": body["model"], "content": [],

@@ -65,7 +65,7 @@ class FakeOpenAI(FakeServer):
                  "total_tokens": prompt_tokens + len(reply)}
         # With "logprobs": true, each choice carries {"content": [{token, logprob, bytes, top_logprobs}]}.
         scored = [dict(e, top_logprobs=[]) for e in token_logprobs(script, reply)] if body.get("logprobs") else None
-        bill = self.bill(h, prompt_tokens)
+        bill = self.bill(h, prompt_tokens, body["model"])
         if not body.get("stream"):
             if script.endless:
                 return self.endless_json(h, script)

@@ -63,7 +63,7 @@ class FakeServer:
         self.aborted = 0  # responses the client hung up on before they were complete
         # What a real provider would bill: per accepted generation, [input tokens, output tokens written to the
         # socket] (a client that leaves mid-answer is still billed what was generated).
-        self.bills: list[list[int]] = []
+        self.bills: list[list] = []
         self._epoch = 0  # reset() starts a new one: a slow request of an earlier test does not bill this one
         fake = self
 
@@ -144,18 +144,24 @@ class FakeServer:
         self.httpd.shutdown()
         self.httpd.server_close()
 
-    def bill(self, h: BaseHTTPRequestHandler, input_tokens: int) -> list[int]:
-        """Open the bill of one generation; the caller adds output tokens as it writes them."""
-        entry = [input_tokens, 0]
+    def bill(self, h: BaseHTTPRequestHandler, input_tokens: int, model: str = "") -> list:
+        """Open the bill of one generation, [input tokens, output tokens, model]; the caller adds output tokens
+        as it writes them."""
+        entry = [input_tokens, 0, model]
         with self._lock:
             if getattr(h, "epoch", None) == self._epoch:
                 self.bills.append(entry)
         return entry
 
     def billed(self, price_in_per_mtok: float, price_out_per_mtok: float) -> float:
-        """USD this fake would have charged at these prices."""
+        """USD this fake would have charged if every model had these prices."""
         with self._lock:
-            return sum(i * price_in_per_mtok + o * price_out_per_mtok for i, o in self.bills) / 1e6
+            return sum(i * price_in_per_mtok + o * price_out_per_mtok for i, o, _ in self.bills) / 1e6
+
+    def billed_at(self, prices: dict[str, tuple[float, float]]) -> float:
+        """USD this fake would have charged, at each model id's (input, output) prices per Mtok."""
+        with self._lock:
+            return sum(i * prices[m][0] + o * prices[m][1] for i, o, m in self.bills) / 1e6
 
     # --- helpers for subclasses ------------------------------------------------------------
     def handle(self, h: BaseHTTPRequestHandler, method: str, path: str, body: Any) -> None:

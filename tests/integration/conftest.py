@@ -15,6 +15,9 @@ import yaml
 
 from tests.conftest import ANTHROPIC_KEY, ROOT, free_port
 
+METRICS_TOKEN = "integration-metrics-token"
+METRICS_AUTH = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+
 
 @pytest.fixture
 def gunicorn(ollama, claude, tmp_path):
@@ -25,7 +28,8 @@ def gunicorn(ollama, claude, tmp_path):
         log = tmp_path / f"gunicorn-{port}.log"
         full = {**os.environ, "GATEWAY_HOST": "127.0.0.1", "GATEWAY_PORT": str(port), "OLLAMA_URL": ollama.url,
                 "ANTHROPIC_API_KEY": ANTHROPIC_KEY, "ANTHROPIC_BASE_URL": claude.url, "GATEWAY_WORKERS": "2",
-                "GATEWAY_THREADS": "16", "GATEWAY_API_KEYS": "integration-key", "CACHE_TTL_SECONDS": "0", **env}
+                "GATEWAY_THREADS": "16", "GATEWAY_API_KEYS": "integration-key", "CACHE_TTL_SECONDS": "0",
+                "METRICS_TOKEN": METRICS_TOKEN, **env}
         out = log.open("w")
         proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gateway/gunicorn.conf.py",
                                  "gateway:create_app()"], cwd=ROOT, env=full, stdout=out, stderr=subprocess.STDOUT)
@@ -64,7 +68,8 @@ def prometheus(tmp_path):
         config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "rule_files": [str(ROOT / "configs" / "prometheus" / "alert-rules.yml")],
-            "scrape_configs": [{"job_name": "api-gateway", "static_configs": [{"targets": [target]}]}],
+            "scrape_configs": [{"job_name": "api-gateway", "static_configs": [{"targets": [target]}],
+                                "authorization": {"type": "Bearer", "credentials": METRICS_TOKEN}}],
         }
         path = tmp_path / "prometheus.yml"
         path.write_text(yaml.safe_dump(config))

@@ -29,6 +29,7 @@ def test_local_mode_up_answer_and_stop(ollama, tmp_path):
     env = {**{k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "GATEWAY_WORKERS")},
            "OLLAMA_URL": ollama.url, "GATEWAY_PORT": str(port), "GATEWAY_HOST": "127.0.0.1",
            "LOCAL_REDIS_PORT": str(redis_port), "GATEWAY_API_KEYS": "local-key", "REDIS_PASSWORD": "local-redis",
+           "GATEWAY_ADMIN_KEYS": "local-admin",
            "DEPLOY_RUN_DIR": str(tmp_path), "ANTHROPIC_API_KEY": "",
            "TASKDATA": str(tmp_path / "task"), "TASKRC": str(tmp_path / "taskrc")}
     (tmp_path / "taskrc").write_text(f"data.location={tmp_path / 'task'}\n")
@@ -49,8 +50,10 @@ def test_local_mode_up_answer_and_stop(ollama, tmp_path):
         r = requests.post(f"{url}/api/v1/chat", json={"prompt": "What is Python?"},
                           headers={"Authorization": "Bearer local-key"}, timeout=10)
         assert r.status_code == 200 and r.json()["backend"] == "ollama"
-        assert requests.get(f"{url}/api/v1/stats", headers={"X-API-Key": "local-key"}, timeout=5).json()[
+        assert requests.get(f"{url}/api/v1/stats", headers={"X-API-Key": "local-admin"}, timeout=5).json()[
             "scope"] == "shared"
+        assert requests.get(f"{url}/api/v1/stats", headers={"X-API-Key": "local-key"}, timeout=5).json()[
+            "scope"] == "key"
         assert set(pids) == {"gateway", "redis"} and all(alive(p) for p in pids.values())
     finally:
         down = subprocess.run(["./deploy-all.sh", "stop"], cwd=ROOT, env=env, capture_output=True, text=True,

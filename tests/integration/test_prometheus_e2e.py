@@ -17,6 +17,7 @@ import yaml
 
 from tests.conftest import ROOT
 from tests.fakes import Script
+from tests.integration.conftest import METRICS_AUTH
 from tests.test_observability import panel_queries, sample
 
 pytestmark = [pytest.mark.integration,
@@ -110,7 +111,7 @@ def test_one_scrape_counts_every_request_across_four_workers(gunicorn, ollama):
     for i in range(n):  # a new connection each time, so gunicorn spreads them over its workers
         with requests.Session() as s:
             assert s.post(f"{url}/api/v1/chat", json={"prompt": f"What is {i}?"}, headers=HEADERS, timeout=10).ok
-    text = requests.get(f"{url}/metrics", timeout=10).text
+    text = requests.get(f"{url}/metrics", headers=METRICS_AUTH, timeout=10).text
     assert sample(text, "api_gateway_requests_total") == n
     assert sample(text, "api_gateway_request_duration_seconds_count") == n
     assert sample(text, "api_gateway_tokens_total", direction="input") == 3 * n
