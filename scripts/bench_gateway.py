@@ -3,6 +3,7 @@
 native and OpenAI surfaces) and optionally a LiteLLM proxy on the same upstream, on loopback.
 
 Starts a fast fake upstream (scripts/bench/upstream.py), a private redis-server, the gateway under gunicorn
+(and with --baseline REF the gateway of that git commit beside it, for before/after in one run)
 with its production settings (2 workers x 256 threads, auth on, Redis, metrics, INFO access log; worker
 recycling off so CPU accounting sees every request), with --litellm a LiteLLM proxy with the same worker
 count, and with --floor a Flask app that only parses and answers JSON under the same gunicorn settings.
@@ -11,7 +12,7 @@ the target order per level so machine drift hits all. CPU time per request comes
 target processes' own accounting (/proc, the whole process tree).
 
     python scripts/bench_gateway.py [--duration 10] [--concurrency 1 16 64] [--litellm VENV] [--json FILE]
-                                    [--delay-ms 0] [--quick] [--soak N] [--router] [--floor]
+                                    [--delay-ms 0] [--quick] [--soak N] [--router] [--floor] [--baseline REF]
 
 Needs wrk (apt-get install wrk) and redis-server.
 """
@@ -39,7 +40,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from bench.procs import free_port, gunicorn_gateway, redis_server, stop, wait_until  # noqa: E402
+from bench.procs import free_port, gunicorn_gateway, redis_server, source_tree, stop, wait_until  # noqa: E402
 
 KEY = "bench-key"
 LITELLM_KEY = "sk-bench-0123456789"
@@ -278,18 +279,23 @@ def router_times(iterations: int) -> list[dict]:
 # ------------------------------------------------------------------------------------------------ main
 
 def targets(up: str, up_pid: int, gw: str, gw_pid: int, ll: tuple[str, int] | None,
-            floor: tuple[str, int] | None = None) -> list[Target]:
+            floor: tuple[str, int] | None = None, base: tuple[str, int] | None = None) -> list[Target]:
     key = {"X-API-Key": KEY}
-    out = [
-        Target("direct", f"{up}/api/chat", up_pid, {},
-               ('{"model":"tinyllama","stream":false,"messages":[{"role":"user","content":"What is Python? ', '"}]}')),
+    out = [Target("direct", f"{up}/api/chat", up_pid, {},
+                  ('{"model":"tinyllama","stream":false,"messages":[{"role":"user","content":"What is Python? ',
+                   '"}]}'))]
+    for name, (url, pid) in (("gateway", (gw, gw_pid)), ("baseline", base)):
+        if url is None:
+            continue
         # temperature 0: answers the cache may keep (a request without one samples at the model's default)
-        Target("gateway", f"{gw}/api/v1/chat", gw_pid, key, ('{"temperature":0,"prompt":"What is Python? ', '"}')),
-        Target("gateway_cache_hit", f"{gw}/api/v1/chat", gw_pid, key,
-               ('{"temperature":0,"prompt":"What is Python?"}', "")),
-        Target("gateway_openai", f"{gw}/v1/chat/completions", gw_pid, key,
-               ('{"model":"auto","temperature":0,"messages":[{"role":"user","content":"What is Python? ', '"}]}')),
-    ]
+        out += [
+            Target(name, f"{url}/api/v1/chat", pid, key, ('{"temperature":0,"prompt":"What is Python? ', '"}')),
+            Target(f"{name}_cache_hit", f"{url}/api/v1/chat", pid, key,
+                   ('{"temperature":0,"prompt":"What is Python?"}', "")),
+            Target(f"{name}_openai", f"{url}/v1/chat/completions", pid, key,
+                   ('{"model":"auto","temperature":0,"messages":[{"role":"user","content":"What is Python? ',
+                    '"}]}')),
+        ]
     if floor:
         out.append(Target("flask_floor", f"{floor[0]}/api/v1/chat", floor[1], {},
                           ('{"prompt":"What is Python? ', '"}')))
@@ -326,6 +332,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="a smoke run: 1 s per target, concurrency 1 and 16")
     parser.add_argument("--soak", type=int, default=0, metavar="N", help="then send N requests; print worker RSS")
     parser.add_argument("--router", action="store_true", help="also time the router's decision")
+    parser.add_argument("--baseline", metavar="REF",
+                        help="also the gateway of this git commit (e.g. main~3), side by side: before/after")
     parser.add_argument("--floor", action="store_true",
                         help="also a Flask app that only parses and answers JSON (the framework's floor)")
     args = parser.parse_args()
@@ -340,14 +348,21 @@ def main() -> int:
     with ExitStack() as stack:
         up, up_pid = stack.enter_context(upstream(args.delay_ms))
         redis_url = stack.enter_context(redis_server())
-        gw = stack.enter_context(gunicorn_gateway({
-            "OLLAMA_URL": up, "REDIS_URL": redis_url, "GATEWAY_API_KEYS": KEY, "LOG_LEVEL": "INFO",
-            "GATEWAY_MAX_REQUESTS": "0", "GATEWAY_WORKERS": "2", "GATEWAY_THREADS": "256"}))
+        production = {"OLLAMA_URL": up, "REDIS_URL": redis_url, "GATEWAY_API_KEYS": KEY, "LOG_LEVEL": "INFO",
+                      "GATEWAY_MAX_REQUESTS": "0", "GATEWAY_WORKERS": "2", "GATEWAY_THREADS": "256"}
+        gw = stack.enter_context(gunicorn_gateway(production))
+        base = None
+        if args.baseline:
+            tree = stack.enter_context(source_tree(args.baseline))
+            # its own Redis database: its cache and counters apart from the gateway's
+            server = stack.enter_context(gunicorn_gateway({**production, "REDIS_URL": redis_url[:-1] + "1"},
+                                                          root=tree))
+            base = (server.url, server.proc.pid)
         ll = None
         if args.litellm:
             ll = stack.enter_context(litellm(litellm_binary(args.litellm), up, 2, workdir))
         fl = stack.enter_context(flask_floor(2, 256)) if args.floor else None
-        all_targets = targets(up, up_pid, gw.url, gw.proc.pid, ll, fl)
+        all_targets = targets(up, up_pid, gw.url, gw.proc.pid, ll, fl, base)
         for t in all_targets:   # warm up: connections, caches, JIT-less Python's first-call costs
             wrk(t, 4, warmup * (10 if t.name == "litellm" and not args.quick else 1), workdir)
         for i, c in enumerate(args.concurrency):

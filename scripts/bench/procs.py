@@ -70,15 +70,16 @@ class Server:
 
 
 @contextmanager
-def gunicorn_gateway(env: dict[str, str | None], *extra_args: str):
+def gunicorn_gateway(env: dict[str, str | None], *extra_args: str, root: Path = ROOT):
     """The gateway under gunicorn with gateway/gunicorn.conf.py; yields a Server once /health answers.
-    A None value in env removes that variable (to get the production default)."""
+    A None value in env removes that variable (to get the production default). `root`: another checkout
+    of the gateway to run (a baseline; see source_tree)."""
     port = free_port()
     merged = {**os.environ, "GATEWAY_HOST": "127.0.0.1", "GATEWAY_PORT": str(port), "ANTHROPIC_API_KEY": "",
               "GATEWAY_API_KEYS": "", "LOG_LEVEL": "WARNING", **env}
     full = {k: v for k, v in merged.items() if v is not None}
     proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gateway/gunicorn.conf.py", *extra_args,
-                             "gateway:create_app()"], cwd=ROOT, env=full,
+                             "gateway:create_app()"], cwd=root, env=full,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -93,6 +94,18 @@ def gateway(env: dict[str, str | None], *extra_args: str):
     """gunicorn_gateway(), yielding only its URL."""
     with gunicorn_gateway(env, *extra_args) as server:
         yield server.url
+
+
+@contextmanager
+def source_tree(ref: str):
+    """The repository's files at git `ref` in a temporary folder (gunicorn run there imports that gateway)."""
+    tmp = Path(tempfile.mkdtemp(prefix="bench-baseline-"))
+    try:
+        archive = subprocess.run(["git", "archive", ref], cwd=ROOT, capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(tmp)], input=archive, check=True)
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def stop(proc: subprocess.Popen, seconds: float = 30) -> None:

@@ -22,6 +22,29 @@ def _ollama_chat(body: dict) -> dict:
             "total_duration": 1000, "prompt_eval_count": 12, "eval_count": 8}
 
 
+def _ollama_stream(body: dict) -> list[bytes]:
+    """What Ollama streams (its default): a line per token, then the final line with the counts."""
+    model = body.get("model", "tinyllama")
+    lines = [{"model": model, "created_at": "2026-11-22T00:00:00Z", "message": {"role": "assistant", "content": w},
+              "done": False} for w in _pieces()]
+    final = dict(_ollama_chat(body), message={"role": "assistant", "content": ""})
+    return [json.dumps(x).encode() + b"\n" for x in (*lines, final)]
+
+
+def _openai_stream(body: dict) -> list[bytes]:
+    base = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": int(time.time()),
+            "model": body.get("model", "tinyllama")}
+    chunks = [dict(base, choices=[{"index": 0, "delta": {"content": w}, "finish_reason": None}]) for w in _pieces()]
+    chunks.append(dict(base, choices=[{"index": 0, "delta": {}, "finish_reason": "stop"}]))
+    chunks.append(dict(base, choices=[], usage={"prompt_tokens": 12, "completion_tokens": 8, "total_tokens": 20}))
+    return [b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks] + [b"data: [DONE]\n\n"]
+
+
+def _pieces() -> list[str]:
+    words = REPLY.split(" ")
+    return [w + (" " if i < len(words) - 1 else "") for i, w in enumerate(words)]
+
+
 def _openai_chat(body: dict) -> dict:
     return {"id": "chatcmpl-bench", "object": "chat.completion", "created": int(time.time()),
             "model": body.get("model", "tinyllama"),
@@ -76,14 +99,24 @@ class Upstream(asyncio.Protocol):
                 request = json.loads(body or b"{}")
             except ValueError:
                 return 400, b'{"error": "invalid JSON"}'
-            reply = _ollama_chat(request) if path == "/api/chat" else _openai_chat(request)
+            ollama = path == "/api/chat"
+            if request.get("stream", ollama) is True:  # Ollama streams unless told not to; OpenAI when told to
+                return 200, (_ollama_stream(request) if ollama else _openai_stream(request))
+            reply = _ollama_chat(request) if ollama else _openai_chat(request)
             return 200, json.dumps(reply).encode()
         return 404, b'{"error": "not found"}'
 
-    def send(self, status: int, payload: bytes) -> None:
+    def send(self, status: int, payload: bytes | list[bytes]) -> None:
+        """A JSON body, or (a list) a stream sent chunked, one chunk per line or event, as the real servers do."""
         if self.transport.is_closing():
             return
         reason = {200: "OK", 400: "Bad Request", 404: "Not Found"}[status]
+        if isinstance(payload, list):
+            kind = "application/x-ndjson" if payload[0].startswith(b"{") else "text/event-stream"
+            body = b"".join(f"{len(p):x}\r\n".encode() + p + b"\r\n" for p in payload) + b"0\r\n\r\n"
+            self.transport.write(f"HTTP/1.1 {status} {reason}\r\nContent-Type: {kind}\r\n"
+                                 "Transfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n".encode() + body)
+            return
         self.transport.write(f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
                              f"Content-Length: {len(payload)}\r\nConnection: keep-alive\r\n\r\n".encode() + payload)
 

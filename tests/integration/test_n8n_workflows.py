@@ -148,7 +148,8 @@ def test_imported_with_node_types_of_the_pinned_n8n(n8n, tmp_path):
 
 
 def test_cost_monitor_alerts_once_spend_passes_the_threshold(n8n, gunicorn, redis_server, receiver):
-    url, _, _ = gunicorn(REDIS_URL=redis_server.url, BUDGET_MONTHLY_USD="0.001")
+    # n8n's key is an admin key (./install.sh makes it one): the cost monitor reads every key's spend
+    url, _, _ = gunicorn(REDIS_URL=redis_server.url, BUDGET_MONTHLY_USD="0.001", GATEWAY_ADMIN_KEYS=KEY)
     env = {"GATEWAY_URL": url, "GATEWAY_API_KEY": KEY, "ALERT_WEBHOOK_URL": receiver.url}
 
     quiet = n8n.execute("hybridCostMonitr", **env)
