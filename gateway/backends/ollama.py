@@ -57,32 +57,26 @@ class OllamaBackend(Backend):
         reply = self._post(model, self._body(model, request, max_tokens, logprobs))
         lines = reply.lines()
         try:
-            for line in lines:
+            for line in lines:  # one per token: kept lean
                 if not line:
                     continue
                 try:
                     data = fastjson.loads(line)
-                except ValueError as exc:
-                    raise BackendError("malformed", "ollama: stream line is not JSON") from exc
-                if not isinstance(data, dict):
-                    raise BackendError("malformed", "ollama: stream line is not a JSON object")
-                if "error" in data:  # an error after the 200 status was sent
-                    raise BackendError("server_error", "ollama: error reported mid-stream", billable=True,
-                                       upstream_message=str(data["error"])[:300])
-                if "done" not in data:  # every line of /api/chat says whether it is the last
-                    raise BackendError("malformed", "ollama: stream line without 'done'")
-                message = data.get("message")
-                text = message.get("content") if isinstance(message, dict) else None
-                text = text if isinstance(text, str) else ""
+                    done = data["done"]  # every line of /api/chat says whether it is the last
+                    text = data["message"]["content"]
+                except (ValueError, KeyError, TypeError) as exc:
+                    data, done, text = _odd_line(line, exc)
+                if type(text) is not str:
+                    text = ""
                 meter.received(text)
                 scored = token_logprobs(data.get("logprobs")) if logprobs and text else None
-                if data.get("done"):
+                if done:
                     usage = _usage(data, request, meter)
                     meter.input_tokens, meter.output_tokens = usage.input_tokens, usage.output_tokens
                     yield StreamDelta(text, usage, _FINISH.get(data.get("done_reason"), "stop"), scored)
                     return
                 if text:
-                    yield StreamDelta(text, logprobs=scored)
+                    yield StreamDelta(text, None, None, scored)
             raise BackendError("connection", "ollama: stream ended before its final line", billable=True)
         finally:
             lines.close()
@@ -113,6 +107,21 @@ class OllamaBackend(Backend):
         if not health.ok:
             return ModelState(False, None)
         return health.models.get(_base(model.id), ModelState(False, False))
+
+
+def _odd_line(line: bytes, exc: Exception) -> tuple[dict, bool, str]:
+    """A stream line off the common shape: a line without text (data, done, ""), or the error it is: one
+    Ollama reported after the 200 status, or not the protocol."""
+    try:
+        data = fastjson.loads(line)
+    except ValueError:
+        raise BackendError("malformed", "ollama: stream line is not JSON") from exc
+    if isinstance(data, dict) and "error" in data:
+        raise BackendError("server_error", "ollama: error reported mid-stream", billable=True,
+                           upstream_message=str(data["error"])[:300]) from exc
+    if isinstance(data, dict) and "done" in data:  # a line without a message (text)
+        return data, bool(data["done"]), ""
+    raise BackendError("malformed", "ollama: stream line without 'done'") from exc
 
 
 def _base(tag: str) -> str:
