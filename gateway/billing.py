@@ -30,6 +30,7 @@ class Meter:
     output_tokens: int | None = None   # as the upstream reported it, cumulative
     pieces: int = 0                    # pieces of text received (each is at least one token)
     chars: int = 0
+    streamed: bool = False             # read as a stream: progress (pieces) would have shown
 
     def received(self, text: str) -> None:
         if text:

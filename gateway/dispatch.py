@@ -276,14 +276,16 @@ class Dispatcher:
         return getattr(self.settings, backend).max_retries
 
     def account_failure(self, exc: BackendError, backend: str, model: str, meter: Meter | None = None) -> None:
-        """Tell the breaker. A timeout while tokens were arriving is the request's own size (a client asked for
-        a long answer), not the backend's health: it does not count, so no client can open a circuit for
-        everyone by asking for more than the timeout allows."""
+        """Tell the breaker. A timeout the request's own size explains (a client asked for more than the
+        timeout allows) is not the backend's health and does not count, so no client can open a circuit for
+        everyone: on a stream, tokens were arriving; on a one-piece answer, which shows no progress, the
+        backend answers a fresh health check right after."""
         breaker = self.upstreams.breakers[backend]
         if exc.kind == "model_not_found":
             self.upstreams.mark_missing(model)
-        progressing = exc.kind == "timeout" and meter is not None and meter.pieces > 0
-        if exc.counts_for_breaker and not progressing:
+        explained = exc.kind == "timeout" and meter is not None and (
+            meter.pieces > 0 or (not meter.streamed and self.upstreams.answers(backend)))
+        if exc.counts_for_breaker and not explained:
             breaker.record_failure()
         else:
             breaker.release()

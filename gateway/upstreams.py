@@ -57,6 +57,12 @@ class Upstreams:
                         self._missing.pop(m.name, None)
         return result
 
+    def answers(self, name: str) -> bool:
+        """A fresh health check (not the cached one): does the backend answer at all right now?"""
+        result = self.backends[name].health()
+        self._health[name] = (self.clock(), result)
+        return result.ok
+
     def model_state(self, model: ModelSpec) -> ModelState:
         if model.backend not in self.backends:
             return ModelState(False, None)

@@ -284,9 +284,10 @@ def targets(up: str, up_pid: int, gw: str, gw_pid: int, ll: tuple[str, int] | No
     out = [Target("direct", f"{up}/api/chat", up_pid, {},
                   ('{"model":"tinyllama","stream":false,"messages":[{"role":"user","content":"What is Python? ',
                    '"}]}'))]
-    for name, (url, pid) in (("gateway", (gw, gw_pid)), ("baseline", base)):
-        if url is None:
+    for name, server in (("gateway", (gw, gw_pid)), ("baseline", base)):
+        if server is None:
             continue
+        url, pid = server
         # temperature 0: answers the cache may keep (a request without one samples at the model's default)
         out += [
             Target(name, f"{url}/api/v1/chat", pid, key, ('{"temperature":0,"prompt":"What is Python? ', '"}')),

@@ -39,12 +39,28 @@ def test_timeouts_a_client_causes_with_long_answers_do_not_open_the_circuit(make
     assert models["tinyllama"]["circuit"] == "closed"
 
 
-def test_a_backend_that_never_answers_still_opens_its_circuit(make_app, ollama):
-    # No token within the timeout is the backend's health, not the request's size.
+def test_long_one_piece_answers_that_time_out_do_not_open_the_circuit(make_app, ollama, claude):
+    # Local models answer in one piece (no progress to see): the backend answering a health check right after
+    # the timeout is what tells the request's size from an outage.
+    client = make_app(OLLAMA_TIMEOUT="0.3", OLLAMA_MAX_RETRIES="0", BREAKER_FAILURE_THRESHOLD="2").test_client()
+    ollama.default = Script(delay=0.6)
+    for _ in range(4):
+        assert chat(client, prompt="Write a long story.", strategy="local-only")[0].status_code == 504
+    models = {m["name"]: m for m in client.get("/api/v1/models").get_json()["models"]}
+    assert models["tinyllama"]["circuit"] == "closed"
+    ollama.default = Script(reply="A language.")
+    assert chat(client, prompt=SIMPLE)[1]["model"] == "tinyllama"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_backend_that_is_down_still_opens_its_circuit(make_app, ollama, stream):
+    # Its chat hangs and its health check fails too (a stuck server), or a stream shows no token at all.
     client = make_app(OLLAMA_TIMEOUT="0.2", OLLAMA_MAX_RETRIES="0", BREAKER_FAILURE_THRESHOLD="2").test_client()
     ollama.default = Script(delay=0.6)
+    if not stream:
+        ollama.health_delay = 0.6  # /api/tags hangs as well
     for _ in range(2):
-        chat(client, prompt=SIMPLE, strategy="local-only")
+        chat(client, prompt=SIMPLE, strategy="local-only", stream=stream)
     models = {m["name"]: m for m in client.get("/api/v1/models").get_json()["models"]}
     assert models["tinyllama"]["circuit"] == "open"
 
@@ -76,15 +92,15 @@ def test_a_half_open_probe_that_raises_a_non_backend_error_does_not_jam_the_brea
     ollama.default = Script(status=500)
     chat(client, prompt=SIMPLE, strategy="local-only")  # opens; cool-down 0: the next call is the probe
     backend = app.extensions["gateway"].upstreams.backends["ollama"]
-    real = backend.stream
+    real = backend.complete
 
     def broken(*args, **kwargs):
         raise RuntimeError("a bug, not the upstream")
 
-    backend.stream = broken
+    backend.complete = broken
     r, body = chat(client, prompt=SIMPLE, strategy="local-only")
     assert r.status_code == 500 and "a bug" not in r.get_data(as_text=True)  # no internals to the client
-    backend.stream = real
+    backend.complete = real
     ollama.default = Script(reply="fine")
     r, body = chat(client, prompt=SIMPLE, strategy="local-only")
     assert r.status_code == 200 and body["response"] == "fine"  # the probe slot was given back

@@ -25,7 +25,8 @@ class Upstream:
     """A JSON HTTP/1.1 server that counts TCP connections and records each request line and headers."""
 
     def __init__(self, close_after_each: bool = False, body: bytes = b'{"ok": true}',
-                 stream: list[bytes] | None = None, pause_before_end: float = 0.0, tls: ssl.SSLContext | None = None):
+                 stream: list[bytes] | None = None, pause_before_end: float = 0.0, tls: ssl.SSLContext | None = None,
+                 chunk_ext: bytes = b"", trailer: bytes = b""):
         self.connections, self.requests = 0, []
         outer = self
 
@@ -45,10 +46,10 @@ class Upstream:
                     self.send_header("Transfer-Encoding", "chunked")
                     self.end_headers()
                     for line in stream:
-                        self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
+                        self.wfile.write(b"%x%s\r\n%s\r\n" % (len(line), chunk_ext, line))
                         self.wfile.flush()
                     time.sleep(pause_before_end)
-                    self.wfile.write(b"0\r\n\r\n")
+                    self.wfile.write(b"0%s\r\n%s\r\n" % (chunk_ext, trailer))
                     return
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
@@ -176,6 +177,19 @@ def test_a_stream_whose_end_lags_is_dropped_and_the_next_request_is_clean(upstre
     for _ in range(2):
         assert read_to_done(p.request("POST", "/api/chat", {})) == [line.rstrip() for line in STREAM]
     assert up.connections == 2 and p._idle == []
+
+
+@pytest.mark.parametrize(("chunks", "extension", "trailer"), [
+    ([b'{"a": ', b'1}\n{"b"', b': 2}\r\n{"c": 3}\n'], b"", b""),            # lines split over chunks, CRLF too
+    ([b'{"a": 1}\n{"b": 2}\n', b'{"c": 3}'], b";name=value", b"X-Checksum: 1\r\n"),  # extensions, trailers,
+], ids=["split", "extensions-trailers"])                                          # no newline at the end
+def test_chunked_lines_are_whole_lines_whatever_the_chunks_and_the_connection_is_kept(upstream, chunks, extension,
+                                                                                   trailer):
+    up = upstream(stream=chunks, chunk_ext=extension, trailer=trailer)
+    p = pool(up.url)
+    for _ in range(2):
+        assert list(p.request("POST", "/api/chat", {}).lines()) == [b'{"a": 1}', b'{"b": 2}', b'{"c": 3}']
+    assert up.connections == 1
 
 
 class ConnectProxy:

@@ -63,6 +63,7 @@ class AnthropicBackend(Backend):
         """Streamed for whole answers too (as Anthropic advises for long requests). The Messages API has no
         log-probabilities: `logprobs` is ignored."""
         meter = Meter() if meter is None else meter
+        meter.streamed = True
         finish = "stop"
         with _translate():
             events = self.client.messages.create(**self._params(model, request, max_tokens), stream=True)

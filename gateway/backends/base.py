@@ -81,10 +81,11 @@ class Backend(ABC):
         log-probabilities too where the upstream reports them for every piece (else Completion.logprobs is
         None).
 
-        Read from the stream, for every backend: an upstream that never stops is cut at the timeout, and
-        progress stays visible, so a call that times out while tokens were arriving is told apart from
-        one whose upstream never answered (dispatch), and a paid call that fails is charged from its
-        meter (gateway/billing.py)."""
+        This default reads the stream: an upstream that never stops is cut at the timeout, and progress
+        stays visible, so a paid call that fails is charged what arrived (gateway/billing.py) and a call
+        that times out while tokens were arriving is told apart from one whose upstream never answered
+        (dispatch). Backends override it for free models with one JSON answer, which costs a fraction of
+        the CPU (a stream is parsed token by token)."""
         meter = Meter() if meter is None else meter
         deadline = time.monotonic() + self.timeout
         pieces = self.stream(model, request, max_tokens, logprobs=logprobs, meter=meter)

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from .. import fastjson
 from ..billing import Meter
 from ..catalog import ModelSpec
-from ..chat import ChatRequest, StreamDelta, Usage
+from ..chat import ChatRequest, Completion, StreamDelta, Usage
 from ..config import BackendSettings
 from .base import Backend, BackendError, BackendHealth, ModelState, http_error, token_logprobs
 from .http_pool import HttpPool, Reply
@@ -26,7 +26,28 @@ class OllamaBackend(Backend):
         self.http = HttpPool(self.name, self.url, connect_timeout=settings.connect_timeout,
                              read_timeout=settings.timeout)
 
-    def _body(self, model: ModelSpec, request: ChatRequest, max_tokens: int, logprobs: bool) -> dict:
+    def complete(self, model: ModelSpec, request: ChatRequest, max_tokens: int, logprobs: bool = False,
+                 meter: Meter | None = None) -> Completion:
+        """Free (local) models answer in one JSON body: cheap to read. A model priced in the catalog is read
+        as a stream, metered token by token (Backend.complete)."""
+        if model.paid:
+            return super().complete(model, request, max_tokens, logprobs, meter)
+        meter = Meter() if meter is None else meter
+        reply = self._post(model, self._body(model, request, max_tokens, logprobs, stream=False))
+        data = reply.json(total_timeout=self.timeout)
+        if "error" in data:
+            raise BackendError("server_error", "ollama: error reported in the answer", status=reply.status,
+                               billable=True, upstream_message=str(data["error"])[:300])
+        message = data.get("message")
+        if not isinstance(message, dict) or not isinstance(message.get("content"), str):
+            raise BackendError("malformed", "ollama: response has no message.content", status=reply.status)
+        meter.received(message["content"])
+        usage = _usage(data, request, meter)
+        return Completion(message["content"], usage, _FINISH.get(data.get("done_reason"), "stop"),
+                          token_logprobs(data.get("logprobs")) if logprobs else None)
+
+    def _body(self, model: ModelSpec, request: ChatRequest, max_tokens: int, logprobs: bool,
+              stream: bool = True) -> dict:
         messages = ([{"role": "system", "content": request.system}] if request.system else []) + [
             {"role": m.role, "content": m.content} for m in request.messages
         ]
@@ -35,7 +56,7 @@ class OllamaBackend(Backend):
             options["temperature"] = request.temperature
         if request.stop:
             options["stop"] = list(request.stop)
-        body = {"model": model.id, "messages": messages, "stream": True, "options": options,
+        body = {"model": model.id, "messages": messages, "stream": stream, "options": options,
                 "keep_alive": self.keep_alive}
         if logprobs:
             body["logprobs"] = True  # Ollama 0.12.11+; older versions ignore the field
@@ -54,6 +75,7 @@ class OllamaBackend(Backend):
     def stream(self, model: ModelSpec, request: ChatRequest, max_tokens: int, logprobs: bool = False,
                meter: Meter | None = None) -> Iterator[StreamDelta]:
         meter = Meter() if meter is None else meter
+        meter.streamed = True
         reply = self._post(model, self._body(model, request, max_tokens, logprobs))
         lines = reply.lines()
         try:
@@ -82,14 +104,15 @@ class OllamaBackend(Backend):
             lines.close()
 
     def health(self) -> BackendHealth:
+        wait = min(2.0, self.timeout)  # a health check never waits longer than a chat call would
         try:
-            tags = self.http.request("GET", "/api/tags", read_timeout=2.0)
+            tags = self.http.request("GET", "/api/tags", read_timeout=wait)
             if not tags.ok:
                 tags.close()
                 return BackendHealth(False, f"HTTP {tags.status} from /api/tags")
-            installed = tags.json(total_timeout=2.0).get("models") or []
-            ps = self.http.request("GET", "/api/ps", read_timeout=2.0)
-            loaded = (ps.json(total_timeout=2.0).get("models") or []) if ps.ok else []
+            installed = tags.json(total_timeout=wait).get("models") or []
+            ps = self.http.request("GET", "/api/ps", read_timeout=wait)
+            loaded = (ps.json(total_timeout=wait).get("models") or []) if ps.ok else []
             ps.close()
         except BackendError as exc:
             return BackendHealth(False, exc.message)

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from .. import fastjson
 from ..billing import Meter
 from ..catalog import ModelSpec
-from ..chat import ChatRequest, StreamDelta, Usage
+from ..chat import ChatRequest, Completion, StreamDelta, Usage
 from ..config import BackendSettings
 from .base import Backend, BackendError, BackendHealth, ModelState, http_error, token_logprobs
 from .http_pool import HttpPool, Reply
@@ -30,12 +30,36 @@ class OpenAICompatBackend(Backend):
         self.http = HttpPool(self.name, self.url, connect_timeout=settings.connect_timeout,
                              read_timeout=settings.timeout, headers=headers)
 
-    def _post(self, model: ModelSpec, request: ChatRequest, max_tokens: int, logprobs: bool) -> Reply:
+    def complete(self, model: ModelSpec, request: ChatRequest, max_tokens: int, logprobs: bool = False,
+                 meter: Meter | None = None) -> Completion:
+        """A free model (a local vLLM, llama.cpp) answers in one JSON body: cheap to read. A paid one (OpenAI)
+        is read as a stream, metered token by token (Backend.complete)."""
+        if model.paid:
+            return super().complete(model, request, max_tokens, logprobs, meter)
+        meter = Meter() if meter is None else meter
+        data = self._post(model, request, max_tokens, logprobs, stream=False).json(total_timeout=self.timeout)
+        try:
+            choice = data["choices"][0]
+            text = choice["message"]["content"] or ""
+        except (KeyError, IndexError, TypeError) as exc:
+            raise BackendError("malformed", "openai_compat: response has no choices[0].message") from exc
+        if not isinstance(text, str):
+            raise BackendError("malformed", "openai_compat: choices[0].message.content is not text")
+        meter.received(text)
+        usage = _usage(data["usage"], request, meter) if isinstance(data.get("usage"), dict) else Usage(
+            request.input_tokens_estimate, meter.output_received)
+        scored = choice.get("logprobs")  # {"content": [{"token", "logprob", "bytes", "top_logprobs"}, ...]} or null
+        found = token_logprobs(scored.get("content")) if logprobs and isinstance(scored, dict) else None
+        return Completion(text, usage, choice.get("finish_reason") or "stop", found)
+
+    def _post(self, model: ModelSpec, request: ChatRequest, max_tokens: int, logprobs: bool,
+              stream: bool = True) -> Reply:
         messages = ([{"role": "system", "content": request.system}] if request.system else []) + [
             {"role": m.role, "content": m.content} for m in request.messages
         ]
-        body: dict = {"model": model.id, "messages": messages, model.max_tokens_param: max_tokens, "stream": True,
-                      "stream_options": {"include_usage": True}}
+        body: dict = {"model": model.id, "messages": messages, model.max_tokens_param: max_tokens, "stream": stream}
+        if stream:
+            body["stream_options"] = {"include_usage": True}
         if request.temperature is not None and model.sampling_params:
             body["temperature"] = request.temperature
         if request.stop:
@@ -50,6 +74,7 @@ class OpenAICompatBackend(Backend):
     def stream(self, model: ModelSpec, request: ChatRequest, max_tokens: int, logprobs: bool = False,
                meter: Meter | None = None) -> Iterator[StreamDelta]:
         meter = Meter() if meter is None else meter
+        meter.streamed = True
         lines = self._post(model, request, max_tokens, logprobs).lines()
         usage: Usage | None = None
         finish = None
@@ -92,11 +117,12 @@ class OpenAICompatBackend(Backend):
 
     def health(self) -> BackendHealth:
         try:
-            reply = self.http.request("GET", "/models", read_timeout=2.0)
+            wait = min(2.0, self.timeout)  # a health check never waits longer than a chat call would
+            reply = self.http.request("GET", "/models", read_timeout=wait)
             if not reply.ok:
                 reply.close()
                 return BackendHealth(False, f"HTTP {reply.status} from /models")
-            data = reply.json(total_timeout=2.0).get("data") or []
+            data = reply.json(total_timeout=wait).get("data") or []
         except BackendError as exc:
             return BackendHealth(False, exc.message)
         models = {m["id"]: ModelState(True) for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)}

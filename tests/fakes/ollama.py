@@ -22,8 +22,15 @@ class FakeOllama(FakeServer):
         self.installed = set(installed)
         self.loaded = set(loaded)
         self.vram = 0  # size_vram /api/ps reports for loaded models: > 0 means on the GPU
+        self.health_delay = 0.0  # seconds /api/tags and /api/ps take: > the health timeout is a stuck server
+
+    def reset(self) -> None:
+        super().reset()
+        self.vram, self.health_delay = 0, 0.0
 
     def handle(self, h, method, path, body):
+        if path in ("/api/tags", "/api/ps") and self.health_delay:
+            time.sleep(self.health_delay)
         if method == "GET" and path == "/api/version":
             return self.send(h, 200, {"version": "0.12.11"})
         if method == "GET" and path == "/api/tags":

@@ -14,12 +14,15 @@ from tests.conftest import ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300),
               pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk not installed (scripts/test.sh installs it)")]
-TARGETS = ["direct", "gateway", "gateway_cache_hit", "gateway_openai", "flask_floor"]
+TARGETS = ["direct", "gateway", "gateway_cache_hit", "gateway_openai", "baseline", "baseline_cache_hit",
+           "baseline_openai", "flask_floor"]
 
 
 def test_quick_run_prints_the_table_and_json(tmp_path):
-    out = subprocess.run([sys.executable, "scripts/bench_gateway.py", "--quick", "--router", "--floor", "--json",
-                          str(tmp_path / "bench.json")], cwd=ROOT, capture_output=True, text=True, timeout=280)
+    # --baseline HEAD: the committed gateway beside this tree's, as a before/after run does
+    out = subprocess.run([sys.executable, "scripts/bench_gateway.py", "--quick", "--router", "--floor", "--baseline",
+                          "HEAD", "--json", str(tmp_path / "bench.json")], cwd=ROOT, capture_output=True, text=True,
+                         timeout=280)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "p50 +ms vs direct" in out.stdout and "router decision" in out.stdout
     report = json.loads((tmp_path / "bench.json").read_text())

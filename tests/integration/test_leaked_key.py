@@ -126,8 +126,9 @@ def test_a_client_that_stops_reading_a_stream_frees_its_slot(gunicorn, ollama):
     stalled = socket.socket()
     stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     stalled.connect(("127.0.0.1", port))
-    stalled.sendall(b"POST /api/v1/chat HTTP/1.1\r\nHost: x\r\nX-API-Key: integration-key\r\n"
-                    b"Content-Type: application/json\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    head = (b"POST /api/v1/chat HTTP/1.1\r\nHost: x\r\nX-API-Key: integration-key\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body))
+    stalled.sendall(head + body)
     try:
         time.sleep(1)  # the stream is running and holds the only slot; nobody reads it
         ollama.default = Script(reply="The next caller's answer.")
@@ -143,9 +144,24 @@ def test_a_client_that_stops_reading_a_stream_frees_its_slot(gunicorn, ollama):
 
 
 @pytest.mark.integration
-def test_without_redis_one_worker_keeps_the_budget(gunicorn, claude, serve):
+def test_without_redis_one_worker_keeps_the_budget(gunicorn, claude):
     # Per-process state in two workers would allow the budget twice: without REDIS_URL gunicorn runs one.
-    url, proc, log = gunicorn(GATEWAY_WORKERS="2", BUDGET_MONTHLY_USD="0.01")
+    worst = (len(DESIGN.encode()) + 32) * 2.0 / 1e6 + 100 * 10.0 / 1e6   # one call's reservation
+    url, proc, log = gunicorn(GATEWAY_WORKERS="2", BUDGET_MONTHLY_USD=str(round(2.5 * worst, 8)))
     time.sleep(0.5)
     assert len(workers(proc.pid)) == 1
     assert "running 1 worker instead of GATEWAY_WORKERS=2" in log.read_text()
+    claude.default = Script(reply="ok", delay=1.0)  # every call still in flight when the others arrive
+    statuses: list[int] = []
+
+    def call() -> None:
+        with requests.Session() as s:  # new connections: two workers would each get some
+            statuses.append(s.post(f"{url}/api/v1/chat", headers={"X-API-Key": "integration-key"}, timeout=20,
+                                   json={"prompt": DESIGN, "model": "claude-sonnet", "max_tokens": 100}).status_code)
+
+    threads = [threading.Thread(target=call) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(statuses) == [200, 200, 429, 429, 429, 429]
