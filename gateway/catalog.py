@@ -39,7 +39,7 @@ class ModelSpec:
     max_tokens_param: str = "max_tokens"  # openai_compat: the field the model takes its output limit in
     default_temperature: float = 1.0      # what the upstream samples at when a request sets none
 
-    @property
+    @cached_property  # asked several times per request
     def paid(self) -> bool:
         """Costs money per token (a cloud API); free models count as local in stats and strategies."""
         return self.price_in_per_mtok > 0 or self.price_out_per_mtok > 0

@@ -79,6 +79,8 @@ class Dispatcher:
         self.charge = charge or self._record_charge
         self.sleep, self.clock = sleep, clock
         self.catalog = settings.catalog
+        # PAID_FALLBACK=refuse matters only where a paid model could be called at all
+        self._paid_reachable = any(m.paid and m.backend in upstreams.backends for m in self.catalog.models)
 
     def max_tokens(self, request: ChatRequest, model: ModelSpec) -> int:
         """What a call to `model` is sent with and reserved at: one figure for every backend."""
@@ -140,9 +142,8 @@ class Dispatcher:
         # PAID_FALLBACK=refuse: a prompt decided for a local model reaches a paid one only to review a local
         # answer (cascade), never because the local call failed (the router already left paid models out
         # of other plans; see smart_router._keep_local).
-        refuse = (self.settings.paid_fallback == "refuse" and not self._paid(decision.model)
-                  and not decision.explicit and decision.strategy != "local-only"
-                  and any(m.paid and m.backend in self.upstreams.backends for m in self.catalog.models))
+        refuse = (self._paid_reachable and self.settings.paid_fallback == "refuse" and not decision.explicit
+                  and decision.strategy != "local-only" and not self._paid(decision.model))
         for n, choice in enumerate(decision.plan):
             model = self.catalog.model(choice.model)
             backend = self.upstreams.backends.get(choice.backend)

@@ -16,8 +16,14 @@ from .store import PREFIX, RedisStore
 
 KEY = f"{PREFIX}stats"
 KEY_PREFIX = f"{PREFIX}stats:key:"  # + key id: one key's own counters
-# A write (RedisStore.writer): ["stats", hash key, {field: increment}]
-_INCREMENT = "for field, by in pairs(op[3]) do redis.call('HINCRBY', op[2], field, by) end"
+# A write (RedisStore.writer): ["stats", hash key, {field: increment}, the key's own hash ('' none)]. The key's
+# own counters are the same but its name (key:ID), counted here rather than by the gateway: one op, less CPU.
+_INCREMENT = """
+for field, by in pairs(op[3]) do
+  redis.call('HINCRBY', op[2], field, by)
+  if op[4] ~= '' and string.sub(field, 1, 4) ~= 'key:' then redis.call('HINCRBY', op[4], field, by) end
+end
+"""
 
 
 class StatsStore(Protocol):
@@ -87,11 +93,8 @@ class RedisStats(_Counting):
         store.writer("stats", _INCREMENT)
 
     def _add(self, fields: dict[str, int], key_id: str | None) -> None:
-        fields = {k: v for k, v in fields.items() if v}
-        self.store.write("stats", KEY, fields)  # stats degrade, requests do not
-        if key_id:
-            self.store.write("stats", KEY_PREFIX + key_id, {k: v for k, v in fields.items()
-                                                             if not k.startswith("key:")})
+        # stats degrade, requests do not
+        self.store.write("stats", KEY, {k: v for k, v in fields.items() if v}, KEY_PREFIX + key_id if key_id else "")
 
     def counters(self, key_id: str | None = None) -> dict[str, float]:
         hash_key = KEY if key_id is None else KEY_PREFIX + key_id
