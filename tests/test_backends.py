@@ -215,6 +215,39 @@ def test_fake_openai_speaks_the_sdk_protocol(compat):
         client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "x"}])
 
 
+def test_fake_ollama_speaks_the_official_client_protocol(ollama):
+    """The fake Ollama checked by Ollama's own Python client, as the Anthropic and OpenAI fakes are by theirs."""
+    import ollama as ollama_sdk
+
+    client = ollama_sdk.Client(host=ollama.url)
+    ollama.default = Script(reply="hello there friend")
+    out = client.chat(model="tinyllama", messages=[{"role": "user", "content": "hi you"}])
+    assert out.message.content == "hello there friend" and out.done and out.done_reason == "stop"
+    assert (out.prompt_eval_count, out.eval_count) == (2, 3) and out.total_duration > 0
+    pieces = list(client.chat(model="tinyllama", messages=[{"role": "user", "content": "hi"}], stream=True))
+    assert "".join(p.message.content for p in pieces) == "hello there friend"
+    assert [p.done for p in pieces] == [False, False, False, True] and pieces[-1].eval_count == 3
+    limited = client.chat(model="tinyllama", messages=[{"role": "user", "content": "hi"}], options={"num_predict": 2})
+    assert limited.message.content == "hello there " and limited.done_reason == "length"
+    ollama.default = Script(reply="a b", logprobs=(-0.1, -2.0))
+    scored = client.chat(model="tinyllama", messages=[{"role": "user", "content": "hi"}], logprobs=True)
+    assert [t.logprob for t in scored.logprobs] == [-0.1, -2.0]
+    assert {m.model for m in client.list().models} == {"tinyllama:latest", "phi:latest", "mistral:latest"}
+    assert [m.model for m in client.ps().models] == ["tinyllama:latest"]
+    progress = [p.status for p in client.pull("llama3.2", stream=True)]
+    assert progress[-1] == "success" and "llama3.2" in ollama.installed
+    with pytest.raises(ollama_sdk.ResponseError) as missing:
+        client.chat(model="llama9", messages=[{"role": "user", "content": "hi"}])
+    assert missing.value.status_code == 404 and "not found" in missing.value.error
+    ollama.queue(Script(status=500, error_message="model runner crashed"))
+    with pytest.raises(ollama_sdk.ResponseError) as crashed:
+        client.chat(model="tinyllama", messages=[{"role": "user", "content": "hi"}])
+    assert crashed.value.status_code == 500 and crashed.value.error == "model runner crashed"
+    ollama.default = Script(reply="a b c d", error_after=2, error_message="out of memory")
+    with pytest.raises(ollama_sdk.ResponseError, match="out of memory"):
+        list(client.chat(model="tinyllama", messages=[{"role": "user", "content": "hi"}], stream=True))
+
+
 def test_fake_ollama_streams_ndjson_by_default(ollama):
     r = requests.post(f"{ollama.url}/api/chat", json={"model": "tinyllama", "messages": [
         {"role": "user", "content": "hi"}]}, stream=True, timeout=5)
