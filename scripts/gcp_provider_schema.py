@@ -60,9 +60,7 @@ def schema(lib: Path, resources: set[str]) -> dict:
     for resource in sorted(resources):
         folder = lib / resource.removeprefix("google_").replace("_", "-")
         found = interfaces((folder / "index.d.ts").read_text())
-        config = next(n for n in found if n.endswith("Config") and not found[n] == [] and
-                      n == _camel(resource.removeprefix("google_")) + "Config")
-        out[resource] = block(config, found)
+        out[resource] = block(_camel(resource.removeprefix("google_")) + "Config", found)
     return out
 
 
