@@ -60,18 +60,36 @@ python_bin() {
   if [ -x .venv/bin/python ]; then echo .venv/bin/python; else echo python3; fi
 }
 
-# Load .env without overriding what the caller already exported.
+# Load .env as Docker Compose reads it (quotes, comments; scripts/envfile.py), without overriding what the
+# caller already exported. Safe to call twice.
 load_env() {
   [ -f .env ] || return 0
+  local exports
+  exports="$("$(python_bin)" scripts/envfile.py --shell .env)" || die ".env could not be read (see above)"
+  eval "$exports"
+}
+
+# set_env KEY VALUE: remember a setting in .env (one line per key, the file kept private), so that later
+# runs (docker, update, status, the systemd unit) use what this one chose.
+set_env() {
+  [ "$DRY_RUN" -eq 1 ] && { printf '+ set %s in .env\n' "$1"; return 0; }
+  [ -f .env ] || return 0
+  local tmp
+  tmp="$(mktemp .env.XXXXXX)"
+  grep -v "^$1=" .env >"$tmp" || true
+  printf '%s=%s\n' "$1" "$2" >>"$tmp"
+  chmod 600 "$tmp"
+  mv "$tmp" .env
+}
+
+# The tier's sizes from configs/tiers.yaml: container memory limits, Redis' maxmemory, the models to pull.
+# A value set (not empty) in .env or the environment wins.
+tier_env() {
   local line key
-  while IFS= read -r line || [ -n "$line" ]; do
-    case "$line" in '' | '#'*) continue ;; esac
+  while IFS= read -r line; do
     key="${line%%=*}"
-    [[ "$key" =~ ^[A-Z_][A-Z0-9_]*$ ]] || continue
-    if [ -z "${!key+x}" ]; then
-      export "$key=${line#*=}"
-    fi
-  done < .env
+    [ -n "${!key:-}" ] || export "$key=${line#*=}"
+  done < <("$(python_bin)" scripts/tiers.py env "$1")
 }
 
 check_tier() {
@@ -129,8 +147,15 @@ cmd_docker() {
   fi
   load_env
   preflight docker "$tier"
-  models="$("$(python_bin)" scripts/tier_models.py "$tier")"
-  export DEPLOYMENT_TIER="$tier" OLLAMA_MODELS_TO_PULL="$models"
+  export DEPLOYMENT_TIER="$tier"
+  tier_env "$tier"
+  models="$OLLAMA_MODELS_TO_PULL"
+  set_env DEPLOYMENT_TIER "$tier"  # `docker`, `update` and `status` without a tier, and the VM's unit, reuse it
+  info "tier $tier memory limits: ollama ${OLLAMA_MEM_LIMIT} (gpu ${OLLAMA_GPU_MEM_LIMIT}), gateway ${GATEWAY_MEM_LIMIT}," \
+       "redis ${REDIS_MEM_LIMIT} (maxmemory ${REDIS_MAXMEMORY}), prometheus ${PROMETHEUS_MEM_LIMIT}," \
+       "grafana ${GRAFANA_MEM_LIMIT}, postgres ${POSTGRES_MEM_LIMIT}, n8n ${N8N_MEM_LIMIT}, qdrant ${QDRANT_MEM_LIMIT}"
+  # An Ollama outside the stack chosen before (--mac, --external-ollama) stays chosen for reruns and updates.
+  [ -z "$EXTERNAL_OLLAMA" ] && [ -n "${STACK_OLLAMA_URL:-}" ] && EXTERNAL_OLLAMA="$STACK_OLLAMA_URL"
   if [ -z "$EXTERNAL_OLLAMA" ] && [ "$(uname -s)" = Darwin ]; then
     EXTERNAL_OLLAMA="http://host.docker.internal:11434"  # Docker on macOS cannot use the GPU: Ollama runs natively
   fi
@@ -148,6 +173,7 @@ cmd_docker() {
       run "$(python_bin)" scripts/ollama_tools.py pull "$from_here" $models
     fi
     export STACK_OLLAMA_URL="$EXTERNAL_OLLAMA"
+    set_env STACK_OLLAMA_URL "$EXTERNAL_OLLAMA"
     info "tier $tier, external Ollama $EXTERNAL_OLLAMA (no Ollama container), models: $models"
     run docker compose up -d --build
   else
@@ -180,6 +206,7 @@ cmd_local() {
   local tier="$1"
   load_env
   export DEPLOYMENT_TIER="$tier"
+  set_env DEPLOYMENT_TIER "$tier"
   preflight local "$tier"
   if [ "$DRY_RUN" -eq 0 ]; then
     [ -x .venv/bin/gunicorn ] || ensure_venv .venv
@@ -293,16 +320,18 @@ cmd_backup() {
 }
 
 cmd_update() {
-  local tier="$1" profile
+  local tier="$1" profile=()
   load_env
   info "backing up first"
   cmd_backup backup ""
-  profile="$(pick_profile)"
-  local models
-  models="$("$(python_bin)" scripts/tier_models.py "$tier")"
-  export DEPLOYMENT_TIER="$tier" OLLAMA_MODELS_TO_PULL="$models"
-  run docker compose --profile "$profile" pull
-  run docker compose --profile "$profile" up -d --build --remove-orphans
+  export DEPLOYMENT_TIER="$tier"
+  tier_env "$tier"
+  set_env DEPLOYMENT_TIER "$tier"
+  # The same Ollama as the last deploy: an external one (no Ollama container), or the profile's.
+  [ -n "$EXTERNAL_OLLAMA" ] && { export STACK_OLLAMA_URL="$EXTERNAL_OLLAMA"; set_env STACK_OLLAMA_URL "$EXTERNAL_OLLAMA"; }
+  [ -n "${STACK_OLLAMA_URL:-}" ] || profile=(--profile "$(pick_profile)")
+  run docker compose "${profile[@]}" pull
+  run docker compose "${profile[@]}" up -d --build --remove-orphans
   if ! wait_healthy "$(gateway_url)"; then
     warn "the update did not become healthy. To roll back: set the previous *_IMAGE_TAG values in .env, then"
     warn "./deploy-all.sh down && ./deploy-all.sh restore backups/<the archive above> && ./deploy-all.sh docker $tier"
@@ -325,11 +354,22 @@ cmd_down() {
   run docker compose down --volumes
 }
 
+# Right after ./install.sh the user is in the docker group, but this login session is not: run once more
+# through `sg docker` instead of failing with "permission denied" until the next login.
+docker_group_or_reexec() {
+  [ "$DRY_RUN" -eq 0 ] && [ -z "${DEPLOY_SG:-}" ] && [ "$(id -u)" -ne 0 ] || return 0
+  command -v docker >/dev/null 2>&1 && ! docker info >/dev/null 2>&1 || return 0
+  id -nG | tr ' ' '\n' | grep -qx docker && return 0  # in the group already: another problem (doctor says)
+  getent group docker | cut -d: -f4 | tr ',' '\n' | grep -qx "$(id -un)" || return 0
+  info "using the docker group this session does not have yet (sg docker)"
+  DEPLOY_SG=1 exec sg docker -c "$(printf '%q ' "$0" "$@")"
+}
+
 main() {
   cd "$(dirname "${BASH_SOURCE[0]}")"
   # shellcheck source=scripts/lib.sh
   . scripts/lib.sh
-  local args=()
+  local args=() original=("$@")
   while [ $# -gt 0 ]; do
     case "$1" in
       --dry-run) DRY_RUN=1 ;;
@@ -351,10 +391,12 @@ main() {
     shift
   done
   [ ${#args[@]} -ge 1 ] || { usage >&2; exit 2; }
+  docker_group_or_reexec "${original[@]}"
+  load_env  # the tier of the last deploy (DEPLOYMENT_TIER in .env) when none is given
   local command="${args[0]}" tier="${args[1]:-${DEPLOYMENT_TIER:-2}}"
   case "$command" in
     docker) check_tier "$tier"; cmd_docker "$tier" ;;
-    doctor) check_tier "$tier"; load_env; "$(python_bin)" scripts/doctor.py --tier "$tier" ;;
+    doctor) check_tier "$tier"; "$(python_bin)" scripts/doctor.py --tier "$tier" ;;
     local) check_tier "$tier"; cmd_local "$tier" ;;
     stop) cmd_stop ;;
     status | ps) cmd_status ;;

@@ -4,8 +4,10 @@
     python3 scripts/doctor.py [--tier N] [--mode docker|local] [--env-file .env] [--quiet]
 
 Exit status 0 when nothing blocks (warnings do not block), 1 otherwise. ./deploy-all.sh doctor runs it,
-and docker/local run it quietly first. Overrides for tests and odd machines: DOCTOR_FREE_DISK_GB,
-DOCTOR_MEM_GB.
+and docker/local run it quietly first. The machine is checked against its tier in configs/tiers.yaml. Its
+readings come from the machine itself: the free space where Docker keeps images (DOCTOR_DISK_PATH to look
+elsewhere) and /proc/meminfo (DOCTOR_MEMINFO for another file); DOCTOR_FREE_DISK_GB and DOCTOR_MEM_GB
+replace them for odd machines.
 """
 
 from __future__ import annotations
@@ -20,12 +22,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
+from tiers import Tier, load
 
 ROOT = Path(__file__).resolve().parent.parent
 MIN_COMPOSE = (2, 24)
+GB = 1e9              # disk sizes are decimal gigabytes, as disks are sold and `df -H` shows them
+GIB = 2**30           # memory in GiB, as VMs are sold
 STACK_DISK_GB = 4.0   # images of the stack's services
-STACK_RAM_GB = 1.5    # gateway, Redis, Prometheus, Grafana, n8n, Postgres, Qdrant at rest
 SECRETS = ("GATEWAY_API_KEYS", "GATEWAY_ADMIN_KEYS", "METRICS_TOKEN", "REDIS_PASSWORD", "GRAFANA_ADMIN_PASSWORD",
            "POSTGRES_PASSWORD", "N8N_ENCRYPTION_KEY", "QDRANT_API_KEY")
 EXAMPLE_VALUES = {"changeme", "change-me", "admin", "password", "secret", "example", "your-key-here",
@@ -73,48 +76,51 @@ def check_docker() -> list[Finding]:
     return out
 
 
-def tier_models(tier: int) -> list[dict]:
-    raw = yaml.safe_load((ROOT / "configs" / "models.yaml").read_text())
-    enabled = {t["name"] for t in raw["tiers"] if int(t.get("min_deployment_tier", 1)) <= tier}
-    return [m for m in raw["models"] if m["backend"] == "ollama" and m["tier"] in enabled]
-
-
-def check_disk(tier: int) -> list[Finding]:
-    need = sum(float(m.get("disk_gb", 0)) for m in tier_models(tier)) + STACK_DISK_GB
+def check_disk(tier: Tier) -> list[Finding]:
+    need = sum(float(m.get("disk_gb", 0)) for m in tier.models) + STACK_DISK_GB
     override = os.environ.get("DOCTOR_FREE_DISK_GB")
     if override:
         free = float(override)
+        where = "the disk"
     else:
-        info = run(["docker", "info", "--format", "{{.DockerRootDir}}"]) if shutil.which("docker") else None
-        where = info.stdout.strip() if info and info.returncode == 0 and info.stdout.strip() else str(ROOT)
-        free = shutil.disk_usage(where if os.path.exists(where) else ROOT).free / 1e9
+        where = os.environ.get("DOCTOR_DISK_PATH") or docker_root() or str(ROOT)
+        free = shutil.disk_usage(where if os.path.exists(where) else ROOT).free / GB
     if free < need:
-        return [Finding("fail", f"{free:.1f} GB free where Docker keeps images; tier {tier} needs about {need:.1f} GB",
+        return [Finding("fail", f"{free:.1f} GB free on {where}; tier {tier.number} needs about {need:.1f} GB "
+                        "(its models and the stack's images)",
                         "free space (docker system prune) or choose a lower tier: ./deploy-all.sh docker 1")]
-    return [Finding("ok", f"disk: {free:.1f} GB free, tier {tier} needs about {need:.1f} GB")]
+    return [Finding("ok", f"disk: {free:.1f} GB free on {where}, tier {tier.number} needs about {need:.1f} GB")]
 
 
-def check_memory(tier: int) -> list[Finding]:
-    models = tier_models(tier)
+def docker_root() -> str | None:
+    info = run(["docker", "info", "--format", "{{.DockerRootDir}}"]) if shutil.which("docker") else None
+    return info.stdout.strip() if info and info.returncode == 0 and info.stdout.strip() else None
+
+
+def memory_gib() -> float | None:
     override = os.environ.get("DOCTOR_MEM_GB")
     if override:
-        total = float(override)
-    else:
-        meminfo = Path("/proc/meminfo")
-        m = re.search(r"MemTotal:\s+(\d+) kB", meminfo.read_text()) if meminfo.exists() else None
-        if not m:
-            return [Finding("warn", "cannot read the machine's memory size",
-                            "check it has enough for the tier's models")]
-        total = int(m.group(1)) / 1e6
-    largest = max((float(m.get("ram_gb", 0)) for m in models), default=0.0)
-    together = sum(float(m.get("ram_gb", 0)) for m in models)
-    if total < largest + STACK_RAM_GB:
-        return [Finding("fail", f"{total:.1f} GB of memory; tier {tier}'s largest model needs {largest:.1f} GB "
-                        f"plus {STACK_RAM_GB} GB for the stack", "choose a lower tier: ./deploy-all.sh docker 1")]
-    if total < together + STACK_RAM_GB:
-        return [Finding("warn", f"{total:.1f} GB of memory: tier {tier}'s models ({together:.1f} GB) will not all "
-                        "stay loaded at once", "expect cold loads, or set OLLAMA_KEEP_ALIVE=5m in .env")]
-    return [Finding("ok", f"memory: {total:.1f} GB")]
+        return float(override)
+    meminfo = Path(os.environ.get("DOCTOR_MEMINFO") or "/proc/meminfo")
+    m = re.search(r"MemTotal:\s+(\d+) kB", meminfo.read_text()) if meminfo.exists() else None
+    return int(m.group(1)) * 1024 / GIB if m else None
+
+
+def check_memory(tier: Tier) -> list[Finding]:
+    """Against the tier's machine size: a VM shows the system a little less than it is sold with (a 2 GiB
+    VM about 1.9 GiB), so below 90 % is tight (a warning) and below 80 % it is the wrong machine."""
+    total = memory_gib()
+    if total is None:
+        return [Finding("warn", "cannot read the machine's memory size", "check it has enough for the tier's models")]
+    largest = max((float(m.get("ram_gb", 0)) for m in tier.models), default=0.0)
+    if total < 0.8 * tier.memory_gib or total < largest + 0.5:
+        lower = f"./deploy-all.sh docker {tier.number - 1}" if tier.number > 1 else "a bigger machine"
+        return [Finding("fail", f"{total:.1f} GiB of memory; tier {tier.number} is sized for {tier.memory_gib:g} GiB "
+                        f"({tier.machine})", f"choose a lower tier ({lower}) or a bigger machine")]
+    if total < 0.9 * tier.memory_gib:
+        return [Finding("warn", f"{total:.1f} GiB of memory: tight for tier {tier.number}, sized for "
+                        f"{tier.memory_gib:g} GiB", "fine at rest; under load Ollama may unload models or swap")]
+    return [Finding("ok", f"memory: {total:.1f} GiB")]
 
 
 def port_owner(port: int) -> str:
@@ -177,7 +183,7 @@ def check_env(path: Path, required: bool) -> tuple[list[Finding], dict[str, str]
     return out or [Finding("ok", f"{path.name}: secrets set")], values
 
 
-def check_gpu(tier: int) -> list[Finding]:
+def check_gpu(tier: Tier) -> list[Finding]:
     smi = run(["nvidia-smi", "-L"]) if shutil.which("nvidia-smi") else None
     if smi is None or smi.returncode != 0 or "GPU" not in smi.stdout:
         if Path("/dev/kfd").exists() or shutil.which("rocminfo"):
@@ -185,14 +191,15 @@ def check_gpu(tier: int) -> list[Finding]:
                             "will run on the CPU", "use --cpu, or run Ollama natively with ROCm and --external-ollama")]
         return [Finding("ok", "no NVIDIA GPU: the cpu profile will be used")]
     vram = run(["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"])
-    largest = max((float(m.get("ram_gb", 0)) for m in tier_models(tier)), default=0.0)
+    largest = max((float(m.get("ram_gb", 0)) for m in tier.models), default=0.0)
     try:
         total_gb = max(float(x) for x in vram.stdout.split()) / 1024 if vram and vram.returncode == 0 else None
     except ValueError:
         total_gb = None
     out = []
     if total_gb is not None and total_gb < largest:
-        out.append(Finding("warn", f"the GPU has {total_gb:.1f} GB; tier {tier}'s largest model needs {largest:.1f} GB",
+        out.append(Finding("warn", f"the GPU has {total_gb:.1f} GB; tier {tier.number}'s largest model needs "
+                           f"{largest:.1f} GB",
                            "it will run partly on the CPU: choose a lower tier or a smaller model"))
     runtimes = run(["docker", "info", "--format", "{{json .Runtimes}}"])
     if runtimes is None or "nvidia" not in (runtimes.stdout or ""):
@@ -223,7 +230,8 @@ def main() -> int:
     # Local mode publishes only the gateway; docker mode also Grafana, n8n and Prometheus.
     findings = env_findings + check_ports(env, None if args.mode == "docker" else ("GATEWAY_PORT",))
     if args.mode == "docker":
-        findings = check_docker() + check_disk(args.tier) + check_memory(args.tier) + check_gpu(args.tier) + findings
+        tier = load(args.tier)
+        findings = check_docker() + check_disk(tier) + check_memory(tier) + check_gpu(tier) + findings
     findings += check_clock()
     marks = {"ok": "ok  ", "warn": "warn", "fail": "FAIL"}
     for f in findings:

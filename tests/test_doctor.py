@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -66,8 +68,8 @@ def test_a_healthy_machine_passes(doctor):
 @pytest.mark.parametrize(("setup", "message", "fix"), [
     ({"docker": {"compose": "2.20.2"}}, "Docker Compose 2.20.2 is older than 2.24", "docker-compose-plugin"),
     ({"docker": {"engine": False}}, "the Docker engine is not reachable", "systemctl start docker"),
-    ({"env": {"DOCTOR_FREE_DISK_GB": "1.5"}}, "1.5 GB free where Docker keeps images", "docker system prune"),
-    ({"env": {"DOCTOR_MEM_GB": "2"}}, "2.0 GB of memory", "lower tier"),
+    ({"env": {"DOCTOR_FREE_DISK_GB": "1.5"}}, "1.5 GB free on the disk", "docker system prune"),
+    ({"env": {"DOCTOR_MEM_GB": "2"}}, "2.0 GiB of memory; tier 2 is sized for 4 GiB", "./deploy-all.sh docker 1"),
 ])
 def test_each_blocking_problem_has_its_message_and_fix(doctor, setup, message, fix):
     out = doctor(**setup)
@@ -126,4 +128,54 @@ def test_deploy_all_doctor_runs_the_checks(tmp_path):
     env = {**os.environ, "DOCTOR_FREE_DISK_GB": "0.1", "DEPLOY_RUN_DIR": str(tmp_path)}
     out = subprocess.run(["./deploy-all.sh", "doctor", "2"], cwd=ROOT, capture_output=True, text=True, env=env,
                          timeout=60)
-    assert out.returncode == 1 and "GB free where Docker keeps images" in out.stdout
+    assert out.returncode == 1 and "0.1 GB free on the disk" in out.stdout
+
+
+# ----------------------------------------------------------------------- tier 1 fits its machine
+
+
+@pytest.mark.parametrize(("tier", "visible_kb", "level"), [
+    (1, 1_983_000, "ok"),      # a t3.small / e2-small: 2 GiB sold, about 1.89 GiB visible
+    (1, 1_750_000, "warn"),    # tight
+    (1, 1_500_000, "FAIL"),    # the wrong machine
+    (2, 3_950_000, "ok"),      # a t3.medium
+    (3, 3_950_000, "FAIL"),    # Mistral-7B's tier on a 4 GiB machine
+])
+def test_each_tier_starts_on_the_machine_it_is_sized_for(doctor, tmp_path, tier, visible_kb, level):
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text(f"MemTotal:       {visible_kb} kB\nMemFree:          100000 kB\n")
+    out = doctor("--tier", str(tier), env={"DOCTOR_MEM_GB": "", "DOCTOR_MEMINFO": str(meminfo)})
+    line = next(x for x in out.stdout.splitlines() if "memory" in x and x.startswith("["))
+    assert line.startswith(f"[{level}"), out.stdout
+    assert f"{visible_kb * 1024 / 2**30:.1f} GiB" in line
+    assert out.returncode == (1 if level == "FAIL" else 0), out.stdout
+
+
+# ----------------------------------------------------------------------- the real readings
+
+
+def test_disk_reading_is_the_real_free_space_in_gb(doctor, tmp_path):
+    """No override: doctor reads a real filesystem. A tmpfs of known size where the machine lets us mount one,
+    else the test's own folder, measured independently with df."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3000m", "tmpfs", str(mount)],
+                             capture_output=True).returncode == 0
+    try:
+        df = subprocess.run(["df", "-B1", "--output=avail", str(mount)], capture_output=True, text=True, check=True)
+        free_gb = int(df.stdout.split()[-1]) / 1e9
+        out = doctor("--tier", "1", env={"DOCTOR_FREE_DISK_GB": "", "DOCTOR_DISK_PATH": str(mount)})
+        line = next(x for x in out.stdout.splitlines() if "GB free on" in x)
+        assert f"{free_gb:.1f} GB free on {mount}" in line, line
+        if mounted:  # 3000 MiB = 3.1 GB: less than tier 1's model and images need
+            assert line.startswith("[FAIL] 3.1 GB free") and out.returncode == 1
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_memory_reading_is_the_real_meminfo_in_gib(doctor):
+    text = Path("/proc/meminfo").read_text()
+    kb = int(re.search(r"MemTotal:\s+(\d+) kB", text).group(1))
+    out = doctor("--tier", "1", env={"DOCTOR_MEM_GB": ""})
+    assert f"{kb * 1024 / 2**30:.1f} GiB" in out.stdout

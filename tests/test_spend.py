@@ -5,6 +5,7 @@ compares with what the gateway recorded."""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 
@@ -272,3 +273,31 @@ def test_ollama_without_its_counts_estimates_rather_than_reports_zero(make_app, 
     ollama.default = Script(reply="one two three", omit_counts=True)
     body = make_app().test_client().post("/api/v1/chat", json={"prompt": "What is Python?"}).get_json()
     assert body["usage"]["input_tokens"] > 0 and body["usage"]["output_tokens"] == 4  # max(3 pieces, 13 chars / 4)
+
+
+# --------------------------------------------------------------------------- Redis under memory pressure
+
+
+def test_a_full_redis_evicts_cached_answers_never_money(make_app, redis_server, claude, ollama):
+    """The compose Redis runs with maxmemory and volatile-lru: only keys with a lifetime may go. Money keys
+    (spend, budgets, reservations) have none; cached answers do."""
+    admin = redis_server.client()
+    app = make_app(REDIS_URL=redis_server.url, BUDGET_MONTHLY_USD="1", CACHE_TTL_SECONDS="3600")
+    client = app.test_client()
+    paid = client.post("/api/v1/chat", json={"prompt": DESIGN, "model": "claude-sonnet"}).get_json()
+    budget_before = app.extensions["gateway"].budget()
+    money = [k for k in admin.keys("hai:*") if re.fullmatch(r"hai:(spend|resv):\d{4}-\d{2}(:amounts)?", k)]
+    assert money and all(admin.ttl(k) == -1 for k in money), {k: admin.ttl(k) for k in money}
+    # fill the rest of a small maxmemory with cached answers until Redis evicts
+    used = int(admin.info("memory")["used_memory"])
+    admin.config_set("maxmemory", str(used + 2 * 2**20))
+    admin.config_set("maxmemory-policy", "volatile-lru")
+    try:
+        ollama.default = Script(reply="x" * 20000)
+        for i in range(400):
+            client.post("/api/v1/chat", json={"prompt": f"What is {i}?", "temperature": 0})
+        assert int(admin.info("stats")["evicted_keys"]) > 0
+        assert app.extensions["gateway"].budget()["spent_usd"] == pytest.approx(budget_before["spent_usd"])
+        assert budget_before["spent_usd"] == pytest.approx(paid["cost"])
+    finally:
+        admin.config_set("maxmemory", "0")

@@ -3,6 +3,7 @@ do not check: files that must exist, variables that must be documented, what mus
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -44,7 +45,7 @@ def compose() -> dict:
 @pytest.mark.parametrize("profile", ["cpu", "gpu"])
 @pytest.mark.parametrize("tier", ["1", "2", "3", "4"])
 def test_compose_config_is_valid_for_every_profile_and_tier(profile, tier, tmp_path):
-    models = subprocess.run([__import__("sys").executable, "scripts/tier_models.py", tier], cwd=ROOT,
+    models = subprocess.run([__import__("sys").executable, "scripts/tiers.py", "models", tier], cwd=ROOT,
                             capture_output=True, text=True, check=True).stdout.strip()
     out = subprocess.run([tool("docker-compose"), "--env-file", str(ROOT / ".env.example"), "-f", str(COMPOSE),
                           "--profile", profile, "config", "--format", "json"], cwd=ROOT, capture_output=True,
@@ -192,6 +193,29 @@ def test_deploy_docker_dry_run_prints_the_compose_commands(args, expected, tmp_p
         assert fragment in out.stdout + out.stderr
 
 
+@pytest.mark.parametrize("tier", [1, 2, 3, 4])
+def test_deploy_docker_dry_run_shows_the_tiers_limits_and_models(tier, tmp_path):
+    """configs/tiers.yaml sizes every container and Redis per tier (tier 3's Ollama holds Mistral-7B)."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import tiers
+
+    want = tiers.compose_env(tiers.load(tier))
+    env = {k: v for k, v in os.environ.items() if k not in want}
+    out = subprocess.run(["./deploy-all.sh", "docker", str(tier), "--dry-run", "--cpu"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60, env={**env, "DEPLOY_RUN_DIR": str(tmp_path)})
+    assert out.returncode == 0, out.stderr
+    text = out.stdout + out.stderr
+    assert f"ollama {want['OLLAMA_MEM_LIMIT']} " in text and f"gateway {want['GATEWAY_MEM_LIMIT']}," in text
+    assert f"maxmemory {want['REDIS_MAXMEMORY']}" in text and f"models: {want['OLLAMA_MODELS_TO_PULL']}" in text
+    if tier == 3:
+        assert "mistral" in want["OLLAMA_MODELS_TO_PULL"] and tiers.to_bytes(want["OLLAMA_MEM_LIMIT"]) >= 6 * 2**30
+    # a value set in .env (or the environment) wins over the tier's
+    out = subprocess.run(["./deploy-all.sh", "docker", str(tier), "--dry-run", "--cpu"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60,
+                         env={**env, "DEPLOY_RUN_DIR": str(tmp_path), "OLLAMA_MEM_LIMIT": "9g"})
+    assert "ollama 9g " in out.stdout + out.stderr
+
+
 def test_deploy_rejects_bad_tier():
     out = subprocess.run(["./deploy-all.sh", "docker", "7", "--dry-run"], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode != 0 and "tier must be 1, 2, 3 or 4" in out.stderr
@@ -250,3 +274,27 @@ def test_ollama_ps_processor_column_is_parsed():
           "tinyllama:latest  2644915ede35    1.0 GB    100% CPU           4 minutes from now\n")
     assert tools.processor_lines(ps) == [("mistral:latest", "100% GPU"), ("phi:latest", "48%/52% CPU/GPU"),
                                          ("tinyllama:latest", "100% CPU")]
+
+
+def test_every_setting_reaches_the_gateway_and_no_other_services_secret(tmp_path):
+    """env_file: every variable the gateway reads arrives with the value .env gives it (Compose's parsing:
+    quotes, comments), what differs in the container is overridden, other services' secrets stay out."""
+    source = (ROOT / "gateway" / "config.py").read_text() + (ROOT / "gateway" / "gunicorn.conf.py").read_text()
+    read = set(re.findall(r'r\.\w+\("([A-Z_]+)"', source)) | set(re.findall(r'environ\.get\("([A-Z_]+)"', source))
+    example = (ROOT / ".env.example").read_text()
+    for name, value in SECRETS.items():
+        example = re.sub(rf"^{name}=.*$", f"{name}={value}", example, flags=re.M)
+    example = re.sub(r"^ANTHROPIC_API_KEY=.*$", 'ANTHROPIC_API_KEY="sk-ant-abc" # my key', example, flags=re.M)
+    example = re.sub(r"^RATE_LIMIT_RPM=.*$", "RATE_LIMIT_RPM=42", example, flags=re.M)
+    (tmp_path / ".env").write_text(example)
+    shutil.copy(COMPOSE, tmp_path / "docker-compose.yml")
+    out = subprocess.run([tool("docker-compose"), "config", "--format", "json"], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=60, env={k: v for k, v in os.environ.items() if k not in read})
+    assert out.returncode == 0, out.stderr
+    env = json.loads(out.stdout)["services"]["api-gateway"]["environment"]
+    assert read <= set(env), f"never reach the gateway: {sorted(read - set(env))}"
+    assert env["ANTHROPIC_API_KEY"] == "sk-ant-abc" and env["RATE_LIMIT_RPM"] == "42"
+    assert env["GATEWAY_HOST"] == "0.0.0.0" and env["GATEWAY_PORT"] == "8080"
+    assert env["REDIS_URL"] == "redis://redis:6379/0" and env["METRICS_TOKEN"] == "m"
+    for foreign in ("POSTGRES_PASSWORD", "GRAFANA_ADMIN_PASSWORD", "N8N_ENCRYPTION_KEY", "QDRANT_API_KEY"):
+        assert env[foreign] == "", foreign

@@ -394,6 +394,86 @@ def test_boot_script_runs_its_env_step_for_real(rendered, tmp_path):
     assert env["REDIS_PASSWORD"] not in out.stdout + out.stderr
 
 
+def _sandbox(tmp_path: Path, script: str, stubs: dict[str, str]) -> tuple[Path, Path, dict[str, str]]:
+    """The boot script in a sandbox: BOOT_ROOT for its system paths, a stack checkout, stub commands."""
+    root, stack, bindir = tmp_path / "root", tmp_path / "stack", tmp_path / "bin"
+    for d in ("etc/systemd/system", "etc/apt/sources.list.d", "etc/apt/keyrings", "usr/share/keyrings", "etc/caddy"):
+        (root / d).mkdir(parents=True)
+    (stack / "scripts").mkdir(parents=True)
+    shutil.copy(ROOT / ".env.example", stack / ".env.example")
+    shutil.copy(ROOT / "scripts" / "init_env.py", stack / "scripts" / "init_env.py")
+    (stack / "deploy-all.sh").write_text("#!/bin/sh\n")  # fetched already
+    bindir.mkdir()
+    for name, body in stubs.items():
+        (bindir / name).write_text(f"#!/bin/sh\necho \"{name} $*\" >>{tmp_path}/calls\n{body}\n")
+        (bindir / name).chmod(0o755)
+    path = tmp_path / "bootstrap.sh"
+    path.write_text(script.replace('STACK_DIR="/opt/hybrid-ai-stack"', f'STACK_DIR="{stack}"'))
+    return root, path, {**os.environ, "BOOT_ROOT": str(root), "PATH": f"{bindir}:/usr/bin:/bin"}
+
+
+GPU_STUBS = {
+    "docker": "exit 0",                                  # Docker Engine and compose installed already
+    "systemctl": "exit 0", "apt-get": "exit 0", "nvidia-ctk": "exit 0", "curl": "exit 0", "gpg": "exit 0",
+    "snap": "exit 0", "aws": "echo sk-ant-from-the-secret-manager", "gcloud": "echo sk-ant-from-the-secret-manager",
+    "ubuntu-drivers": 'case "$1" in list) printf "nvidia-driver-535-server\\nnvidia-driver-570-server, (kernel)\\n" ;; '
+                      "esac",
+}
+
+
+def test_the_gpu_boot_resumes_after_the_drivers_reboot(rendered, tmp_path):
+    """Tier 4: the first run installs the versioned driver and utilities and reboots; the boot unit runs the
+    script again, which skips what is done, starts the stack and retires itself."""
+    root, script, env = _sandbox(tmp_path, rendered[("aws", 4)], GPU_STUBS)
+    first = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=60)
+    log = (root / "var/log/hybrid-ai-stack-bootstrap.log").read_text()
+    assert first.returncode == 0, log
+    calls = (tmp_path / "calls").read_text()
+    assert "ubuntu-drivers install --gpgpu nvidia:570-server" in calls
+    assert "apt-get install -y -qq nvidia-utils-570-server" in calls and "nvidia-utils-server" not in calls
+    assert "systemctl enable hybrid-ai-stack-boot.service" in calls and "systemctl reboot" in calls
+    assert "systemctl start hybrid-ai-stack.service" not in calls  # not before the GPU works
+    state = root / "var/lib/hybrid-ai-stack"
+    assert {p.name for p in state.glob("*.done")} == {f"{s}.done" for s in ("docker", "stack", "env", "unit", "nvidia")}
+    unit = (root / "etc/systemd/system/hybrid-ai-stack-boot.service").read_text()
+    assert f"ExecStart={state}/bootstrap.sh" in unit and f"ConditionPathExists=!{state}/boot.done" in unit
+
+    # after the reboot the driver works; the boot unit runs the installed copy of the script
+    (tmp_path / "calls").write_text("")
+    smi = tmp_path / "bin" / "nvidia-smi"
+    smi.write_text("#!/bin/sh\nexit 0\n")
+    smi.chmod(0o755)
+    second = subprocess.run(["bash", str(state / "bootstrap.sh")], env=env, capture_output=True, text=True,
+                            timeout=60)
+    log = (root / "var/log/hybrid-ai-stack-bootstrap.log").read_text()
+    assert second.returncode == 0, log
+    calls = (tmp_path / "calls").read_text()
+    assert "apt-get" not in calls and "ubuntu-drivers" not in calls  # every finished stage skipped
+    assert "systemctl start hybrid-ai-stack.service" in calls
+    assert "systemctl disable hybrid-ai-stack-boot.service" in calls
+    assert (state / "boot.done").exists() and "stage nvidia: done before" in log
+
+
+def test_a_gpu_that_still_fails_after_the_reboot_stops_the_boot_loudly(rendered, tmp_path):
+    root, script, env = _sandbox(tmp_path, rendered[("gcp", 4)], GPU_STUBS)
+    assert subprocess.run(["bash", str(script)], env=env, capture_output=True, timeout=60).returncode == 0
+    again = subprocess.run(["bash", str(script)], env=env, capture_output=True, timeout=60)
+    log = (root / "var/log/hybrid-ai-stack-bootstrap.log").read_text()
+    assert again.returncode == 1 and "FAILED: nvidia-smi fails after the driver's reboot" in log
+    assert "systemctl start hybrid-ai-stack.service" not in (tmp_path / "calls").read_text()
+
+
+def test_a_named_secret_that_cannot_be_read_stops_the_boot(rendered, tmp_path):
+    """Generating new gateway keys instead would lock out every client that holds the real ones."""
+    stubs = {**GPU_STUBS, "aws": "exit 255", "snap": "exit 0"}
+    root, script, env = _sandbox(tmp_path, rendered[("aws", 2)], stubs)
+    out = subprocess.run(["bash", str(script)], env=env, capture_output=True, timeout=60)
+    log = (root / "var/log/hybrid-ai-stack-bootstrap.log").read_text()
+    assert out.returncode == 1 and "FAILED: cannot read the secret" in log
+    assert "GATEWAY_API_KEYS=gw-" not in ((tmp_path / "stack" / ".env").read_text()
+                                          if (tmp_path / "stack" / ".env").exists() else "")
+
+
 # ------------------------------------------------------------------------------------------ deploy-all
 
 @pytest.mark.parametrize("cloud", ["aws", "gcp"])

@@ -25,7 +25,9 @@ from typing import Protocol
 from .store import PREFIX, RedisStore
 
 DAY_TTL = 40 * 86400
-MONTH_TTL = 400 * 86400
+# A month's spend, budget and reservations never expire: Redis runs with maxmemory-policy volatile-lru, which
+# evicts only keys with a lifetime (cached answers first), so money can never be evicted. A year of months
+# is a few tens of KB. Day hashes (a breakdown, not what budgets read) expire.
 
 
 @dataclass(frozen=True)
@@ -124,7 +126,7 @@ end
 
 # KEYS: month hash, reservation zset (id -> expiry), reservation amounts (id -> "amount|key|model|backend"),
 #       today's hash
-# ARGV: id, amount, limit (-1: none), key id ('' none), key limit (-1: none), now, expires at, month ttl,
+# ARGV: id, amount, limit (-1: none), key id ('' none), key limit (-1: none), now, expires at, (unused),
 #       model, backend, day ttl
 _RESERVE = _HELPERS + """
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[6])) do
@@ -146,7 +148,6 @@ redis.call('HINCRBYFLOAT', KEYS[1], 'reserved', amount)
 if key ~= '' then redis.call('HINCRBYFLOAT', KEYS[1], 'reserved:' .. key, amount) end
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[2] .. '|' .. key .. '|' .. ARGV[9] .. '|' .. ARGV[10])
 redis.call('ZADD', KEYS[2], ARGV[7], ARGV[1])
-redis.call('EXPIRE', KEYS[1], ARGV[8]); redis.call('EXPIRE', KEYS[2], ARGV[8]); redis.call('EXPIRE', KEYS[3], ARGV[8])
 return 'ok'
 """
 
@@ -154,7 +155,7 @@ _RELEASE = _HELPERS + "take(KEYS[3], KEYS[2], KEYS[1], ARGV[1])\nreturn 1\n"
 
 # A write (RedisStore.writer, delivered or retried): ["spend", month hash, day hash, reservation zset,
 # reservation amounts, reservation id ('' none), cost, cloud-only cost, model, backend, key id ('' none),
-# day ttl, month ttl, tag ('' none: else the cost is also added to 'tag:TAG')]. Settling a reservation
+# day ttl, (unused), tag ('' none: else the cost is also added to 'tag:TAG')]. Settling a reservation
 # that is no longer open changes nothing: it was settled already (a retried write) or it expired and its
 # worst case was spent.
 _RECORD = _HELPERS + """
@@ -166,7 +167,6 @@ if op[14] and op[14] ~= '' then
   redis.call('HINCRBYFLOAT', op[3], 'tag:' .. op[14], op[7])
 end
 redis.call('EXPIRE', op[3], op[12])
-redis.call('EXPIRE', op[2], op[13])
 """
 
 
@@ -189,7 +189,7 @@ class RedisLedger:
         script = self.store.script(_RESERVE)
         keys = (*self._keys(month), f"{PREFIX}spend:{day_of(now)}")
         verdict = self.store.run(lambda r: script(keys=keys, args=[
-            res.id, repr(amount), repr(limit), key_id or "", repr(klimit), repr(now), repr(now + ttl), MONTH_TTL,
+            res.id, repr(amount), repr(limit), key_id or "", repr(klimit), repr(now), repr(now + ttl), "",
             model, backend, DAY_TTL], client=r))
         return res if verdict == "ok" else None
 
@@ -205,7 +205,7 @@ class RedisLedger:
         month_hash, zset, amounts = self._keys(month)
         self.store.write("spend", month_hash, f"{PREFIX}spend:{day_of(now)}", zset, amounts,
                          reservation.id if reservation else "", repr(cost), repr(cloud_cost), model, backend,
-                         key_id or "", DAY_TTL, MONTH_TTL, tag)
+                         key_id or "", DAY_TTL, "", tag)
 
     def month_totals(self, month: str | None = None) -> dict[str, float]:
         month = month or month_of(self.wall())

@@ -264,3 +264,34 @@ def test_webhooks_answer_through_the_gateway(n8n, gunicorn, ollama, claude, tmp_
         assert doc.status_code == 200 and all(s["ok"] for s in doc.json()["steps"])
         rejected = ask("orchestrate", {"document": "   "})
         assert rejected.status_code == 400 and "'document' or 'task'" in rejected.json()["error"]["message"]
+
+
+def test_the_import_job_imports_each_workflow_once_and_keeps_edited_ones(tmp_path):
+    """workflows/import.sh (the n8n-import job of docker-compose.yml, run on every `up`) with the real n8n: a
+    workflow a user edited in n8n survives the next run; a workflow new in workflows/ is imported."""
+    instance = N8n(cached_tool("n8n"), tmp_path / "home")
+    path = f"{Path(instance.binary).parent}:{os.environ['PATH']}"
+    shipped = tmp_path / "workflows"
+    shipped.mkdir()
+    for f in sorted(WORKFLOWS.glob("*.json"))[:2]:
+        (shipped / f.name).write_text(f.read_text())
+
+    def run_job():
+        out = subprocess.run(["sh", str(WORKFLOWS / "import.sh"), str(shipped)], env=instance.env(PATH=path),
+                             capture_output=True, text=True, timeout=240)
+        assert out.returncode == 0, out.stdout + out.stderr
+        return out.stdout
+
+    first = run_job()
+    assert first.count("imported and published") == 2
+    one = json.loads(sorted(shipped.glob("*.json"))[0].read_text())
+    edited = dict(one, name="Edited by the user in n8n")  # what an edit in the editor leaves in n8n's database
+    (tmp_path / "edited.json").write_text(json.dumps(edited))
+    assert instance.cli("import:workflow", f"--input={tmp_path / 'edited.json'}").returncode == 0
+    new = sorted(WORKFLOWS.glob("*.json"))[2]
+    (shipped / new.name).write_text(new.read_text())  # the next release ships a third workflow
+
+    second = run_job()
+    assert second.count("kept as it is") == 2 and second.count("imported and published") == 1
+    exported = instance.cli("export:workflow", f"--id={one['id']}")
+    assert "Edited by the user in n8n" in exported.stdout, exported.stdout[-2000:]
