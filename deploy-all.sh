@@ -118,7 +118,9 @@ preflight() {
     printf '+ %s\n' "scripts/doctor.py --mode $mode --tier $tier --quiet"
     return 0
   fi
-  if ! "$(python_bin)" scripts/doctor.py --mode "$mode" --tier "$tier" --quiet; then
+  local extra=()
+  [ "$PROFILE" = cpu ] && extra+=(--cpu)
+  if ! "$(python_bin)" scripts/doctor.py --mode "$mode" --tier "$tier" --quiet "${extra[@]}"; then
     [ "$SKIP_DOCTOR" -eq 1 ] && { warn "doctor found problems; going on (--skip-doctor)"; return 0; }
     die "doctor found problems (above); fix them, or pass --skip-doctor"
   fi
@@ -127,6 +129,7 @@ preflight() {
 # ---------------------------------------------------------------------------------------- docker
 pick_profile() {
   if [ -n "$PROFILE" ]; then echo "$PROFILE"; return; fi
+  if [ "${DEPLOYMENT_TIER:-}" = 4 ]; then echo gpu; return; fi  # the GPU tier: no quiet fallback to the CPU
   if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 \
       && docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q nvidia; then
     echo gpu
@@ -178,6 +181,12 @@ cmd_docker() {
     run docker compose up -d --build
   else
     profile="$(pick_profile)"
+    if [ "$tier" = 4 ] && [ "$profile" != gpu ]; then
+      [ "$PROFILE" = cpu ] || die "tier 4 is the GPU tier, and this machine has no usable NVIDIA GPU (doctor says why); " \
+        "pass --cpu to run it on the CPU anyway"
+      warn "tier 4 on the CPU (--cpu): Mistral-7B will be slow"
+    fi
+    use_profile "$profile"
     info "tier $tier, profile $profile, models: $models"
     run docker compose --profile "$profile" up -d --build
   fi
@@ -188,6 +197,16 @@ cmd_docker() {
        "n8n http://127.0.0.1:${N8N_PORT:-5678}, Prometheus http://127.0.0.1:${PROMETHEUS_PORT:-9090}"
   smoke_test docker
   gpu_truth "$profile"
+}
+
+# Remember the profile and its compose files in .env: later `docker compose` commands (logs, ps, down, update,
+# the VM's unit) use the same ones. The gpu profile adds docker-compose.gpu.yml (the gateway's NVML access).
+use_profile() {
+  local files=docker-compose.yml
+  [ "$1" = gpu ] && files="docker-compose.yml:docker-compose.gpu.yml"
+  export COMPOSE_FILE="$files" COMPOSE_PROFILES="$1"
+  set_env COMPOSE_FILE "$files"
+  set_env COMPOSE_PROFILES "$1"
 }
 
 # After the smoke test loaded a model: say whether it really runs on the GPU (gpu profile or external Ollama).

@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
 """Back up and restore what the stack cannot rebuild: Redis (spend, budgets, decision log, cache),
-Grafana, n8n's database, and .env (with the n8n encryption key), in one dated archive.
+Grafana, n8n's database, Qdrant's collections, and .env (with the n8n encryption key), in one dated archive.
 
     python3 scripts/backup.py backup  --mode docker|local [--out DIR] [--redis-url URL] [--dry-run]
     python3 scripts/backup.py restore FILE --mode docker|local [--run-dir .run] [--dry-run]
 
-Restore goes into a stopped stack (./deploy-all.sh down, or stop). The n8n encryption key in .env must
-never be rotated: n8n's stored credentials are encrypted with it, and a restore brings the old one back.
+Restore goes into a stopped stack (./deploy-all.sh down, or stop), in the order the stack needs: .env first
+(the one it replaces is kept beside it), since Compose and Postgres read their passwords from it; Redis as an
+append-only data directory (scripts/restore_redis.sh), because the stack's Redis runs with AOF on and would
+ignore a bare snapshot; Grafana without the dashboards the repository provides; n8n's database once Postgres
+answers. The n8n encryption key in .env must never be rotated: n8n's stored credentials are encrypted with
+it, and a restore brings the old one back.
 """
 
 from __future__ import annotations
@@ -53,12 +57,16 @@ def backup(args: argparse.Namespace) -> int:
                 "/data/backup.rdb"], args.dry_run)
             sh(["docker", "compose", "cp", "redis:/data/backup.rdb", str(work / "redis.rdb")], args.dry_run)
             with open(work / "grafana.tar", "wb") as f:
-                sh(["docker", "compose", "exec", "-T", "grafana", "tar", "-C", "/var/lib/grafana", "-cf", "-", "."],
-                   args.dry_run, stdout=f)
+                # ./dashboards is the repository's, mounted read-only: not data, and a restore cannot write it
+                sh(["docker", "compose", "exec", "-T", "grafana", "tar", "-C", "/var/lib/grafana",
+                    "--exclude=./dashboards", "-cf", "-", "."], args.dry_run, stdout=f)
             with open(work / "n8n.sql", "wb") as f:
                 sh(["docker", "compose", "exec", "-T", "postgres", "pg_dump", "-U", "n8n", "-d", "n8n", "--clean"],
                    args.dry_run, stdout=f)
-            contents += ["redis.rdb", "grafana.tar", "n8n.sql"]
+            with open(work / "qdrant.tar", "wb") as f:
+                sh(["docker", "compose", "exec", "-T", "qdrant", "tar", "-C", "/qdrant/storage", "-cf", "-", "."],
+                   args.dry_run, stdout=f)
+            contents += ["redis.rdb", "grafana.tar", "n8n.sql", "qdrant.tar"]
         env = Path(args.env_file)
         if env.exists():
             shutil.copy2(env, work / ".env")
@@ -85,32 +93,44 @@ def restore(args: argparse.Namespace) -> int:
         with tarfile.open(archive, "r:gz") as tar:
             tar.extractall(work, filter="data")
         manifest = json.loads((work / "manifest.json").read_text())
+        # .env first: Compose and Postgres take their passwords from it. The one it replaces stays beside it.
+        if ".env" in manifest["contents"]:
+            env_file = Path(args.env_file)
+            kept = env_file.with_name(f"{env_file.name}.before-restore-{time.strftime('%Y%m%d-%H%M%S')}")
+            if args.dry_run:
+                print(f"+ keep {env_file} as {kept.name}, then restore .env")
+            else:
+                if env_file.exists():
+                    shutil.copy2(env_file, kept)
+                    os.chmod(kept, 0o600)
+                shutil.copy2(work / ".env", env_file)
+                os.chmod(env_file, 0o600)
         if args.mode == "local":
             run_dir = Path(args.run_dir).resolve()
             pid = run_dir / "redis.pid"
             if pid.exists() and _alive(int(pid.read_text())):
                 raise SystemExit("error: the local stack is running: ./deploy-all.sh stop first")
-            if args.dry_run:
-                print(f"+ cp redis.rdb {run_dir}/dump.rdb && rm -rf {run_dir}/appendonlydir")
-            else:
-                run_dir.mkdir(parents=True, exist_ok=True)
-                shutil.rmtree(run_dir / "appendonlydir", ignore_errors=True)  # it would win over the dump
-                shutil.copy2(work / "redis.rdb", run_dir / "dump.rdb")
+            sh(["sh", str(ROOT / "scripts" / "restore_redis.sh"), str(run_dir), str(work / "redis.rdb")],
+               args.dry_run)
         else:
             mount = f"{work}:/restore:ro"
-            sh(["docker", "compose", "run", "--rm", "--no-deps", "-v", mount, "--entrypoint", "sh", "redis", "-c",
-                "rm -rf /data/appendonlydir && cp /restore/redis.rdb /data/dump.rdb"], args.dry_run)
+            script = f"{ROOT / 'scripts' / 'restore_redis.sh'}:/restore_redis.sh:ro"
+            sh(["docker", "compose", "run", "--rm", "--no-deps", "-v", mount, "-v", script, "--entrypoint", "sh",
+                "redis", "/restore_redis.sh", "/data", "/restore/redis.rdb"], args.dry_run)
             if "grafana.tar" in manifest["contents"]:
                 sh(["docker", "compose", "run", "--rm", "--no-deps", "-v", mount, "--entrypoint", "sh", "grafana",
-                    "-c", "tar -C /var/lib/grafana -xf /restore/grafana.tar"], args.dry_run)
+                    "-c", "tar -C /var/lib/grafana --exclude=./dashboards -xf /restore/grafana.tar"], args.dry_run)
+            if "qdrant.tar" in manifest["contents"]:
+                sh(["docker", "compose", "run", "--rm", "--no-deps", "-v", mount, "--entrypoint", "sh", "qdrant",
+                    "-c", "rm -rf /qdrant/storage/* && tar -C /qdrant/storage -xf /restore/qdrant.tar"], args.dry_run)
             if "n8n.sql" in manifest["contents"]:
-                sh(["docker", "compose", "up", "-d", "postgres"], args.dry_run)
+                sh(["docker", "compose", "up", "-d", "--wait", "postgres"], args.dry_run)  # until pg_isready says so
                 with open(work / "n8n.sql", "rb") as sql:
                     sh(["docker", "compose", "exec", "-T", "postgres", "psql", "-U", "n8n", "-d", "n8n", "-q"],
                        args.dry_run, stdin=sql)
-        if ".env" in manifest["contents"] and not args.dry_run:
-            shutil.copy2(work / ".env", args.env_file)
-            os.chmod(args.env_file, 0o600)
+    if args.dry_run:
+        print(f"(dry run: nothing restored from {archive.name})")
+        return 0
     print(f"restored {', '.join(manifest['contents'])} from {archive.name}; start the stack again "
           f"(./deploy-all.sh {'local' if args.mode == 'local' else 'docker'})\nwarning: {WARNING}")
     return 0

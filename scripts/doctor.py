@@ -183,12 +183,16 @@ def check_env(path: Path, required: bool) -> tuple[list[Finding], dict[str, str]
     return out or [Finding("ok", f"{path.name}: secrets set")], values
 
 
-def check_gpu(tier: Tier) -> list[Finding]:
+def check_gpu(tier: Tier, cpu_ok: bool = False) -> list[Finding]:
     smi = run(["nvidia-smi", "-L"]) if shutil.which("nvidia-smi") else None
     if smi is None or smi.returncode != 0 or "GPU" not in smi.stdout:
         if Path("/dev/kfd").exists() or shutil.which("rocminfo"):
             return [Finding("warn", "an AMD GPU (ROCm) is present: the gpu profile targets NVIDIA, so Ollama "
                             "will run on the CPU", "use --cpu, or run Ollama natively with ROCm and --external-ollama")]
+        if tier.gpu:
+            return [Finding("warn" if cpu_ok else "fail",
+                            f"tier {tier.number} is the GPU tier and nvidia-smi finds no NVIDIA GPU",
+                            "install the NVIDIA driver (nvidia-smi must list the GPU), choose tier 3, or pass --cpu")]
         return [Finding("ok", "no NVIDIA GPU: the cpu profile will be used")]
     vram = run(["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"])
     largest = max((float(m.get("ram_gb", 0)) for m in tier.models), default=0.0)
@@ -223,6 +227,7 @@ def main() -> int:
     parser.add_argument("--mode", choices=("docker", "local"), default="docker")
     parser.add_argument("--env-file", type=Path, default=ROOT / ".env")
     parser.add_argument("--quiet", action="store_true", help="print only problems")
+    parser.add_argument("--cpu", action="store_true", help="the GPU tier on the CPU is wanted (deploy-all --cpu)")
     args = parser.parse_args()
 
     env_findings, values = check_env(args.env_file, required=args.mode == "docker")
@@ -231,7 +236,7 @@ def main() -> int:
     findings = env_findings + check_ports(env, None if args.mode == "docker" else ("GATEWAY_PORT",))
     if args.mode == "docker":
         tier = load(args.tier)
-        findings = check_docker() + check_disk(tier) + check_memory(tier) + check_gpu(tier) + findings
+        findings = check_docker() + check_disk(tier) + check_memory(tier) + check_gpu(tier, args.cpu) + findings
     findings += check_clock()
     marks = {"ok": "ok  ", "warn": "warn", "fail": "FAIL"}
     for f in findings:
