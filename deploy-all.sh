@@ -156,7 +156,8 @@ cmd_docker() {
   set_env DEPLOYMENT_TIER "$tier"  # `docker`, `update` and `status` without a tier, and the VM's unit, reuse it
   info "tier $tier memory limits: ollama ${OLLAMA_MEM_LIMIT} (gpu ${OLLAMA_GPU_MEM_LIMIT}), gateway ${GATEWAY_MEM_LIMIT}," \
        "redis ${REDIS_MEM_LIMIT} (maxmemory ${REDIS_MAXMEMORY}), prometheus ${PROMETHEUS_MEM_LIMIT}," \
-       "grafana ${GRAFANA_MEM_LIMIT}, postgres ${POSTGRES_MEM_LIMIT}, n8n ${N8N_MEM_LIMIT}, qdrant ${QDRANT_MEM_LIMIT}"
+       "grafana ${GRAFANA_MEM_LIMIT}, postgres ${POSTGRES_MEM_LIMIT}, n8n ${N8N_MEM_LIMIT}, qdrant ${QDRANT_MEM_LIMIT}," \
+       "alertmanager ${ALERTMANAGER_MEM_LIMIT}, node-exporter ${NODE_EXPORTER_MEM_LIMIT}, cadvisor ${CADVISOR_MEM_LIMIT}"
   # An Ollama outside the stack chosen before (--mac, --external-ollama) stays chosen for reruns and updates.
   [ -z "$EXTERNAL_OLLAMA" ] && [ -n "${STACK_OLLAMA_URL:-}" ] && EXTERNAL_OLLAMA="$STACK_OLLAMA_URL"
   if [ -z "$EXTERNAL_OLLAMA" ] && [ "$(uname -s)" = Darwin ]; then

@@ -130,8 +130,9 @@ class Telemetry:
 
 
 def gauges(backends: dict[str, tuple[bool, bool]], budget: tuple[float, float | None] | None,
-           gpus: Iterable) -> list[GaugeMetricFamily]:
-    """The scrape-time gauges: backends {name: (up, circuit_open)}, budget (spent, limit), GPU samples."""
+           gpus: Iterable, redis_up: bool | None = None) -> list[GaugeMetricFamily]:
+    """The scrape-time gauges: backends {name: (up, circuit_open)}, budget (spent, limit), GPU samples, and
+    whether the shared-state Redis answers (absent without REDIS_URL)."""
     up = GaugeMetricFamily("api_gateway_backend_up", "1 when the backend answers its health check", labels=["backend"])
     circuit = GaugeMetricFamily("api_gateway_circuit_open", "1 while the backend's circuit breaker is open "
                                 "(in the worker that answered the scrape)", labels=["backend"])
@@ -139,6 +140,9 @@ def gauges(backends: dict[str, tuple[bool, bool]], budget: tuple[float, float | 
         up.add_metric([name], 1.0 if ok else 0.0)
         circuit.add_metric([name], 1.0 if is_open else 0.0)
     out = [up, circuit]
+    if redis_up is not None:
+        out.append(GaugeMetricFamily("api_gateway_redis_up", "1 when the shared-state Redis answers a PING",
+                                     value=1.0 if redis_up else 0.0))
     if budget is not None:
         spent, limit = budget
         out.append(GaugeMetricFamily("api_gateway_budget_spent_dollars", "Spend this UTC month (USD)", value=spent))

@@ -9,6 +9,7 @@ ensure_tools() {
   local missing=()
   command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
   command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+  command -v amtool >/dev/null 2>&1 || missing+=(prometheus-alertmanager)  # checks the rendered Alertmanager config
   command -v task >/dev/null 2>&1 || missing+=(taskwarrior)
   command -v wrk >/dev/null 2>&1 || missing+=(wrk)   # the load generator of scripts/bench_gateway.py
   command -v openssl >/dev/null 2>&1 || missing+=(openssl)  # a certificate for the TLS upstream tests

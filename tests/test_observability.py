@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -290,3 +291,29 @@ def test_repo_has_no_unreferenced_monitoring_files():
     prom = {p.name for p in (ROOT / "configs" / "prometheus").iterdir()}
     assert prom == {"prometheus.yml", "alert-rules.yml"}
     assert Path(ROOT / "configs/prometheus/prometheus.yml").read_text().count("alert-rules.yml") == 1
+
+
+@pytest.mark.parametrize("env", [
+    {},
+    {"ALERTMANAGER_WEBHOOK_URL": "http://n8n:5678/webhook/alerts"},
+    {"ALERT_EMAIL_TO": "ops@example.com", "ALERT_SMTP_SMARTHOST": "smtp.example.com:587", "ALERT_SMTP_USER": "u",
+     "ALERT_SMTP_PASSWORD": "p"},
+], ids=["nowhere", "webhook", "email"])
+def test_alertmanager_config_from_env_passes_amtool(env, tmp_path):
+    """configs/alertmanager/render.sh writes what Alertmanager loads; amtool (Alertmanager's own checker)
+    accepts it for every combination of settings, and every rule reaches it through Prometheus."""
+    out = tmp_path / "alertmanager.yml"
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("ALERT", "ALERTMANAGER"))}
+    subprocess.run(["sh", str(ROOT / "configs" / "alertmanager" / "render.sh"), str(out)], env={**clean, **env},
+                   check=True, timeout=30)
+    check = subprocess.run([shutil.which("amtool") or "amtool", "check-config", str(out)], capture_output=True,
+                           text=True, timeout=30)
+    assert check.returncode == 0, check.stdout + check.stderr
+    config = yaml.safe_load(out.read_text())
+    [receiver] = config["receivers"]
+    assert ("webhook_configs" in receiver) == ("ALERTMANAGER_WEBHOOK_URL" in env)
+    assert ("email_configs" in receiver) == ("ALERT_EMAIL_TO" in env)
+    prometheus = yaml.safe_load((ROOT / "configs" / "prometheus" / "prometheus.yml").read_text())
+    assert prometheus["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["alertmanager:9093"]
+    jobs = {job["job_name"] for job in prometheus["scrape_configs"]}
+    assert {"api-gateway", "node", "cadvisor", "alertmanager"} <= jobs

@@ -66,7 +66,8 @@ def metrics():
             budget = (totals.get("total", 0.0), svc.state.limits.monthly_usd)
         except StateUnavailable:
             pass  # no budget gauges while Redis is down: absent beats wrong
-        return gauges(backends, budget, svc.gpu.report().gpus)
+        redis = svc.state.redis
+        return gauges(backends, budget, svc.gpu.report().gpus, redis.ping() if redis is not None else None)
 
     return Response(render(sample), mimetype="text/plain; version=0.0.4; charset=utf-8")
 
