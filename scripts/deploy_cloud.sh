@@ -102,7 +102,12 @@ main() {
   run terraform -chdir="$dir" init -input=false
   if [ "$DESTROY" -eq 1 ]; then
     [ "$DRY_RUN" -eq 1 ] || confirm "Destroy the $CLOUD VM, its disk (models, spend, dashboards) and its network?"
-    run terraform -chdir="$dir" destroy -input=false -auto-approve -var "tier=$tier"
+    # deletion_protection (on by default) makes the cloud refuse; lift it on the VM alone, then destroy.
+    local vm=aws_instance.stack
+    [ "$CLOUD" = gcp ] && vm=google_compute_instance.stack
+    run terraform -chdir="$dir" apply -input=false -auto-approve -var "tier=$tier" -var deletion_protection=false \
+      "-target=$vm"
+    run terraform -chdir="$dir" destroy -input=false -auto-approve -var "tier=$tier" -var deletion_protection=false
     return 0
   fi
   run terraform -chdir="$dir" plan -input=false -var "tier=$tier" -out=tfplan

@@ -63,6 +63,41 @@ def test_compose_config_is_valid_for_every_profile_and_tier(profile, tier, tmp_p
     assert aliases == ["ollama"]  # the gateway's OLLAMA_URL never changes with the profile
 
 
+def _pull_job(tmp_path, failures: int, tries: int = 3) -> subprocess.CompletedProcess:
+    """The ollama-pull job's script as Compose renders it, against an ollama CLI whose pull of "phi" fails the
+    first `failures` times."""
+    out = subprocess.run([tool("docker-compose"), "--env-file", str(ROOT / ".env.example"), "-f", str(COMPOSE),
+                          "--profile", "cpu", "config", "--format", "json"], cwd=ROOT, capture_output=True,
+                         text=True, env=compose_env(OLLAMA_MODELS_TO_PULL="tinyllama phi"), timeout=60, check=True)
+    job = json.loads(out.stdout)["services"]["ollama-pull-cpu"]
+    script = job["command"][0].replace("$$", "$")
+    fake = tmp_path / "bin" / "ollama"
+    fake.parent.mkdir()
+    fake.write_text(f"""#!/bin/sh
+echo "$*" >> {tmp_path}/calls
+[ "$1" = list ] && exit 0
+if [ "$2" = phi ] && [ "$(grep -c 'pull phi' {tmp_path}/calls)" -le {failures} ]; then echo "EOF" >&2; exit 1; fi
+""")
+    fake.chmod(0o755)
+    env = {**job["environment"], "PATH": f"{fake.parent}:/usr/bin:/bin", "OLLAMA_PULL_TRIES": str(tries),
+           "OLLAMA_PULL_RETRY_SECONDS": "0"}
+    return subprocess.run([*job["entrypoint"], script], env=env, capture_output=True, text=True, timeout=30)
+
+
+def test_model_pull_is_retried_until_it_succeeds(tmp_path):
+    done = _pull_job(tmp_path, failures=2)
+    assert done.returncode == 0, done.stdout + done.stderr
+    calls = (tmp_path / "calls").read_text().split("\n")
+    assert calls.count("pull phi") == 3 and calls.count("pull tinyllama") == 1
+    assert "failed (try 2 of 3)" in done.stdout and "models ready: tinyllama phi" in done.stdout
+
+
+def test_model_pull_gives_up_after_its_tries(tmp_path):
+    done = _pull_job(tmp_path, failures=10)
+    assert done.returncode == 1 and "could not pull phi (3 tries)" in done.stdout
+    assert (tmp_path / "calls").read_text().split("\n").count("pull phi") == 3
+
+
 def test_compose_refuses_to_start_without_secrets():
     out = subprocess.run([tool("docker-compose"), "--env-file", str(ROOT / ".env.example"), "-f", str(COMPOSE),
                           "--profile", "cpu", "config", "--quiet"], cwd=ROOT, capture_output=True, text=True,

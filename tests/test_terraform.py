@@ -98,6 +98,8 @@ def aws_module(tmp_path_factory) -> tuple[Path, dict]:
         pytest.skip("no AWS provider mirror (tf-plugins) on this machine and no registry access")
     work = tmp_path_factory.mktemp("tf")
     shutil.copytree(TF, work / "terraform", ignore=shutil.ignore_patterns(".terraform*", "*.tfstate*", "tfplan"))
+    (work / "configs").mkdir()
+    shutil.copy(ROOT / "configs" / "tiers.yaml", work / "configs" / "tiers.yaml")  # the one table of tier sizes
     module, env = work / "terraform" / "aws", tf_env(work)
     out = run_tf(["init", "-backend=false", "-input=false", f"-plugin-dir={mirror}"], module, env)
     assert out.returncode == 0, out.stdout + out.stderr
@@ -153,17 +155,22 @@ def test_required_files_and_pinned_versions(module):
         "no output should need to be sensitive: secrets never enter Terraform"
 
 
-def test_tier_maps_match_the_docs():
+def test_tier_maps_match_the_docs_and_the_tier_table():
+    """Machine types in Terraform, sizes in configs/tiers.yaml (the one table), both in terraform/README.md."""
+    import yaml
+
+    sizes = yaml.safe_load((ROOT / "configs" / "tiers.yaml").read_text())["tiers"]
     docs, aws, gcp = docs_table(), tier_map("aws"), tier_map("gcp")
-    assert set(docs) == set(aws) == set(gcp) == set(TIERS)
+    assert set(docs) == set(aws) == set(gcp) == set(TIERS) == set(sizes)
     for tier in TIERS:
         row = docs[tier]
-        assert row[0].startswith(aws[tier]["instance_type"] + " ") and row[1] == f"{aws[tier]['disk_gb']} GB"
+        assert row[0].startswith(aws[tier]["instance_type"] + " ") and row[1] == f"{sizes[tier]['disk_gb']} GB"
         assert row[2] == str(aws[tier]["monthly_usd"])
         gcp_type = gcp[tier]["machine_type"] + (f" + {gcp[tier]['gpu']}" if gcp[tier]["gpu"] else "")
-        assert row[3].startswith(gcp_type) and row[4] == f"{gcp[tier]['disk_gb']} GB"
+        assert row[3].startswith(gcp_type) and row[4] == f"{sizes[tier]['disk_gb']} GB"
         assert row[5] == str(gcp[tier]["monthly_usd"])
-        assert aws[tier]["disk_gb"] == gcp[tier]["disk_gb"]
+        # each cloud's machine has the memory the tier is sized for (a GCP n1-standard-4 has 15 GiB: tier 4's)
+        assert aws[tier]["memory_gib"] >= sizes[tier]["memory_gib"] <= gcp[tier]["memory_gib"], tier
     assert re.search(r"as\s+of\s+2026-11-22", (TF / "README.md").read_text()), "the prices need their date"
     assert [aws[t]["instance_type"] for t in TIERS] == ["t3.small", "t3.medium", "t3.xlarge", "g4dn.xlarge"]
     assert [gcp[t]["machine_type"] for t in TIERS] == ["e2-small", "e2-medium", "e2-standard-4", "n1-standard-4"]
@@ -179,11 +186,33 @@ def test_gpu_only_on_tier_4():
     assert vm["scheduling"][0]["on_host_maintenance"] == '${local.tier.gpu != "" ? "TERMINATE" : "MIGRATE"}'
 
 
+def test_changes_to_a_running_vm_keep_it_and_its_disk():
+    """A new tier grows the disk in place, a new image, boot script or SSH key replaces nothing (the provider
+    would replace a VM whose own disk arguments change: the GCP boot disk is its own resource, attached)."""
+    aws = resources("aws", "aws_instance")["stack"]
+    assert set(aws["lifecycle"][0]["ignore_changes"]) == {"ami", "user_data", "key_name"}
+    assert aws["root_block_device"][0]["volume_size"] == "${local.disk_gb}"  # EBS grows in place
+    assert aws["disable_api_termination"] == "${var.deletion_protection}"
+    disk = resources("gcp", "google_compute_disk")["boot"]
+    vm = resources("gcp", "google_compute_instance")["stack"]
+    assert disk["size"] == "${local.disk_gb}" and disk["lifecycle"][0]["ignore_changes"] == ["image"]
+    boot = vm["boot_disk"][0]
+    assert boot["source"] == "${google_compute_disk.boot.self_link}" and boot["auto_delete"] is False
+    assert "initialize_params" not in boot
+    assert vm["lifecycle"][0]["ignore_changes"] == ['${metadata["user-data"]}']
+    assert vm["deletion_protection"] == "${var.deletion_protection}" and vm["allow_stopping_for_update"] is True
+    assert vm["metadata"]["tier"] == "${tostring(var.tier)}"  # read at every start (the boot's tier.sh)
+
+
 def test_gcp_firewall_sources():
     rules = resources("gcp", "google_compute_firewall")
-    assert set(rules) == {"ssh", "api", "admin"}
+    assert set(rules) == {"ssh", "ssh_deny_others", "acme", "api", "admin"}
     assert rules["ssh"]["source_ranges"] == "${var.allowed_ssh_cidrs}"
     assert rules["ssh"]["allow"][0]["ports"] == ["22"]
+    # the default network's default-allow-ssh (0.0.0.0/0 at 65534) loses to a deny at 950; ours allows at 900
+    deny = rules["ssh_deny_others"]
+    assert deny["deny"][0]["ports"] == ["22"] and deny["priority"] == 950 < 65534 and rules["ssh"]["priority"] == 900
+    assert rules["acme"]["allow"][0]["ports"] == ["80"] and rules["acme"]["count"] == '${var.tls_domain != "" ? 1 : 0}'
     assert rules["api"]["source_ranges"] == "${var.allowed_api_cidrs}"
     assert rules["admin"]["source_ranges"] == "${var.admin_cidrs}"
     assert rules["admin"]["count"] == "${length(var.admin_cidrs) > 0 ? 1 : 0}"
@@ -211,7 +240,7 @@ def _not_in_schema(body: dict, schema: dict, where: str) -> list[str]:
     """Arguments and blocks the provider does not know, and required arguments missing, in a resource body."""
     problems = []
     for key, value in body.items():
-        if key == "__comments__" or (key in META_ARGUMENTS and where.count(".") == 1):
+        if key in ("__comments__", "__inline_comments__") or (key in META_ARGUMENTS and where.count(".") == 1):
             continue
         if key == "dynamic":
             for dynamic in value:
@@ -267,16 +296,22 @@ def test_every_reference_is_declared(module):
 
 @pytest.mark.parametrize("module", ["aws", "gcp"])
 def test_no_world_open_ingress_in_code(module):
+    """0.0.0.0/0 only where it must be: AWS's egress and internet route, port 80 for Let's Encrypt with TLS
+    (only then, and only 80), and GCP's SSH deny rule."""
+    net = (TF / module / "network.tf").read_text()
     for path in (TF / module).glob("*.tf"):
-        text = path.read_text()
-        # The only 0.0.0.0/0 allowed is AWS's egress rule and the route to the internet gateway.
-        for line in text.splitlines():
-            if ("0.0.0.0/0" in line or "::/0" in line) and not re.match(r"\s*(description|error_message) ", line):
-                assert module == "aws" and path.name == "network.tf", f"{path.name}: {line.strip()}"
+        for line in path.read_text().splitlines():
+            if ("0.0.0.0/0" in line or "::/0" in line) and not re.match(r"\s*(description|error_message|#)", line):
+                assert path.name == "network.tf", f"{path.name}: {line.strip()}"
     if module == "aws":
-        net = (TF / "aws" / "network.tf").read_text()
-        assert net.count("0.0.0.0/0") == 2
+        assert net.count("0.0.0.0/0") == 3
         assert re.search(r'egress_rule" "all_ipv4".*?cidr_ipv4\s+= "0.0.0.0/0"', net, re.S)
+        assert re.search(r'ingress_rule" "acme" \{[^}]*count\s+= var.tls_domain != "" \? 1 : 0[^}]*from_port\s+= 80\s+'
+                         r'to_port\s+= 80\s+cidr_ipv4\s+= "0.0.0.0/0"', net, re.S)
+    else:
+        rules = resources("gcp", "google_compute_firewall")
+        world = {name for name, rule in rules.items() if rule["source_ranges"] == ["0.0.0.0/0"]}
+        assert world == {"acme", "ssh_deny_others"} and "allow" not in rules["ssh_deny_others"]
 
 
 def test_secrets_never_enter_terraform():
@@ -310,7 +345,7 @@ def test_checkov_has_no_unexplained_finding(module):
 
 TEMPLATE_VARS = {"cloud", "tier", "stack_dir", "stack_repo_url", "stack_ref", "stack_archive_url", "gateway_port",
                  "admin_public", "tls_domain", "tls_email", "anthropic_secret", "gateway_keys_secret",
-                 "budget_monthly_usd", "gpu"}
+                 "budget_monthly_usd", "gpu", "backup_bucket", "backup_schedule"}
 
 
 @pytest.mark.parametrize("module", ["aws", "gcp"])
@@ -340,7 +375,8 @@ def rendered(tmp_path_factory) -> dict[tuple[str, int], str]:
     gateway_port = 8080, admin_public = {str(tier == 3).lower()},
     tls_domain = "{'ai.example.com' if tier == 2 else ''}",
     tls_email = "", anthropic_secret = "{secret if tier >= 2 else ''}", gateway_keys_secret = "",
-    budget_monthly_usd = 25, gpu = {str(tier == 4).lower()}
+    budget_monthly_usd = 25, gpu = {str(tier == 4).lower()},
+    backup_bucket = "{'s3://stack-backups/hybrid-ai-stack' if tier == 3 else ''}", backup_schedule = "daily"
   }})
 }}''')
     (work / "main.tf").write_text("\n".join(outputs))
@@ -362,7 +398,8 @@ def test_boot_script_renders_and_passes_shellcheck(rendered, cloud, tier, tmp_pa
     assert script.startswith("#!/usr/bin/env bash\n") and "set -euo pipefail" in script
     assert f'CLOUD="{cloud}"' in script and f'TIER="{tier}"' in script
     assert f'GPU="{str(tier == 4).lower()}"' in script
-    assert "ExecStart=$STACK_DIR/deploy-all.sh docker $TIER --yes" in script
+    assert "ExecStart=$STACK_DIR/deploy-all.sh docker --yes" in script  # the tier from .env, kept current
+    assert "ExecStartPre=-$STATE_DIR/tier.sh $CLOUD $STACK_DIR" in script
     assert "systemctl enable $UNIT" in script and "python3 scripts/init_env.py" in script
     assert "${" not in script.split("UNIT=hybrid-ai-stack.service")[0].split("set -euo pipefail")[1], \
         "every template variable must be rendered"
@@ -434,7 +471,8 @@ def test_the_gpu_boot_resumes_after_the_drivers_reboot(rendered, tmp_path):
     assert "systemctl enable hybrid-ai-stack-boot.service" in calls and "systemctl reboot" in calls
     assert "systemctl start hybrid-ai-stack.service" not in calls  # not before the GPU works
     state = root / "var/lib/hybrid-ai-stack"
-    assert {p.name for p in state.glob("*.done")} == {f"{s}.done" for s in ("docker", "stack", "env", "unit", "nvidia")}
+    assert {p.name for p in state.glob("*.done")} == {f"{s}.done" for s in ("docker", "stack", "env", "unit", "backups",
+                                                                           "nvidia")}
     unit = (root / "etc/systemd/system/hybrid-ai-stack-boot.service").read_text()
     assert f"ExecStart={state}/bootstrap.sh" in unit and f"ConditionPathExists=!{state}/boot.done" in unit
 
@@ -495,7 +533,12 @@ def test_deploy_all_cloud_dry_run_full_sequence_and_bad_tier():
                                        f"{tf} output"]
     out = subprocess.run(["./deploy-all.sh", "gcp", "2", "--destroy", "--dry-run"], cwd=ROOT, capture_output=True,
                          text=True, timeout=30)
-    assert out.returncode == 0 and "destroy -input=false -auto-approve -var tier=2" in out.stdout
+    tf = "+ terraform -chdir=terraform/gcp"
+    assert out.returncode == 0 and out.stdout.splitlines() == [
+        f"{tf} init -input=false",
+        f"{tf} apply -input=false -auto-approve -var tier=2 -var deletion_protection=false "
+        "-target=google_compute_instance.stack",  # the cloud refuses to delete a protected VM
+        f"{tf} destroy -input=false -auto-approve -var tier=2 -var deletion_protection=false"]
     out = subprocess.run(["./deploy-all.sh", "aws", "5", "--dry-run"], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode != 0 and "tier must be 1, 2, 3 or 4" in out.stderr
 

@@ -1,4 +1,5 @@
-# Only when a secret is named: an instance role that may read exactly those secrets, nothing else.
+# Only when the VM needs an AWS API: an instance role that may read exactly the named secrets, and write
+# backups under hybrid-ai-stack/ in the named bucket; nothing else.
 
 data "aws_iam_policy_document" "assume" {
   statement {
@@ -10,29 +11,39 @@ data "aws_iam_policy_document" "assume" {
   }
 }
 
-data "aws_iam_policy_document" "read_secrets" {
-  count = length(local.secret_arns) > 0 ? 1 : 0
-  statement {
-    actions   = ["secretsmanager:GetSecretValue"]
-    resources = local.secret_arns
+data "aws_iam_policy_document" "stack" {
+  count = local.needs_role ? 1 : 0
+  dynamic "statement" {
+    for_each = length(local.secret_arns) > 0 ? [1] : []
+    content {
+      actions   = ["secretsmanager:GetSecretValue"]
+      resources = local.secret_arns
+    }
+  }
+  dynamic "statement" {
+    for_each = length(local.backup_arns) > 0 ? [1] : []
+    content {
+      actions   = ["s3:PutObject"]
+      resources = local.backup_arns
+    }
   }
 }
 
 resource "aws_iam_role" "stack" {
-  count              = length(local.secret_arns) > 0 ? 1 : 0
+  count              = local.needs_role ? 1 : 0
   name_prefix        = "${var.name}-"
   assume_role_policy = data.aws_iam_policy_document.assume.json
 }
 
-resource "aws_iam_role_policy" "read_secrets" {
-  count  = length(local.secret_arns) > 0 ? 1 : 0
-  name   = "read-stack-secrets"
+resource "aws_iam_role_policy" "stack" {
+  count  = local.needs_role ? 1 : 0
+  name   = "hybrid-ai-stack-vm"
   role   = aws_iam_role.stack[0].id
-  policy = data.aws_iam_policy_document.read_secrets[0].json
+  policy = data.aws_iam_policy_document.stack[0].json
 }
 
 resource "aws_iam_instance_profile" "stack" {
-  count       = length(local.secret_arns) > 0 ? 1 : 0
+  count       = local.needs_role ? 1 : 0
   name_prefix = "${var.name}-"
   role        = aws_iam_role.stack[0].name
 }

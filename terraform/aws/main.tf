@@ -7,22 +7,28 @@ provider "aws" {
 }
 
 locals {
-  # Tier map: instance type, root disk (GB) and the monthly on-demand estimate in us-east-1 (USD, instance +
-  # gp3 disk + public IPv4; list prices as of 2026-11-22, see terraform/README.md). Override types with
-  # var.instance_types.
+  # Tier map: instance type, its memory (GiB, checked against configs/tiers.yaml by the tests) and the monthly
+  # on-demand estimate in us-east-1 (USD, instance + gp3 disk + public IPv4; list prices as of 2026-11-22, see
+  # terraform/README.md). Override types with var.instance_types. The disk comes from configs/tiers.yaml, the
+  # one table of tier sizes.
   tiers = {
-    1 = { instance_type = "t3.small", disk_gb = 30, gpu = false, monthly_usd = 21 }
-    2 = { instance_type = "t3.medium", disk_gb = 50, gpu = false, monthly_usd = 38 }
-    3 = { instance_type = "t3.xlarge", disk_gb = 80, gpu = false, monthly_usd = 132 }
-    4 = { instance_type = "g4dn.xlarge", disk_gb = 120, gpu = true, monthly_usd = 397 }
+    1 = { instance_type = "t3.small", memory_gib = 2, gpu = false, monthly_usd = 21 }
+    2 = { instance_type = "t3.medium", memory_gib = 4, gpu = false, monthly_usd = 38 }
+    3 = { instance_type = "t3.xlarge", memory_gib = 16, gpu = false, monthly_usd = 132 }
+    4 = { instance_type = "g4dn.xlarge", memory_gib = 16, gpu = true, monthly_usd = 397 }
   }
+  sizes         = yamldecode(file("${path.module}/../../configs/tiers.yaml")).tiers
   tier          = local.tiers[var.tier]
   instance_type = lookup(var.instance_types, tostring(var.tier), local.tier.instance_type)
-  disk_gb       = var.disk_gb > 0 ? var.disk_gb : local.tier.disk_gb
+  disk_gb       = var.disk_gb > 0 ? var.disk_gb : local.sizes[tostring(var.tier)].disk_gb
   secret_arns   = compact([var.anthropic_api_key_secret_arn, var.gateway_api_keys_secret_arn])
+  backup_arns   = var.backup_bucket != "" ? ["arn:aws:s3:::${var.backup_bucket}/hybrid-ai-stack/*"] : []
+  needs_role    = length(local.secret_arns) > 0 || length(local.backup_arns) > 0
   admin_ports   = { grafana = 3000, n8n = 5678, prometheus = 9090 }
-  # With TLS, Caddy answers on 443 (and 80 for the ACME challenge); without, the gateway port itself.
-  api_ports = var.tls_domain != "" ? { http = 80, https = 443 } : { gateway = var.gateway_port }
+  # With TLS, the edge answers on 443 to allowed_api_cidrs, and on 80 to everyone: Let's Encrypt's HTTP
+  # challenge comes from anywhere (80 only redirects to 443 and answers the challenge). Without TLS, the
+  # gateway port itself.
+  api_ports = var.tls_domain != "" ? { https = 443 } : { gateway = var.gateway_port }
 
   user_data = templatefile("${path.module}/../cloud-init/bootstrap.sh.tftpl", {
     cloud               = "aws"
@@ -39,6 +45,8 @@ locals {
     gateway_keys_secret = var.gateway_api_keys_secret_arn
     budget_monthly_usd  = var.budget_monthly_usd
     gpu                 = local.tier.gpu
+    backup_bucket       = var.backup_bucket != "" ? "s3://${var.backup_bucket}/hybrid-ai-stack" : ""
+    backup_schedule     = var.backup_schedule
   })
 }
 
@@ -71,7 +79,8 @@ resource "aws_instance" "stack" {
   subnet_id                   = local.subnet_id
   vpc_security_group_ids      = [aws_security_group.stack.id]
   key_name                    = aws_key_pair.admin.key_name
-  iam_instance_profile        = length(local.secret_arns) > 0 ? aws_iam_instance_profile.stack[0].name : null
+  iam_instance_profile        = local.needs_role ? aws_iam_instance_profile.stack[0].name : null
+  disable_api_termination     = var.deletion_protection # deploy-all.sh --destroy lifts it first
   associate_public_ip_address = true
   ebs_optimized               = true
   monitoring                  = false
@@ -81,6 +90,7 @@ resource "aws_instance" "stack" {
     http_endpoint               = "enabled"
     http_tokens                 = "required" # IMDSv2 only
     http_put_response_hop_limit = 1          # containers cannot reach the instance's credentials
+    instance_metadata_tags      = "enabled"  # the boot unit reads the Tier tag: a new tier reconfigures the stack
   }
 
   root_block_device {
@@ -94,8 +104,9 @@ resource "aws_instance" "stack" {
   tags = { Name = var.name, Tier = tostring(var.tier) }
 
   lifecycle {
-    # A newer Ubuntu image or an edited boot script must not replace a running VM and its data.
-    ignore_changes = [ami, user_data]
+    # A newer Ubuntu image, an edited boot script or a new SSH key must not replace a running VM and its
+    # data (a new key: add it to ~/.ssh/authorized_keys on the VM; terraform/README.md).
+    ignore_changes = [ami, user_data, key_name]
   }
 }
 

@@ -107,6 +107,19 @@ resource "aws_vpc_security_group_ingress_rule" "api" {
   cidr_ipv6         = strcontains(each.value.cidr, ":") ? each.value.cidr : null
 }
 
+# With TLS, port 80 is open to everyone: Let's Encrypt's HTTP challenge comes from anywhere. The edge only
+# answers the challenge there and redirects to 443 (which stays with allowed_api_cidrs).
+resource "aws_vpc_security_group_ingress_rule" "acme" {
+  #checkov:skip=CKV_AWS_260:port 80 must be reachable by Let's Encrypt's validation servers, which have no fixed addresses; it serves only the ACME challenge and a redirect to 443
+  count             = var.tls_domain != "" ? 1 : 0
+  security_group_id = aws_security_group.stack.id
+  description       = "ACME HTTP challenge and redirect to HTTPS"
+  ip_protocol       = "tcp"
+  from_port         = 80
+  to_port           = 80
+  cidr_ipv4         = "0.0.0.0/0"
+}
+
 resource "aws_vpc_security_group_ingress_rule" "admin" {
   for_each          = { for pair in setproduct(keys(local.admin_ports), var.admin_cidrs) : "${pair[0]} ${pair[1]}" => { port = local.admin_ports[pair[0]], cidr = pair[1] } }
   security_group_id = aws_security_group.stack.id

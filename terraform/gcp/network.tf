@@ -22,12 +22,46 @@ resource "google_compute_firewall" "ssh" {
   name          = "${var.name}-ssh"
   network       = local.network
   direction     = "INGRESS"
+  priority      = 900
   source_ranges = var.allowed_ssh_cidrs
   target_tags   = [var.name]
 
   allow {
     protocol = "tcp"
     ports    = ["22"]
+  }
+}
+
+# The project's default network allows SSH from anywhere (default-allow-ssh, priority 65534): a deny at 950
+# keeps SSH to allowed_ssh_cidrs (allowed at 900) whatever the network.
+resource "google_compute_firewall" "ssh_deny_others" {
+  name          = "${var.name}-ssh-deny-others"
+  network       = local.network
+  direction     = "INGRESS"
+  priority      = 950
+  source_ranges = ["0.0.0.0/0"]
+  target_tags   = [var.name]
+
+  deny {
+    protocol = "tcp"
+    ports    = ["22"]
+  }
+}
+
+# With TLS, port 80 is open to everyone: Let's Encrypt's HTTP challenge comes from anywhere. The edge only
+# answers the challenge there and redirects to 443 (which stays with allowed_api_cidrs).
+resource "google_compute_firewall" "acme" {
+  #checkov:skip=CKV_GCP_106:port 80 must be reachable by Let's Encrypt's validation servers, which have no fixed addresses; it serves only the ACME challenge and a redirect to 443
+  count         = var.tls_domain != "" ? 1 : 0
+  name          = "${var.name}-acme"
+  network       = local.network
+  direction     = "INGRESS"
+  source_ranges = ["0.0.0.0/0"]
+  target_tags   = [var.name]
+
+  allow {
+    protocol = "tcp"
+    ports    = ["80"]
   }
 }
 

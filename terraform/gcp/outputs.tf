@@ -4,8 +4,8 @@ output "public_ip" {
 }
 
 output "ssh_command" {
-  description = "SSH into the VM (OS Login: gcloud compute ssh; metadata key: ssh ubuntu@IP)."
-  value       = var.ssh_public_key == "" ? "gcloud compute ssh ${var.name} --zone ${local.zone} --project ${var.project_id}" : "ssh ubuntu@${google_compute_address.stack.address}"
+  description = "SSH into the VM (OS Login: gcloud compute ssh, through IAP when allowed_ssh_cidrs is IAP's range; metadata key: ssh ubuntu@IP)."
+  value       = var.ssh_public_key == "" ? "gcloud compute ssh ${var.name} --zone ${local.zone} --project ${var.project_id}${local.iap}" : "ssh ubuntu@${google_compute_address.stack.address}"
 }
 
 output "gateway_url" {
@@ -15,12 +15,12 @@ output "gateway_url" {
 
 output "gateway_api_key_command" {
   description = "Print the gateway API keys the VM generated (or read from Secret Manager)."
-  value       = "gcloud compute ssh ${var.name} --zone ${local.zone} --project ${var.project_id} -- sudo grep ^GATEWAY_API_KEYS= /opt/hybrid-ai-stack/.env"
+  value       = "gcloud compute ssh ${var.name} --zone ${local.zone} --project ${var.project_id}${local.iap} -- sudo grep ^GATEWAY_API_KEYS= /opt/hybrid-ai-stack/.env"
 }
 
 output "admin_tunnel_command" {
   description = "Reach Grafana (localhost:3000), n8n (localhost:5678) and Prometheus (localhost:9090) through SSH."
-  value       = "gcloud compute ssh ${var.name} --zone ${local.zone} --project ${var.project_id} -- -N -L 3000:127.0.0.1:3000 -L 5678:127.0.0.1:5678 -L 9090:127.0.0.1:9090"
+  value       = "gcloud compute ssh ${var.name} --zone ${local.zone} --project ${var.project_id}${local.iap} -- -N -L 3000:127.0.0.1:3000 -L 5678:127.0.0.1:5678 -L 9090:127.0.0.1:9090"
 }
 
 output "admin_urls" {
@@ -50,5 +50,5 @@ output "monthly_cost_estimate_usd" {
 
 output "bootstrap_log_command" {
   description = "Follow the first-boot log."
-  value       = "gcloud compute ssh ${var.name} --zone ${local.zone} --project ${var.project_id} -- sudo tail -f /var/log/hybrid-ai-stack-bootstrap.log"
+  value       = "gcloud compute ssh ${var.name} --zone ${local.zone} --project ${var.project_id}${local.iap} -- sudo tail -f /var/log/hybrid-ai-stack-bootstrap.log"
 }

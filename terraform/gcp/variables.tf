@@ -41,8 +41,9 @@ variable "name" {
   default     = "hybrid-ai-stack"
 
   validation {
-    condition     = can(regex("^[a-z][a-z0-9-]{1,30}$", var.name))
-    error_message = "name must be 2-31 lower-case letters, digits or dashes, starting with a letter."
+    # 27 at most: the VM's service account id is "NAME-vm", which GCP caps at 30 characters
+    condition     = can(regex("^[a-z][a-z0-9-]{1,26}$", var.name))
+    error_message = "name must be 2-27 lower-case letters, digits or dashes, starting with a letter (the service account NAME-vm is capped at 30)."
   }
 }
 
@@ -235,4 +236,32 @@ variable "labels" {
   description = "Labels added to every resource that takes them."
   type        = map(string)
   default     = {}
+}
+
+variable "deletion_protection" {
+  description = "Refuse to delete the VM (and its disk, which holds every model, the spend records and the n8n data) until this is false. ./deploy-all.sh CLOUD TIER --destroy turns it off first."
+  type        = bool
+  default     = true
+}
+
+variable "backup_bucket" {
+  description = "A bucket (name only) the VM uploads a backup archive to on backup_schedule, under hybrid-ai-stack/; the VM gets write access to that prefix only. Empty: backups stay on the VM (./deploy-all.sh backup)."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.backup_bucket == "" || can(regex("^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$", var.backup_bucket))
+    error_message = "backup_bucket must be a bucket name such as my-stack-backups (no scheme, no path)."
+  }
+}
+
+variable "backup_schedule" {
+  description = "When the VM backs up to backup_bucket: a systemd OnCalendar value (daily, weekly, *-*-* 03:00:00)."
+  type        = string
+  default     = "daily"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9*:, /.-]+$", var.backup_schedule))
+    error_message = "backup_schedule must be a systemd OnCalendar value such as daily or *-*-* 03:00:00."
+  }
 }

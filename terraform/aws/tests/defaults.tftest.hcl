@@ -150,12 +150,48 @@ run "tls_moves_api_to_443" {
   command = plan
   variables { tls_domain = "ai.example.com" }
   assert {
-    condition     = join(",", sort(distinct([for r in values(aws_vpc_security_group_ingress_rule.api) : tostring(r.from_port)]))) == "443,80"
-    error_message = "with TLS only 80 (ACME) and 443 open for the API"
+    condition     = join(",", sort(distinct([for r in values(aws_vpc_security_group_ingress_rule.api) : tostring(r.from_port)]))) == "443"
+    error_message = "with TLS the API is 443, for allowed_api_cidrs only"
+  }
+  assert {
+    condition     = one(aws_vpc_security_group_ingress_rule.acme).from_port == 80 && one(aws_vpc_security_group_ingress_rule.acme).cidr_ipv4 == "0.0.0.0/0"
+    error_message = "with TLS port 80 is open to everyone: Let's Encrypt's HTTP challenge comes from anywhere"
   }
   assert {
     condition     = strcontains(local.user_data, "TLS_DOMAIN=\"ai.example.com\"")
     error_message = "the boot script must set up the TLS proxy"
+  }
+}
+
+run "no_acme_port_without_tls" {
+  command = plan
+  assert {
+    condition     = length(aws_vpc_security_group_ingress_rule.acme) == 0
+    error_message = "port 80 stays closed without tls_domain"
+  }
+}
+
+run "data_safety" {
+  command = plan
+  variables {
+    backup_bucket   = "stack-backups"
+    backup_schedule = "*-*-* 03:00:00"
+  }
+  assert {
+    condition     = aws_instance.stack.disable_api_termination == true
+    error_message = "the VM is protected from deletion by default"
+  }
+  assert {
+    condition     = length(aws_iam_instance_profile.stack) == 1 && one(local.backup_arns) == "arn:aws:s3:::stack-backups/hybrid-ai-stack/*"
+    error_message = "a backup bucket gives the VM write access to its hybrid-ai-stack/ prefix"
+  }
+  assert {
+    condition     = strcontains(local.user_data, "BACKUP_BUCKET=\"s3://stack-backups/hybrid-ai-stack\"") && strcontains(local.user_data, "BACKUP_SCHEDULE=\"*-*-* 03:00:00\"")
+    error_message = "the boot script installs the backup timer"
+  }
+  assert {
+    condition     = aws_instance.stack.metadata_options[0].instance_metadata_tags == "enabled" && aws_instance.stack.tags["Tier"] == "2"
+    error_message = "the VM reads its tier from its Tier tag at every start"
   }
 }
 
