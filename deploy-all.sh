@@ -201,11 +201,19 @@ cmd_docker() {
 }
 
 # Remember the profile and its compose files in .env: later `docker compose` commands (logs, ps, down, update,
-# the VM's unit) use the same ones. The gpu profile adds docker-compose.gpu.yml (the gateway's NVML access).
+# the VM's unit) use the same ones. The gpu profile adds docker-compose.gpu.yml (the gateway's NVML access),
+# GATEWAY_DOMAIN docker-compose.tls.yml (HTTPS at the edge).
 use_profile() {
   local files=docker-compose.yml
-  [ "$1" = gpu ] && files="docker-compose.yml:docker-compose.gpu.yml"
+  [ "$1" = gpu ] && files="$files:docker-compose.gpu.yml"
+  if [ -n "${GATEWAY_DOMAIN:-}" ]; then
+    # HTTPS at the edge; the plain port then answers the host alone
+    files="$files:docker-compose.tls.yml"
+    export GATEWAY_BIND=127.0.0.1
+    set_env GATEWAY_BIND 127.0.0.1
+  fi
   export COMPOSE_FILE="$files" COMPOSE_PROFILES="$1"
+  info "compose files: ${files//:/, }"
   set_env COMPOSE_FILE "$files"
   set_env COMPOSE_PROFILES "$1"
 }
@@ -261,8 +269,23 @@ cmd_local() {
       export GATEWAY_WORKERS=1
     fi
   fi
+  # The edge (configs/caddy/Caddyfile) takes the public port and hands gunicorn, on loopback only, whole
+  # requests: slow clients then cost Caddy a goroutine each instead of a gunicorn thread.
+  local inside=()
+  if command -v caddy >/dev/null 2>&1; then
+    local internal="${GATEWAY_INTERNAL_PORT:-8081}"
+    info "starting the edge (Caddy) on ${GATEWAY_HOST:-0.0.0.0}:${GATEWAY_PORT:-8080}; the gateway on 127.0.0.1:$internal"
+    mkdir -p "$RUN_DIR/caddy"
+    start_bg edge env EDGE_ADDRESS=":${GATEWAY_PORT:-8080}" EDGE_BIND="${GATEWAY_HOST:-0.0.0.0}" \
+      EDGE_UPSTREAM="127.0.0.1:$internal" MAX_BODY_BYTES="${MAX_BODY_BYTES:-1048576}" \
+      XDG_DATA_HOME="$RUN_DIR/caddy" XDG_CONFIG_HOME="$RUN_DIR/caddy" \
+      caddy run --adapter caddyfile --config configs/caddy/Caddyfile
+    inside=(env GATEWAY_HOST=127.0.0.1 GATEWAY_PORT="$internal" TRUSTED_PROXIES=127.0.0.1/32)
+  else
+    warn "caddy is not installed: gunicorn faces clients itself, and slow clients can hold all its threads (apt-get install caddy)"
+  fi
   info "starting the gateway (tier $tier, Ollama at ${OLLAMA_URL:-http://localhost:11434})"
-  start_bg gateway .venv/bin/gunicorn -c gateway/gunicorn.conf.py "gateway:create_app()"
+  start_bg gateway "${inside[@]}" .venv/bin/gunicorn -c gateway/gunicorn.conf.py "gateway:create_app()"
   wait_healthy "$(gateway_url)" || die "see $RUN_DIR/gateway.log"
   info "logs: $RUN_DIR/gateway.log; stop with ./deploy-all.sh stop"
   log_deploy "local" "$tier"
@@ -291,7 +314,7 @@ start_bg() {
 
 cmd_stop() {
   local pidfile pid name
-  for pidfile in "$RUN_DIR"/gateway.pid "$RUN_DIR"/redis.pid; do
+  for pidfile in "$RUN_DIR"/edge.pid "$RUN_DIR"/gateway.pid "$RUN_DIR"/redis.pid; do
     [ -f "$pidfile" ] || continue
     pid="$(cat "$pidfile")"
     name="$(basename "$pidfile" .pid)"

@@ -65,10 +65,16 @@ install_packages() {
   check_os
   local packages=(ca-certificates curl git python3 python3-venv python3-yaml)
   [ "$TASKWARRIOR" -eq 1 ] && packages+=(taskwarrior)
+  # Local mode (./deploy-all.sh local) runs its own redis-server and Caddy edge beside gunicorn.
+  [ "$DOCKER" -eq 0 ] && packages+=(redis-server caddy)
   info "packages: ${packages[*]}"
   confirm "Install these packages with apt-get?" || die "cancelled"
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}"
+  if [ "$DOCKER" -eq 0 ] && command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+    # the packages start system-wide services (Caddy on port 80, Redis on 6379) that local mode does not use
+    as_root systemctl disable --now caddy redis-server || true
+  fi
   if [ "$DOCKER" -eq 1 ]; then
     if command -v docker >/dev/null 2>&1 && docker compose version >/dev/null 2>&1; then
       info "Docker with the compose plugin is already installed"

@@ -18,6 +18,7 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
     `config` may be a Settings, a mapping read like the environment (tests), or None (os.environ).
     """
     from .api import native, openai, ops
+    from .api.client_address import ClientAddress
     from .api.errors import register_error_handlers
     from .api.hooks import register_hooks
     from .fastjson import FastJSONProvider
@@ -38,6 +39,8 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
     app.register_blueprint(native.bp)
     app.register_blueprint(openai.bp)
     app.register_blueprint(ops.bp)
+    if settings.trusted_proxies:
+        app.wsgi_app = ClientAddress(app.wsgi_app, settings.trusted_proxies)
 
     if not (settings.api_keys or settings.admin_keys):
         log.warning("GATEWAY_API_KEYS is empty: /api and /v1 are open to anyone who can reach this port")

@@ -81,6 +81,7 @@ class Settings:
     decision_log_max: int = 10000
     metrics_token: str | None = field(default=None, repr=False)
     metrics_trusted_networks: tuple = ()     # METRICS_TRUSTED_NETWORKS: CIDRs that may scrape without the token
+    trusted_proxies: tuple = ()              # TRUSTED_PROXIES: the edge's CIDRs, whose X-Forwarded-For is believed
     gpu_sample_seconds: float = 5.0
     stream_send_timeout_seconds: float = 30.0  # a client that reads nothing of a stream this long is cut off
 
@@ -161,6 +162,7 @@ class Settings:
             decision_log_max=int(r.number("DECISION_LOG_MAX", 10000, low=10)),
             metrics_token=r.text("METRICS_TOKEN", None),
             metrics_trusted_networks=r.networks("METRICS_TRUSTED_NETWORKS"),
+            trusted_proxies=r.networks("TRUSTED_PROXIES"),
             gpu_sample_seconds=r.number("GPU_SAMPLE_SECONDS", 5.0, low=0.5),
             stream_send_timeout_seconds=r.number("STREAM_SEND_TIMEOUT_SECONDS", 30.0, low=1, high=3600),
         )

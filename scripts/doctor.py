@@ -141,7 +141,7 @@ def check_ports(env: dict[str, str], only: tuple[str, ...] | None = None) -> lis
                 s.bind(("127.0.0.1", port))
             except OSError:
                 owner = port_owner(port)
-                level = "warn" if owner in ("docker-proxy", "gunicorn") else "fail"  # maybe the stack itself
+                level = "warn" if owner in ("docker-proxy", "gunicorn", "caddy") else "fail"  # maybe the stack
                 out.append(Finding(level, f"port {port} is in use by {owner}",
                                    f"stop {owner}, or set {var} to a free port in .env"))
                 continue
@@ -158,6 +158,15 @@ def read_env(path: Path) -> tuple[dict[str, str], list[str]]:
                 dupes.append(m.group(1))
             values[m.group(1)] = m.group(2).strip().strip('"').strip("'")
     return values, dupes
+
+
+def check_edge() -> list[Finding]:
+    """Local mode: Caddy in front of gunicorn, whose threads would otherwise read slow clients' requests."""
+    if shutil.which("caddy"):
+        return [Finding("ok", "caddy installed: the edge fronts the gateway (configs/caddy/Caddyfile)")]
+    return [Finding("warn", "caddy is not installed: gunicorn faces clients itself, and a few hundred slow clients "
+                            "can hold every one of its threads",
+                    "apt-get install caddy (./install.sh installs it), then ./deploy-all.sh local again")]
 
 
 def check_env(path: Path, required: bool) -> tuple[list[Finding], dict[str, str]]:
@@ -234,6 +243,8 @@ def main() -> int:
     env = {**values, **os.environ}  # what the caller exported wins, as in deploy-all.sh
     # Local mode publishes only the gateway; docker mode also Grafana, n8n and Prometheus.
     findings = env_findings + check_ports(env, None if args.mode == "docker" else ("GATEWAY_PORT",))
+    if args.mode == "local":
+        findings += check_edge()
     if args.mode == "docker":
         tier = load(args.tier)
         findings = check_docker() + check_disk(tier) + check_memory(tier) + check_gpu(tier, args.cpu) + findings

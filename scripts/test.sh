@@ -4,7 +4,8 @@
 set -euo pipefail
 
 # The suite starts its own redis-server and prometheus on free loopback ports, drives a real Taskwarrior
-# with a temporary TASKDATA, and smoke-runs the gateway benchmark with wrk: it needs the binaries.
+# with a temporary TASKDATA, smoke-runs the gateway benchmark with wrk and puts the real Caddy in front of the
+# gateway: it needs the binaries.
 ensure_tools() {
   local missing=()
   command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
@@ -13,6 +14,7 @@ ensure_tools() {
   command -v task >/dev/null 2>&1 || missing+=(taskwarrior)
   command -v wrk >/dev/null 2>&1 || missing+=(wrk)   # the load generator of scripts/bench_gateway.py
   command -v openssl >/dev/null 2>&1 || missing+=(openssl)  # a certificate for the TLS upstream tests
+  command -v caddy >/dev/null 2>&1 || missing+=(caddy)  # the edge in front of gunicorn (tests/test_edge.py)
   [ ${#missing[@]} -eq 0 ] && return 0
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
     info "installing ${missing[*]}"

@@ -18,7 +18,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ("gateway", "ollama", "redis", "prometheus", "grafana", "postgres", "n8n", "qdrant", "alertmanager",
-            "node_exporter", "cadvisor")
+            "node_exporter", "cadvisor", "edge")
 REDIS_MAXMEMORY_SHARE = 0.75  # of its container's limit: the rest is Redis' own overhead and the AOF rewrite
 
 

@@ -131,7 +131,60 @@ def test_internal_services_are_not_published_and_admin_uis_stay_local(compose):
     assert services["prometheus"]["ports"][0].startswith("127.0.0.1:")
     for name in ("grafana", "n8n"):
         assert services[name]["ports"][0].startswith("${ADMIN_BIND:-127.0.0.1}:"), name
-    assert services["api-gateway"]["ports"][0].endswith(":8080")
+    # the edge is the gateway's only door (tests/integration/test_edge.py: what it holds off)
+    assert "ports" not in services["api-gateway"]
+    assert services["edge"]["ports"] == ["${GATEWAY_BIND:-0.0.0.0}:${GATEWAY_PORT:-8080}:8080"]
+
+
+def _rendered(*files: str, **env) -> dict:
+    args = [a for f in ("docker-compose.yml", *files) for a in ("-f", str(ROOT / f))]
+    out = subprocess.run([tool("docker-compose"), "--env-file", str(ROOT / ".env.example"), *args, "--profile", "cpu",
+                          "config", "--format", "json"], cwd=ROOT, capture_output=True, text=True,
+                         env=compose_env(**env), timeout=60)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_the_edge_network_holds_the_edge_and_the_gateway_alone():
+    config = _rendered()
+    on_edge = {name for name, svc in config["services"].items() if "edge" in (svc.get("networks") or {})}
+    assert on_edge == {"edge", "api-gateway"} and set(config["services"]["edge"]["networks"]) == {"edge"}
+    subnet = config["networks"]["edge"]["ipam"]["config"][0]["subnet"]
+    # the gateway believes X-Forwarded-For from that network only, i.e. from the edge
+    assert config["services"]["api-gateway"]["environment"]["TRUSTED_PROXIES"] == subnet
+    edge = config["services"]["edge"]
+    assert edge["environment"]["EDGE_UPSTREAM"] == "api-gateway:8080"
+    assert edge["environment"]["MAX_BODY_BYTES"] == "1048576"  # the gateway's own limit, from .env
+    # the image is the Caddy line the tests run (Debian's caddy here): the same Caddyfile semantics
+    version = subprocess.run([tool("caddy"), "version"], capture_output=True, text=True).stdout
+    assert edge["image"].split(":")[1].startswith(".".join(version.lstrip("v").split(".")[:2]) + ".")
+
+
+def test_tls_publishes_80_and_443_and_keeps_the_plain_port_local(tmp_path):
+    config = _rendered("docker-compose.tls.yml", GATEWAY_DOMAIN="api.example.com", GATEWAY_BIND="127.0.0.1",
+                       TLS_EMAIL="ops@example.com")
+    edge = config["services"]["edge"]
+    assert edge["environment"]["EDGE_EMAIL_OPTION"] == "email ops@example.com"
+    published = {(p.get("host_ip", ""), p["published"], p["target"]) for p in edge["ports"]}
+    assert published >= {("127.0.0.1", "8080", 8080), ("", "80", 80), ("", "443", 443)}
+    assert edge["environment"]["EDGE_ADDRESS"] == "api.example.com, :8080"
+    assert "ports" not in config["services"]["api-gateway"]
+    # the real Caddy accepts the Caddyfile for that address: HTTPS on 443 for the domain, plain :8080 inside
+    adapted = subprocess.run([tool("caddy"), "adapt", "--adapter", "caddyfile", "--config",
+                              str(ROOT / "configs" / "caddy" / "Caddyfile")], capture_output=True, text=True,
+                             env={**os.environ, **edge["environment"]})
+    assert adapted.returncode == 0, adapted.stderr
+    issuers = json.loads(adapted.stdout)["apps"]["tls"]["automation"]["policies"][0]["issuers"]
+    assert issuers[0]["email"] == "ops@example.com"
+    listens = {a for srv in json.loads(adapted.stdout)["apps"]["http"]["servers"].values() for a in srv["listen"]}
+    assert {"0.0.0.0:443", "0.0.0.0:8080"} <= listens
+    # deploy-all picks the TLS file when GATEWAY_DOMAIN is set, and binds the plain port to loopback
+    out = subprocess.run(["./deploy-all.sh", "docker", "2", "--dry-run", "--cpu"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=60, env={**os.environ, "DEPLOY_RUN_DIR": str(tmp_path),
+                                                     "GATEWAY_DOMAIN": "api.example.com"})
+    assert out.returncode == 0, out.stderr
+    assert "compose files: docker-compose.yml, docker-compose.tls.yml" in out.stderr
+    assert "+ set GATEWAY_BIND in .env" in out.stdout
 
 
 def test_images_are_pinned_and_secrets_have_no_defaults(compose):
@@ -182,6 +235,8 @@ def test_install_dry_run_changes_nothing(tmp_path):
                          text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "+ " in out.stdout and "apt-get install" in out.stdout and "would" in out.stdout
+    install = next(line for line in out.stdout.splitlines() if "apt-get install" in line)
+    assert " redis-server " in install and install.endswith(" caddy")  # local mode's Redis and edge
     assert sorted(p.name for p in ROOT.iterdir()) == before
 
 

@@ -123,7 +123,8 @@ def test_triggers_as_documented():
 def test_compose_imports_and_publishes_them():
     compose = (ROOT / "docker-compose.yml").read_text()
     assert '["/bin/sh", "/workflows/import.sh", "/workflows"]' in compose and "./workflows:/workflows:ro" in compose
-    script = (WORKFLOWS / "import.sh").read_text()  # imports each workflow once (tests/integration/test_n8n_workflows.py)
+    # imports each workflow once (tests/integration/test_n8n_workflows.py)
+    script = (WORKFLOWS / "import.sh").read_text()
     assert 'n8n import:workflow --input="$file"' in script and 'n8n publish:workflow --id="$id"' in script
     for var in ("GATEWAY_URL", "GATEWAY_API_KEY", "PROMETHEUS_URL", "ALERT_WEBHOOK_URL", "COST_ALERT_SHARE",
                 "REPORT_WINDOW"):

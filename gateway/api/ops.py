@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import hmac
-import ipaddress
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from ..errors import Forbidden, Unauthorized
 from ..state import StateUnavailable
 from ..telemetry import gauges, render
+from .client_address import in_networks
 
 bp = Blueprint("ops", __name__)
 
@@ -51,7 +51,7 @@ def metrics():
     given = request.headers.get("Authorization", "")
     token = settings.metrics_token
     allowed = bool(token) and hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
-    if not (allowed or _trusted(request.remote_addr, settings.metrics_trusted_networks)):
+    if not (allowed or in_networks(request.remote_addr, settings.metrics_trusted_networks)):
         if token:
             raise Unauthorized("GET /metrics needs 'Authorization: Bearer METRICS_TOKEN'")
         raise Forbidden("metrics need METRICS_TOKEN (sent as 'Authorization: Bearer ...') or a client address in "
@@ -70,16 +70,6 @@ def metrics():
         return gauges(backends, budget, svc.gpu.report().gpus, redis.ping() if redis is not None else None)
 
     return Response(render(sample), mimetype="text/plain; version=0.0.4; charset=utf-8")
-
-
-def _trusted(addr: str | None, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> bool:
-    if not networks:
-        return False
-    try:
-        ip = ipaddress.ip_address(addr or "")
-    except ValueError:
-        return False  # a unix socket or a proxy that hides the peer: no token, no metrics
-    return any(ip in net for net in networks)
 
 
 @bp.get("/openapi.json")

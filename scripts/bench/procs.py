@@ -97,6 +97,28 @@ def gateway(env: dict[str, str | None], *extra_args: str):
 
 
 @contextmanager
+def edge(upstream: str, max_body_bytes: int = 1_048_576, log: Path | None = None):
+    """The real Caddy with configs/caddy/Caddyfile in front of `upstream` (host:port), on a free loopback port;
+    yields its URL once /health answers through it."""
+    port = free_port()
+    state = Path(tempfile.mkdtemp(prefix="edge-"))
+    env = {**os.environ, "EDGE_ADDRESS": f":{port}", "EDGE_BIND": "127.0.0.1", "EDGE_UPSTREAM": upstream,
+           "MAX_BODY_BYTES": str(max_body_bytes), "XDG_DATA_HOME": str(state), "XDG_CONFIG_HOME": str(state)}
+    out = log.open("w") if log else subprocess.DEVNULL
+    proc = subprocess.Popen(["caddy", "run", "--adapter", "caddyfile", "--config",
+                             str(ROOT / "configs" / "caddy" / "Caddyfile")], env=env, stdout=out, stderr=out)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: proc.poll() is None and requests.get(f"{url}/health", timeout=2).ok, "caddy")
+        yield url
+    finally:
+        stop(proc, 10)
+        if log:
+            out.close()
+        shutil.rmtree(state, ignore_errors=True)
+
+
+@contextmanager
 def source_tree(ref: str):
     """The repository's files at git `ref` in a temporary folder (gunicorn run there imports that gateway)."""
     tmp = Path(tempfile.mkdtemp(prefix="bench-baseline-"))

@@ -6,14 +6,14 @@ import os
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 import requests
 
 from tests.conftest import ROOT, free_port
 
-pytestmark = [pytest.mark.integration,
-              pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server not installed")]
+pytestmark = pytest.mark.integration
 
 
 def alive(pid: int) -> bool:
@@ -24,10 +24,28 @@ def alive(pid: int) -> bool:
     return True
 
 
+def listening(port: int) -> set[str]:
+    """The addresses something listens on at `port` (the kernel's own table)."""
+    found = set()
+    for table, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            addr, hexport = local.split(":")
+            if state == "0A" and int(hexport, 16) == port:
+                raw = bytes.fromhex(addr)
+                if width == 8:
+                    found.add(".".join(str(b) for b in reversed(raw)))
+                else:
+                    found.add(str(__import__("ipaddress").IPv6Address(b"".join(raw[i:i + 4][::-1]
+                                                                             for i in range(0, 16, 4)))))
+    return found
+
+
 def test_local_mode_up_answer_and_stop(ollama, tmp_path):
-    port, redis_port = free_port(), free_port()
+    port, redis_port, internal = free_port(), free_port(), free_port()
     env = {**{k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "GATEWAY_WORKERS")},
            "OLLAMA_URL": ollama.url, "GATEWAY_PORT": str(port), "GATEWAY_HOST": "127.0.0.1",
+           "GATEWAY_INTERNAL_PORT": str(internal),
            "LOCAL_REDIS_PORT": str(redis_port), "GATEWAY_API_KEYS": "local-key", "REDIS_PASSWORD": "local-redis",
            "GATEWAY_ADMIN_KEYS": "local-admin",
            "DEPLOY_RUN_DIR": str(tmp_path), "ANTHROPIC_API_KEY": "",
@@ -35,7 +53,7 @@ def test_local_mode_up_answer_and_stop(ollama, tmp_path):
     (tmp_path / "taskrc").write_text(f"data.location={tmp_path / 'task'}\n")
     up = subprocess.run(["./deploy-all.sh", "local", "2"], cwd=ROOT, env=env, capture_output=True, text=True,
                         timeout=120)
-    pids = {name: int((tmp_path / f"{name}.pid").read_text()) for name in ("gateway", "redis")
+    pids = {name: int((tmp_path / f"{name}.pid").read_text()) for name in ("edge", "gateway", "redis")
             if (tmp_path / f"{name}.pid").exists()}
     try:
         assert up.returncode == 0, up.stdout + up.stderr
@@ -54,7 +72,10 @@ def test_local_mode_up_answer_and_stop(ollama, tmp_path):
             "scope"] == "shared"
         assert requests.get(f"{url}/api/v1/stats", headers={"X-API-Key": "local-key"}, timeout=5).json()[
             "scope"] == "key"
-        assert set(pids) == {"gateway", "redis"} and all(alive(p) for p in pids.values())
+        assert set(pids) == {"edge", "gateway", "redis"} and all(alive(p) for p in pids.values())
+        # the edge has the public port; gunicorn listens on loopback only, behind it
+        assert "starting the edge (Caddy)" in up.stdout + up.stderr
+        assert listening(internal) == {"127.0.0.1"} and listening(port) == {"127.0.0.1"}
     finally:
         down = subprocess.run(["./deploy-all.sh", "stop"], cwd=ROOT, env=env, capture_output=True, text=True,
                               timeout=60)
@@ -68,6 +89,7 @@ def test_backup_and_restore_round_trip_in_local_mode(ollama, tmp_path):
     port = free_port()
     env = {**{k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "GATEWAY_WORKERS")},
            "OLLAMA_URL": ollama.url, "GATEWAY_PORT": str(port), "GATEWAY_HOST": "127.0.0.1",
+           "GATEWAY_INTERNAL_PORT": str(free_port()),
            "LOCAL_REDIS_PORT": str(free_port()), "GATEWAY_API_KEYS": "k", "REDIS_PASSWORD": "round-trip",
            "DEPLOY_RUN_DIR": str(run_dir), "ANTHROPIC_API_KEY": "", "TASKDATA": str(tmp_path / "task"),
            "TASKRC": str(tmp_path / "taskrc"), "BACKUP_ENV_FILE": str(tmp_path / ".env")}
