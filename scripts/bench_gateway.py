@@ -6,15 +6,17 @@ Starts a fast fake upstream (scripts/bench/upstream.py), a private redis-server,
 (and with --baseline REF the gateway of that git commit beside it, for before/after in one run)
 with its production settings (2 workers x 256 threads, auth on, Redis, metrics, INFO access log; worker
 recycling off so CPU accounting sees every request), with --litellm a LiteLLM proxy with the same worker
-count, and with --floor a Flask app that only parses and answers JSON under the same gunicorn settings.
+count, with --floor a Flask app that only parses and answers JSON under the same gunicorn settings, and with
+--edge the same gateway reached through the stack's edge (the real Caddy, configs/caddy/Caddyfile).
 Warms each up, then drives the same request body with wrk at each concurrency for a fixed time, rotating
 the target order per level so machine drift hits all. CPU time per request comes from the
 target processes' own accounting (/proc, the whole process tree).
 
     python scripts/bench_gateway.py [--duration 10] [--concurrency 1 16 64] [--litellm VENV] [--json FILE]
                                     [--delay-ms 0] [--quick] [--soak N] [--router] [--floor] [--baseline REF]
+                                    [--edge]
 
-Needs wrk (apt-get install wrk) and redis-server.
+Needs wrk (apt-get install wrk) and redis-server (and caddy for --edge).
 """
 
 from __future__ import annotations
@@ -40,7 +42,15 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from bench.procs import free_port, gunicorn_gateway, redis_server, source_tree, stop, wait_until  # noqa: E402
+from bench.procs import (  # noqa: E402
+    edge,
+    free_port,
+    gunicorn_gateway,
+    redis_server,
+    source_tree,
+    stop,
+    wait_until,
+)
 
 KEY = "bench-key"
 LITELLM_KEY = "sk-bench-0123456789"
@@ -160,6 +170,7 @@ class Target:
     pid: int
     headers: dict[str, str]
     body: tuple[str, str]   # JSON before and after a per-request unique number ("" after: fixed body)
+    also: int = 0           # another process tree its CPU counts (the gateway behind the edge)
 
 
 LUA = """
@@ -205,14 +216,14 @@ def wrk(target: Target, concurrency: int, seconds: float, workdir: Path,
     duration = 24 * 3600 if until else max(1, round(seconds))
     cmd = ["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{duration}s", "--timeout", "30s",
            "-s", str(lua(target, workdir)), target.url]
-    cpu0 = cpu_seconds(target.pid)
+    cpu0 = cpu_seconds(target.pid) + (cpu_seconds(target.also) if target.also else 0.0)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if until:
         while proc.poll() is None and not until():
             time.sleep(0.5)
         proc.send_signal(signal.SIGINT)   # wrk stops and reports on SIGINT
     stdout, stderr = proc.communicate(timeout=seconds + 600 if not until else 600)
-    cpu1 = cpu_seconds(target.pid)
+    cpu1 = cpu_seconds(target.pid) + (cpu_seconds(target.also) if target.also else 0.0)
     line = next((x for x in stdout.splitlines() if x.startswith("WRKJSON ")), None)
     if line is None:
         raise SystemExit(f"wrk failed for {target.name}: {stdout}{stderr}")
@@ -279,7 +290,8 @@ def router_times(iterations: int) -> list[dict]:
 # ------------------------------------------------------------------------------------------------ main
 
 def targets(up: str, up_pid: int, gw: str, gw_pid: int, ll: tuple[str, int] | None,
-            floor: tuple[str, int] | None = None, base: tuple[str, int] | None = None) -> list[Target]:
+            floor: tuple[str, int] | None = None, base: tuple[str, int] | None = None,
+            front: tuple[str, int] | None = None) -> list[Target]:
     key = {"X-API-Key": KEY}
     out = [Target("direct", f"{up}/api/chat", up_pid, {},
                   ('{"model":"tinyllama","stream":false,"messages":[{"role":"user","content":"What is Python? ',
@@ -296,6 +308,14 @@ def targets(up: str, up_pid: int, gw: str, gw_pid: int, ll: tuple[str, int] | No
             Target(f"{name}_openai", f"{url}/v1/chat/completions", pid, key,
                    ('{"model":"auto","temperature":0,"messages":[{"role":"user","content":"What is Python? ',
                     '"}]}')),
+        ]
+    if front:  # the gateway through the edge: its CPU is Caddy's and the gateway's together
+        out += [
+            Target("edge", f"{front[0]}/api/v1/chat", front[1], key, ('{"temperature":0,"prompt":"What is Python? ',
+                                                                     '"}'), also=gw_pid),
+            Target("edge_openai", f"{front[0]}/v1/chat/completions", front[1], key,
+                   ('{"model":"auto","temperature":0,"messages":[{"role":"user","content":"What is Python? ',
+                    '"}]}'), also=gw_pid),
         ]
     if floor:
         out.append(Target("flask_floor", f"{floor[0]}/api/v1/chat", floor[1], {},
@@ -335,6 +355,8 @@ def main() -> int:
     parser.add_argument("--router", action="store_true", help="also time the router's decision")
     parser.add_argument("--baseline", metavar="REF",
                         help="also the gateway of this git commit (e.g. main~3), side by side: before/after")
+    parser.add_argument("--edge", action="store_true",
+                        help="also the gateway through the edge (Caddy, configs/caddy/Caddyfile): what it costs")
     parser.add_argument("--floor", action="store_true",
                         help="also a Flask app that only parses and answers JSON (the framework's floor)")
     args = parser.parse_args()
@@ -350,7 +372,8 @@ def main() -> int:
         up, up_pid = stack.enter_context(upstream(args.delay_ms))
         redis_url = stack.enter_context(redis_server())
         production = {"OLLAMA_URL": up, "REDIS_URL": redis_url, "GATEWAY_API_KEYS": KEY, "LOG_LEVEL": "INFO",
-                      "GATEWAY_MAX_REQUESTS": "0", "GATEWAY_WORKERS": "2", "GATEWAY_THREADS": "256"}
+                      "GATEWAY_MAX_REQUESTS": "0", "GATEWAY_WORKERS": "2", "GATEWAY_THREADS": "256",
+                      "TRUSTED_PROXIES": "127.0.0.1/32"}  # as deploy-all local runs it behind the edge
         gw = stack.enter_context(gunicorn_gateway(production))
         base = None
         if args.baseline:
@@ -363,7 +386,11 @@ def main() -> int:
         if args.litellm:
             ll = stack.enter_context(litellm(litellm_binary(args.litellm), up, 2, workdir))
         fl = stack.enter_context(flask_floor(2, 256)) if args.floor else None
-        all_targets = targets(up, up_pid, gw.url, gw.proc.pid, ll, fl, base)
+        front = None
+        if args.edge:
+            server = stack.enter_context(edge(gw.url.removeprefix("http://")))
+            front = (server.url, server.proc.pid)
+        all_targets = targets(up, up_pid, gw.url, gw.proc.pid, ll, fl, base, front)
         for t in all_targets:   # warm up: connections, caches, JIT-less Python's first-call costs
             wrk(t, 4, warmup * (10 if t.name == "litellm" and not args.quick else 1), workdir)
         for i, c in enumerate(args.concurrency):

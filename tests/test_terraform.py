@@ -405,15 +405,17 @@ def test_boot_script_renders_and_passes_shellcheck(rendered, cloud, tier, tmp_pa
         "every template variable must be rendered"
 
 
-def test_boot_script_runs_its_env_step_for_real(rendered, tmp_path):
-    """write_env on a real checkout copy: .env gets the tier and binds, secrets are generated, mode 600."""
+@pytest.mark.parametrize("tier", [3, 2], ids=["plain", "tls-domain"])
+def test_boot_script_runs_its_env_step_for_real(rendered, tmp_path, tier):
+    """write_env on a real checkout copy: .env gets the tier and binds, secrets are generated, mode 600; with a
+    TLS domain, the stack's own edge gets it (deploy-all then adds docker-compose.tls.yml)."""
     stack = tmp_path / "stack"
     stack.mkdir()
     for name in (".env.example",):
         shutil.copy(ROOT / name, stack / name)
     (stack / "scripts").mkdir()
     shutil.copy(ROOT / "scripts" / "init_env.py", stack / "scripts" / "init_env.py")
-    script = rendered[("gcp", 3)]
+    script = rendered[("gcp", tier)]
     script = script.replace('STACK_DIR="/opt/hybrid-ai-stack"', f'STACK_DIR="{stack}"')
     script = script.replace("exec >>/var/log/hybrid-ai-stack-bootstrap.log 2>&1", "")
     script = script.replace('ANTHROPIC_SECRET="anthropic-key"', 'ANTHROPIC_SECRET=""')
@@ -424,8 +426,13 @@ def test_boot_script_runs_its_env_step_for_real(rendered, tmp_path):
     assert out.returncode == 0, out.stdout + out.stderr
     env = dict(line.split("=", 1) for line in (stack / ".env").read_text().splitlines()
                if "=" in line and not line.startswith("#"))
-    assert env["DEPLOYMENT_TIER"] == "3" and env["ADMIN_BIND"] == "0.0.0.0" and env["GATEWAY_BIND"] == "0.0.0.0"
-    assert env["BUDGET_MONTHLY_USD"] == "25"
+    assert env["DEPLOYMENT_TIER"] == str(tier)
+    if tier == 3:
+        assert env["ADMIN_BIND"] == "0.0.0.0" and env["GATEWAY_BIND"] == "0.0.0.0" and not env.get("GATEWAY_DOMAIN")
+        assert env["BUDGET_MONTHLY_USD"] == "25"
+    else:  # HTTPS at the edge on 443; the plain port answers the VM alone
+        assert env["GATEWAY_DOMAIN"] == "ai.example.com" and env["GATEWAY_BIND"] == "127.0.0.1"
+    assert "caddy" not in script.lower().replace("configs/caddy/caddyfile", "")  # no second Caddy on the host
     assert len(env["REDIS_PASSWORD"]) >= 32 and env["GATEWAY_API_KEYS"].startswith("gw-")
     assert oct((stack / ".env").stat().st_mode & 0o777) == "0o600"
     assert env["REDIS_PASSWORD"] not in out.stdout + out.stderr
@@ -434,7 +441,7 @@ def test_boot_script_runs_its_env_step_for_real(rendered, tmp_path):
 def _sandbox(tmp_path: Path, script: str, stubs: dict[str, str]) -> tuple[Path, Path, dict[str, str]]:
     """The boot script in a sandbox: BOOT_ROOT for its system paths, a stack checkout, stub commands."""
     root, stack, bindir = tmp_path / "root", tmp_path / "stack", tmp_path / "bin"
-    for d in ("etc/systemd/system", "etc/apt/sources.list.d", "etc/apt/keyrings", "usr/share/keyrings", "etc/caddy"):
+    for d in ("etc/systemd/system", "etc/apt/sources.list.d", "etc/apt/keyrings", "usr/share/keyrings"):
         (root / d).mkdir(parents=True)
     (stack / "scripts").mkdir(parents=True)
     shutil.copy(ROOT / ".env.example", stack / ".env.example")

@@ -99,7 +99,7 @@ def gateway(env: dict[str, str | None], *extra_args: str):
 @contextmanager
 def edge(upstream: str, max_body_bytes: int = 1_048_576, log: Path | None = None):
     """The real Caddy with configs/caddy/Caddyfile in front of `upstream` (host:port), on a free loopback port;
-    yields its URL once /health answers through it."""
+    yields a Server once /health answers through it."""
     port = free_port()
     state = Path(tempfile.mkdtemp(prefix="edge-"))
     env = {**os.environ, "EDGE_ADDRESS": f":{port}", "EDGE_BIND": "127.0.0.1", "EDGE_UPSTREAM": upstream,
@@ -110,7 +110,7 @@ def edge(upstream: str, max_body_bytes: int = 1_048_576, log: Path | None = None
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: proc.poll() is None and requests.get(f"{url}/health", timeout=2).ok, "caddy")
-        yield url
+        yield Server(url, proc)
     finally:
         stop(proc, 10)
         if log:

@@ -6,22 +6,21 @@ from __future__ import annotations
 
 import http.client
 import json
-import socket
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, suppress
 
 import openai
 import pytest
 import requests
 
 from scripts.bench.procs import edge
+from scripts.bench.slow_clients import address, slow_clients
 from tests.fakes import Script
 
 pytestmark = pytest.mark.integration
 
-KEY = {"Authorization": "Bearer integration-key"}
+KEY_VALUE = "integration-key"
+KEY = {"Authorization": f"Bearer {KEY_VALUE}"}
 THREADS = 8           # gunicorn's threads in these tests: one worker of 8
 SLOW_CLIENTS = 40     # five times as many slow connections
 
@@ -32,48 +31,7 @@ def stack(gunicorn, tmp_path):
     url, _, log = gunicorn(GATEWAY_WORKERS="1", GATEWAY_THREADS=str(THREADS), TRUSTED_PROXIES="127.0.0.1/32",
                            MAX_BODY_BYTES="65536", LOG_LEVEL="INFO")
     with edge(url.removeprefix("http://"), max_body_bytes=65536, log=tmp_path / "caddy.log") as front:
-        yield front, url, log
-
-
-def _address(url: str) -> tuple[str, int]:
-    host, port = url.removeprefix("http://").split(":")
-    return host, int(port)
-
-
-@contextmanager
-def slow_clients(url: str, count: int, kind: str):
-    """`count` connections that keep the server waiting: "headers" sends a header line every second and never
-    finishes them, "body" sends complete headers and then a byte of its body a second, "idle" completes one
-    request and then holds the kept-alive connection silent."""
-    socks, stop = [], threading.Event()
-    for _ in range(count):
-        s = socket.create_connection(_address(url), timeout=5)
-        if kind == "headers":
-            s.sendall(b"POST /api/v1/chat HTTP/1.1\r\nHost: gw\r\n")
-        elif kind == "body":
-            s.sendall(b"POST /api/v1/chat HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n"
-                      b"Authorization: Bearer integration-key\r\nContent-Length: 4000\r\n\r\n{")
-        else:
-            s.sendall(b"GET /health HTTP/1.1\r\nHost: gw\r\n\r\n")
-            s.recv(4096)
-        socks.append(s)
-
-    def trickle():
-        while not stop.wait(1.0):
-            for s in socks:
-                with suppress(OSError):  # the server gave up on it: that is its right
-                    s.sendall(b"X-Slow: 1\r\n" if kind == "headers" else b" " if kind == "body" else b"")
-
-    feeder = threading.Thread(target=trickle, daemon=True)
-    feeder.start()
-    try:
-        time.sleep(1.0)  # every slow connection is in the server's hands before the real requests start
-        yield
-    finally:
-        stop.set()
-        feeder.join(timeout=5)
-        for s in socks:
-            s.close()
+        yield front.url, url, log
 
 
 def _legitimate(url: str, count: int = 10, timeout: float = 5) -> list[object]:
@@ -92,12 +50,12 @@ def _legitimate(url: str, count: int = 10, timeout: float = 5) -> list[object]:
 @pytest.mark.parametrize("kind", ["headers", "body", "idle"])
 def test_slow_clients_hold_gunicorn_but_not_the_edge(stack, kind):
     front, direct, _ = stack
-    with slow_clients(front, SLOW_CLIENTS, kind):
+    with slow_clients(front, SLOW_CLIENTS, kind, KEY_VALUE):
         assert _legitimate(front) == [200] * 10
     if kind == "idle":
         return  # gunicorn parks idle keep-alives itself; the edge must only not make it worse
     # the same slow clients straight at gunicorn: its eight threads are held and real requests wait
-    with slow_clients(direct, SLOW_CLIENTS, kind):
+    with slow_clients(direct, SLOW_CLIENTS, kind, KEY_VALUE):
         results = _legitimate(direct, count=4, timeout=3)
     assert results.count(200) < 4, results
 
@@ -164,7 +122,7 @@ def test_an_oversized_body_is_refused_at_the_edge(stack, ollama):
 
 def _from(url: str, source: str, request_id: str) -> int:
     """A chat call from another loopback address (source), claiming to be 203.0.113.9."""
-    conn = http.client.HTTPConnection(*_address(url), timeout=10, source_address=(source, 0))
+    conn = http.client.HTTPConnection(*address(url), timeout=10, source_address=(source, 0))
     conn.request("POST", "/api/v1/chat", body=json.dumps({"prompt": "What is 1?"}),
                  headers={**KEY, "Content-Type": "application/json", "X-Forwarded-For": "203.0.113.9",
                           "X-Request-ID": request_id})
