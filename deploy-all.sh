@@ -292,12 +292,12 @@ cmd_local() {
   smoke_test local
 }
 
-# Record the deployment in Taskwarrior when it is installed (scripts/tw-helper.sh).
+# Record the deployment in Taskwarrior when it is installed (examples/tw-helper.sh).
 log_deploy() {
   command -v task >/dev/null 2>&1 || return 0
   [ "$DRY_RUN" -eq 1 ] && { printf '+ tw_log_deploy %s %s\n' "$1" "$2"; return 0; }
-  # shellcheck source=scripts/tw-helper.sh
-  . scripts/tw-helper.sh
+  # shellcheck source=examples/tw-helper.sh
+  . examples/tw-helper.sh
   tw_log_deploy "$1" "$2" || warn "could not log the deployment in Taskwarrior"
 }
 

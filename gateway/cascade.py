@@ -10,7 +10,7 @@ answer instead? Pure and offline: no model call, ~0.1 ms for a GSM8K answer (lin
   exact amount is wanted;
 - low confidence: where the backend reports the sampled tokens' log-probabilities (Ollama 0.12.11+,
   OpenAI-compatible servers), a mean below `routing.cascade.min_mean_logprob` in models.yaml.
-Measured on GSM8K with the weak model's real answers (scripts/eval_router.py, router "cascade"): it
+Measured on GSM8K with the weak model's real answers (scripts/routing/eval_router.py, router "cascade"): it
 rejects 12.1 % of them, 90 % of those really wrong. The checks were refined looking at the even-numbered
 half of GSM8K only; the odd half, never looked at, gives the same picture (rejects 14.1 %, 89 % wrong).
 """

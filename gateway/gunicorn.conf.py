@@ -3,7 +3,7 @@
 Worker class gthread: an LLM call spends its seconds waiting on a socket with the GIL released, so
 threads hold many slow calls at once, and no monkey-patching is needed (the anthropic SDK and its
 httpx2, requests, redis and prometheus_client run unmodified). Default 2 workers x 256 threads = 512
-calls or streams in flight. scripts/bench_workers.py, upstream taking 1 s, 10 s per class:
+calls or streams in flight. scripts/bench/bench_workers.py, upstream taking 1 s, 10 s per class:
 200 clients: sync 1.8 req/s (140 errors), gthread 178 req/s (p99 1.22 s), gevent 176 req/s (p99 1.33 s);
 400 clients: gthread 327 req/s (p99 1.36 s), gevent 330 req/s (p99 1.39 s). Past its slots gthread
 queues, so raise GATEWAY_THREADS for more.

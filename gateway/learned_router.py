@@ -1,6 +1,6 @@
 """The learned router: logistic regression on hashed word n-grams and a few shape features. Pure Python.
 
-`LearnedRouter.load(path)` reads a weights file written by scripts/train_router.py (configs/router/);
+`LearnedRouter.load(path)` reads a weights file written by scripts/routing/train_router.py (configs/router/);
 `probability(prompt)` is the model's estimate that the cloud model answers better than the local one,
 `score(prompt)` maps it onto the heuristic's complexity scale (so the tiers' `max_score` thresholds keep
 their meaning). Features are cheap: the prompt's first 3 KB and last 1 KB (the window the heuristic
@@ -91,7 +91,7 @@ class LearnedRouter:
                 raise ValueError(f"format is {data.get('format')!r}, expected {FORMAT!r}")
             if data.get("features") != FEATURES:
                 raise ValueError(f"trained on features version {data.get('features')!r}, this gateway computes "
-                                 f"version {FEATURES}: retrain with scripts/train_router.py")
+                                 f"version {FEATURES}: retrain with scripts/routing/train_router.py")
             buckets = int(data["buckets"])
             if buckets <= 0 or buckets & (buckets - 1):
                 raise ValueError("buckets must be a power of two")

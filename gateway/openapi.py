@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from .backends.base import KINDS
+from .backends.errors import KINDS
 from .catalog import BACKENDS
 from .chat import ROLES, STRATEGIES
 

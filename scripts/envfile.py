@@ -2,7 +2,7 @@
 """Read .env the way Docker Compose reads it, so the native mode, the scripts and the containers all see the
 same values: `KEY=value`, an optional `export `, comments (a line starting with #, or ` #` after an unquoted
 value), single quotes taken literally, double quotes with escapes (\\n \\t \\\\ \\") and ${VAR} / $VAR
-substitution, unquoted values trimmed and substituted. tests/test_envfile.py checks it against Compose itself.
+substitution, unquoted values trimmed and substituted. tests/deploy/test_envfile.py checks it against Compose itself.
 
     python3 scripts/envfile.py --shell [.env]   export lines for bash (keys already in the environment skipped)
 """

@@ -12,9 +12,9 @@ ensure_tools() {
   command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
   command -v amtool >/dev/null 2>&1 || missing+=(prometheus-alertmanager)  # checks the rendered Alertmanager config
   command -v task >/dev/null 2>&1 || missing+=(taskwarrior)
-  command -v wrk >/dev/null 2>&1 || missing+=(wrk)   # the load generator of scripts/bench_gateway.py
+  command -v wrk >/dev/null 2>&1 || missing+=(wrk)   # the load generator of scripts/bench/bench_gateway.py
   command -v openssl >/dev/null 2>&1 || missing+=(openssl)  # a certificate for the TLS upstream tests
-  command -v caddy >/dev/null 2>&1 || missing+=(caddy)  # the edge in front of gunicorn (tests/test_edge.py)
+  command -v caddy >/dev/null 2>&1 || missing+=(caddy)  # the edge in front of gunicorn (tests/integration/test_edge.py)
   [ ${#missing[@]} -eq 0 ] && return 0
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
     info "installing ${missing[*]}"
@@ -31,7 +31,7 @@ main() {
   . scripts/lib.sh
   local venv="${VENV:-.venv}"
   ensure_tools
-  [ -f .cache/grafana/dashboard.schema.json ] || ./scripts/grafana_schema.sh
+  [ -f .cache/grafana/dashboard.schema.json ] || ./scripts/testing/grafana_schema.sh
   # n8n (workflow tests) and checkov (Terraform checks) live in a cache outside the repo: instant on reruns.
   ./scripts/tools.sh n8n checkov >/dev/null
   ensure_venv "$venv" test

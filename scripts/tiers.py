@@ -3,7 +3,7 @@
 
     python3 scripts/tiers.py models TIER    the Ollama model tags to pull, space-separated
     python3 scripts/tiers.py env TIER       NAME=value lines: the containers' memory limits and Redis' maxmemory
-    python3 scripts/tiers.py table          the README's tier table (Markdown)
+    python3 scripts/tiers.py table          the tier table of docs/operations.md (Markdown)
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@
 #
 #   n8n      2.8.4, the newest n8n that runs on Node 20 (npm; cold ~11 min, warm ~5 min)
 #   checkov  3.3.30, Terraform static analysis (own virtual environment, ~1 min)
-#   litellm  the LiteLLM proxy, the peer scripts/bench_gateway.py --litellm compares with (own venv, ~4 min)
+#   litellm  the LiteLLM proxy, the peer scripts/bench/bench_gateway.py --litellm compares with (own venv, ~4 min)
 set -euo pipefail
 
 CHECK=0

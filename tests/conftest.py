@@ -1,4 +1,15 @@
-"""Shared fixtures: fake upstreams on loopback (one per session, reset per test) and app factories."""
+"""Shared fixtures: fake upstreams on loopback (one per session, reset per test) and app factories.
+
+Where a test goes (one rule, by what it needs to run):
+- tests/unit/         one module, in-process: no server, no subprocess, no network;
+- tests/gateway/      the gateway app in-process (Flask's test client) against the fake upstreams (tests/fakes/)
+                      and a real redis-server, one file per surface or promise (native API, OpenAI API,
+                      streaming, spend, tenancy, resilience, observability...);
+- tests/integration/  the gateway as it runs: gunicorn, Caddy, Prometheus, n8n, wrk as real processes;
+- tests/deploy/       the files that deploy it (compose, Dockerfile, Terraform, install.sh and deploy-all.sh,
+                      doctor, backup, workflows), each checked by its real tool;
+- tests/routing/, tests/examples/   scripts/routing/ and examples/, run as their users run them.
+"""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Keep-alive HTTP/1.1 connections to one upstream, on the standard library's http.client.
 
 Why not requests or urllib3: against an instant upstream a JSON POST and its answer cost about 4x the
-CPU through requests and 1.6x through urllib3 (scripts/bench_clients.py: 820 / 360 / 220 us in one run).
+CPU through requests and 1.6x through urllib3 (scripts/bench/bench_clients.py: 820 / 360 / 220 us in one run).
 On the gateway's path requests was a third of its own CPU per request. What the libraries
 added that the gateway uses is small and lives here: a pool shared by threads, connect and read
 timeouts, TLS with the certifi bundle, HTTP(S)_PROXY / NO_PROXY read once, errors as BackendError kinds.
@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from .. import fastjson
-from .base import BackendError
+from .errors import BackendError
 
 MAX_BODY_BYTES = 32 * 2**20  # an answer larger than this is not an answer
 MAX_LINE_BYTES = 8 * 2**20   # one line of a stream

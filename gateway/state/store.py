@@ -104,7 +104,7 @@ class RedisStore:
     def command(self, *args: object) -> object:
         """One command on a connection of the store's own, for the commands every request sends (the cache
         read, the batch of writes): redis-py's client and pool wrappers cost ~30 us of CPU per command
-        on top of the command itself (scripts/bench_clients.py). Same connection settings, health checks
+        on top of the command itself (scripts/bench/bench_clients.py). Same connection settings, health checks
         and errors as the client; call it inside run() or try_run() like any client call."""
         conn, reused = self._connection()
         try:
@@ -187,7 +187,7 @@ class RedisStore:
 
     def _flush(self, ops: list[tuple]) -> None:
         # One EVALSHA carrying every op as JSON: a pipeline of one command per write cost 20-70 % more CPU
-        # (redis-py packs and parses each command in Python; scripts/bench_clients.py) and Redis a SHA1 of
+        # (redis-py packs and parses each command in Python; scripts/bench/bench_clients.py) and Redis a SHA1 of
         # each EVAL body.
         if self._undelivered:
             ops = self._take_undelivered() + ops

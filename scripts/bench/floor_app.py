@@ -1,5 +1,5 @@
 """The floor under any Flask gateway: one JSON POST route that parses the body and answers a fixed JSON,
-nothing else. scripts/bench_gateway.py --floor serves it with the gateway's worker settings (gunicorn
+nothing else. scripts/bench/bench_gateway.py --floor serves it with the gateway's worker settings (gunicorn
 gthread, same workers and threads), so the table shows how much of the gateway's cost is the framework
 and the server rather than the gateway's own work."""
 

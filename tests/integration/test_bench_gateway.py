@@ -1,4 +1,4 @@
-"""scripts/bench_gateway.py --quick as a smoke check: it starts everything, measures every target, prints
+"""scripts/bench/bench_gateway.py --quick as a smoke check: it starts everything, measures every target, prints
 the table and writes the JSON. No timing is asserted (benchmarks measure; tests check behaviour)."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ TARGETS = ["direct", "gateway", "gateway_cache_hit", "gateway_openai", "baseline
 
 def test_quick_run_prints_the_table_and_json(tmp_path):
     # --baseline HEAD: the committed gateway beside this tree's, as a before/after run does
-    out = subprocess.run([sys.executable, "scripts/bench_gateway.py", "--quick", "--router", "--floor", "--edge",
+    out = subprocess.run([sys.executable, "scripts/bench/bench_gateway.py", "--quick", "--router", "--floor", "--edge",
                           "--baseline", "HEAD", "--json", str(tmp_path / "bench.json")], cwd=ROOT,
                          capture_output=True, text=True, timeout=280)
     assert out.returncode == 0, out.stdout + out.stderr
@@ -41,7 +41,7 @@ def test_quick_run_prints_the_table_and_json(tmp_path):
 
 
 def test_client_benchmark_prints_every_comparison():
-    out = subprocess.run([sys.executable, "scripts/bench_clients.py", "--calls", "50"], cwd=ROOT,
+    out = subprocess.run([sys.executable, "scripts/bench/bench_clients.py", "--calls", "50"], cwd=ROOT,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     for row in ("requests", "urllib3", "gateway http_pool", "pipeline of 5 commands", "one EVALSHA, redis-py",
@@ -50,9 +50,9 @@ def test_client_benchmark_prints_every_comparison():
 
 
 def test_edge_benchmark_prints_both_targets():
-    """scripts/bench_edge.py, small: every row printed (the figures themselves are the README's, from a full run)."""
-    out = subprocess.run([sys.executable, "scripts/bench_edge.py", "--slow", "20", "--calls", "4", "--streams", "2"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=200)
+    """scripts/bench/bench_edge.py, small: every row printed (the figures: docs/performance.md)."""
+    out = subprocess.run([sys.executable, "scripts/bench/bench_edge.py", "--slow", "20", "--calls", "4",
+                          "--streams", "2"], cwd=ROOT, capture_output=True, text=True, timeout=200)
     assert out.returncode == 0, out.stdout + out.stderr
     for target in ("through the edge", "gunicorn directly"):
         for row in ("none", "slow headers", "slow body"):

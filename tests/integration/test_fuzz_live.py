@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import schemathesis
 
-from tests.test_fuzz import OPERATIONS, fuzz
+from tests.gateway.test_fuzz import OPERATIONS, fuzz
 
 pytestmark = pytest.mark.integration
 

@@ -17,8 +17,8 @@ import yaml
 
 from tests.conftest import ROOT
 from tests.fakes import Script
+from tests.gateway.test_observability import panel_queries, sample
 from tests.integration.conftest import METRICS_AUTH
-from tests.test_observability import panel_queries, sample
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(shutil.which("prometheus") is None,

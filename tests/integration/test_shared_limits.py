@@ -1,5 +1,5 @@
 """Promises about state that workers share, checked across real gunicorn workers: the Ollama concurrency cap
-and the per-key rate limits hold across all workers (the README says "across all workers and replicas"),
+and the per-key rate limits hold across all workers (docs/cost-control.md says "across all workers and replicas"),
 rate limits let requests through while Redis is down, and the multiprocess metrics never count a previous
 run or a dead worker."""
 
@@ -15,9 +15,9 @@ import pytest
 import requests
 
 from tests.fakes import Script
+from tests.gateway.test_observability import sample
 from tests.integration.conftest import METRICS_AUTH
 from tests.integration.test_leaked_key import workers
-from tests.test_observability import sample
 
 pytestmark = pytest.mark.integration
 KEY = {"X-API-Key": "integration-key"}
