@@ -12,7 +12,8 @@ answer instead? Pure and offline: no model call, ~0.1 ms for a GSM8K answer (lin
   OpenAI-compatible servers), a mean below `routing.cascade.min_mean_logprob` in models.yaml.
 Measured on GSM8K with the weak model's real answers (scripts/routing/eval_router.py, router "cascade"): it
 rejects 12.1 % of them, 90 % of those really wrong. The checks were refined looking at the even-numbered
-half of GSM8K only; the odd half, never looked at, gives the same picture (rejects 14.1 %, 89 % wrong).
+half of GSM8K only; on the odd half, never looked at, it rejects 14.1 % (89 % wrong), which recovers PGR
+0.445 of the quality gap: one operating point, twice what the heuristic recovers at that cloud share.
 """
 
 from __future__ import annotations

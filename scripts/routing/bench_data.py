@@ -22,6 +22,7 @@ class Item:
     weak: float    # the weak (local) model's result: 0/1 correct, or the MT-Bench grade
     strong: float  # the strong (cloud) model's result
     weak_answer: str = ""  # the weak model's answer text, where the data has it (GSM8K)
+    group: str = ""        # MMLU's subject: k-fold keeps a subject on one side (never in train and test)
 
 
 def _contaminated(path: Path) -> set[str]:
@@ -58,10 +59,10 @@ def _first_answer(judge_prompt: str) -> str:
     return rest.split("[The End of Assistant's Answer]")[0].strip() if found else ""
 
 
-def _load_csv(path: Path, drop: set[str]) -> list[Item]:
+def _load_csv(path: Path, drop: set[str], group: str = "") -> list[Item]:
     with path.open(newline="", encoding="utf-8") as f:
         return [Item(row["prompt"], float(row[WEAK] == "True"), float(row[STRONG] == "True"),
-                     row.get(f"{WEAK}_response") or "")
+                     row.get(f"{WEAK}_response") or "", group)
                 for row in csv.DictReader(f) if row["prompt"].strip() not in drop]
 
 
@@ -74,7 +75,7 @@ def load_mmlu(data: Path) -> list[Item]:
     drop = _contaminated(data / "mmlu" / "contaminated_prompts.jsonl")
     items: list[Item] = []
     for path in sorted((data / "mmlu" / "responses").glob("mmlu_*.csv")):
-        items += _load_csv(path, drop)
+        items += _load_csv(path, drop, group=path.stem.removeprefix("mmlu_"))
     return items
 
 
