@@ -251,8 +251,10 @@ cmd_local() {
       # loaded data); with AOF on from the start Redis would ignore the dump and begin empty.
       local aof=yes
       [ -f "$RUN_DIR/dump.rdb" ] && [ ! -d "$RUN_DIR/appendonlydir" ] && aof=no
-      start_bg redis redis-server --bind 127.0.0.1 --port "$port" --dir "$RUN_DIR" \
-        --appendonly "$aof" --appendfsync everysec --requirepass "${REDIS_PASSWORD:-}"
+      # The password goes in a private config file, never on the command line (ps shows arguments to all).
+      [ "$DRY_RUN" -eq 1 ] || (umask 077 && printf 'requirepass "%s"\n' "${REDIS_PASSWORD:-}" >"$RUN_DIR/redis.conf")
+      start_bg redis redis-server "$RUN_DIR/redis.conf" --bind 127.0.0.1 --port "$port" --dir "$RUN_DIR" \
+        --appendonly "$aof" --appendfsync everysec
       if [ "$aof" = no ] && [ "$DRY_RUN" -eq 0 ]; then
         local tries=0
         until REDISCLI_AUTH="${REDIS_PASSWORD:-}" redis-cli -p "$port" ping >/dev/null 2>&1; do
@@ -271,12 +273,14 @@ cmd_local() {
   fi
   # The edge (configs/caddy/Caddyfile) takes the public port and hands gunicorn, on loopback only, whole
   # requests: slow clients then cost Caddy a goroutine each instead of a gunicorn thread.
-  local inside=()
+  # Local mode answers this machine alone unless LOCAL_BIND says otherwise (0.0.0.0: every interface).
+  local bind="${LOCAL_BIND:-127.0.0.1}"
+  local inside=(env GATEWAY_HOST="$bind")
   if command -v caddy >/dev/null 2>&1; then
     local internal="${GATEWAY_INTERNAL_PORT:-8081}"
-    info "starting the edge (Caddy) on ${GATEWAY_HOST:-0.0.0.0}:${GATEWAY_PORT:-8080}; the gateway on 127.0.0.1:$internal"
+    info "starting the edge (Caddy) on $bind:${GATEWAY_PORT:-8080}; the gateway on 127.0.0.1:$internal"
     mkdir -p "$RUN_DIR/caddy"
-    start_bg edge env EDGE_ADDRESS=":${GATEWAY_PORT:-8080}" EDGE_BIND="${GATEWAY_HOST:-0.0.0.0}" \
+    start_bg edge env EDGE_ADDRESS=":${GATEWAY_PORT:-8080}" EDGE_BIND="$bind" \
       EDGE_UPSTREAM="127.0.0.1:$internal" MAX_BODY_BYTES="${MAX_BODY_BYTES:-1048576}" \
       XDG_DATA_HOME="$RUN_DIR/caddy" XDG_CONFIG_HOME="$RUN_DIR/caddy" \
       caddy run --adapter caddyfile --config configs/caddy/Caddyfile
@@ -292,9 +296,11 @@ cmd_local() {
   smoke_test local
 }
 
-# Record the deployment in Taskwarrior when it is installed (examples/tw-helper.sh).
+# Record the deployment in Taskwarrior when asked to (TASKWARRIOR_LOG_DEPLOYS=true; examples/tw-helper.sh):
+# your task list is yours, nothing is written there unasked.
 log_deploy() {
-  command -v task >/dev/null 2>&1 || return 0
+  [ "${TASKWARRIOR_LOG_DEPLOYS:-false}" = true ] || return 0
+  command -v task >/dev/null 2>&1 || { warn "TASKWARRIOR_LOG_DEPLOYS=true but task is not installed"; return 0; }
   [ "$DRY_RUN" -eq 1 ] && { printf '+ tw_log_deploy %s %s\n' "$1" "$2"; return 0; }
   # shellcheck source=examples/tw-helper.sh
   . examples/tw-helper.sh

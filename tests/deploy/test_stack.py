@@ -417,3 +417,20 @@ def test_every_setting_reaches_the_gateway_and_no_other_services_secret(tmp_path
     assert env["REDIS_URL"] == "redis://redis:6379/0" and env["METRICS_TOKEN"] == "m"
     for foreign in ("POSTGRES_PASSWORD", "GRAFANA_ADMIN_PASSWORD", "N8N_ENCRYPTION_KEY", "QDRANT_API_KEY"):
         assert env[foreign] == "", foreign
+
+
+def _local_dry_run(tmp_path, **env):
+    out = subprocess.run(["./deploy-all.sh", "local", "2", "--dry-run"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=60, env={**os.environ, "DEPLOY_RUN_DIR": str(tmp_path), "REDIS_URL": "",
+                                          "REDIS_PASSWORD": "sekrit-redis-pw", **env})
+    assert out.returncode == 0, out.stderr
+    return out.stdout + out.stderr
+
+
+def test_local_mode_answers_this_machine_alone_unless_told(tmp_path):
+    out = _local_dry_run(tmp_path)
+    assert re.search(r"EDGE_BIND=127\.0\.0\.1 ", out) and "sekrit-redis-pw" not in out  # no password shown
+    assert "redis-server " + str(tmp_path / "redis.conf") in out  # it is read from a private file
+    assert "tw_log_deploy" not in out  # nothing written to your Taskwarrior unasked
+    out = _local_dry_run(tmp_path, LOCAL_BIND="0.0.0.0", TASKWARRIOR_LOG_DEPLOYS="true")
+    assert re.search(r"EDGE_BIND=0\.0\.0\.0 ", out) and "+ tw_log_deploy local 2" in out

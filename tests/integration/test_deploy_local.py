@@ -76,6 +76,11 @@ def test_local_mode_up_answer_and_stop(ollama, tmp_path):
         # the edge has the public port; gunicorn listens on loopback only, behind it
         assert "starting the edge (Caddy)" in up.stdout + up.stderr
         assert listening(internal) == {"127.0.0.1"} and listening(port) == {"127.0.0.1"}
+        # the Redis password is in no process's arguments (ps shows them to every user) nor in the output
+        for pid in pids.values():
+            assert b"local-redis" not in Path(f"/proc/{pid}/cmdline").read_bytes()
+        assert "local-redis" not in up.stdout + up.stderr
+        assert oct((tmp_path / "redis.conf").stat().st_mode & 0o777) == "0o600"
     finally:
         down = subprocess.run(["./deploy-all.sh", "stop"], cwd=ROOT, env=env, capture_output=True, text=True,
                               timeout=60)
