@@ -348,8 +348,9 @@ cmd_status() {
     fi
   done
   load_env
+  # Exit 3 when the gateway does not answer (as `systemctl status` does for a stopped unit): scripts can test it.
   python3 -c "import sys,urllib.request; print(urllib.request.urlopen(sys.argv[1] + '/health/ready', timeout=3).read().decode())" \
-    "$(gateway_url)" 2>/dev/null || warn "the gateway at $(gateway_url) does not answer"
+    "$(gateway_url)" 2>/dev/null || { warn "the gateway at $(gateway_url) does not answer"; [ "$DRY_RUN" -eq 1 ] || return 3; }
 }
 
 cmd_backup() {

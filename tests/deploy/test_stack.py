@@ -434,3 +434,10 @@ def test_local_mode_answers_this_machine_alone_unless_told(tmp_path):
     assert "tw_log_deploy" not in out  # nothing written to your Taskwarrior unasked
     out = _local_dry_run(tmp_path, LOCAL_BIND="0.0.0.0", TASKWARRIOR_LOG_DEPLOYS="true")
     assert re.search(r"EDGE_BIND=0\.0\.0\.0 ", out) and "+ tw_log_deploy local 2" in out
+
+
+def test_run_sh_help_explains_and_starts_nothing():
+    out = subprocess.run(["./scripts/run.sh", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=10)
+    assert out.returncode == 0 and "Usage: ./scripts/run.sh" in out.stdout and "loading .env" not in out.stderr
+    bad = subprocess.run(["./scripts/run.sh", "--port", "9"], cwd=ROOT, capture_output=True, text=True, timeout=10)
+    assert bad.returncode == 2 and "Usage" in bad.stderr

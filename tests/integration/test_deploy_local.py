@@ -81,12 +81,19 @@ def test_local_mode_up_answer_and_stop(ollama, tmp_path):
             assert b"local-redis" not in Path(f"/proc/{pid}/cmdline").read_bytes()
         assert "local-redis" not in up.stdout + up.stderr
         assert oct((tmp_path / "redis.conf").stat().st_mode & 0o777) == "0o600"
+        status = subprocess.run(["./deploy-all.sh", "status"], cwd=ROOT, env=env, capture_output=True, text=True,
+                                timeout=60)
+        assert status.returncode == 0 and '"status":"ready"' in status.stdout.replace(" ", ""), status.stderr
     finally:
         down = subprocess.run(["./deploy-all.sh", "stop"], cwd=ROOT, env=env, capture_output=True, text=True,
                               timeout=60)
     assert down.returncode == 0, down.stderr
     assert not any(alive(p) for p in pids.values())
     assert not list(tmp_path.glob("*.pid"))
+    # stopped is not "fine": status says so in its exit code too, for scripts
+    status = subprocess.run(["./deploy-all.sh", "status"], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert status.returncode == 3 and "does not answer" in status.stderr
 
 
 def test_backup_and_restore_round_trip_in_local_mode(ollama, tmp_path):
