@@ -11,12 +11,13 @@ or stdin. Prints one verdict per item and the run's real cost and savings from t
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import re
 import sys
 from dataclasses import asdict, dataclass
 
-from gateway_client import Gateway, GatewayError, add_arguments
+from gateway_client import Gateway, GatewayError, add_arguments, description, plural, read_text
 
 LABELS = ("SAFE", "UNSAFE", "UNSURE")
 # The whole answer must be one label (a trailing period allowed): "UNSAFE" never reads as "SAFE", and
@@ -95,14 +96,13 @@ def read_items(stream) -> list[tuple[str, str]]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("input", nargs="?", help="JSONL file (default: stdin)")
+    parser = argparse.ArgumentParser(description=description(__doc__))
+    parser.add_argument("input", nargs="?", help="JSONL file (default: stdin; examples/data/items.jsonl to try)")
     parser.add_argument("--json", action="store_true", help="one JSON verdict per line")
     add_arguments(parser)
     args = parser.parse_args()
     gw = Gateway.from_args(args)
-    with open(args.input, encoding="utf-8") if args.input else sys.stdin as stream:
-        items = read_items(stream)
+    items = read_items(io.StringIO(read_text(parser, args.input)) if args.input else sys.stdin)
     price_in, price_out = gw.cloud_reference_prices()
     verdicts, cloud_only = [], 0.0
     for item_id, text in items:
@@ -123,7 +123,7 @@ def main() -> int:
                "savings_usd": round(cloud_only - cost, 6),
                "decided_locally": sum(v.decided_by == "local" for v in verdicts)}
     print(json.dumps({"summary": summary}) if args.json else
-          f"\n{summary['items']} items: {counts['approved']} approved, {counts['rejected']} rejected, "
+          f"\n{plural(summary['items'], 'item')}: {counts['approved']} approved, {counts['rejected']} rejected, "
           f"{counts['review']} for human review; {summary['decided_locally']} decided locally. "
           f"Cost ${cost:.6f}, cloud-only ${cloud_only:.6f}, saved ${cloud_only - cost:.6f}.")
     return 0

@@ -14,9 +14,8 @@ import argparse
 import json
 import re
 import sys
-from pathlib import Path
 
-from gateway_client import Gateway, GatewayError, add_arguments
+from gateway_client import Gateway, GatewayError, add_arguments, description, plural, read_text
 
 SYSTEM = "You are a concise, friendly customer support assistant. If you do not know, say so."
 WORD = re.compile(r"[a-z0-9]+")
@@ -41,7 +40,7 @@ def faq_match(question: str, faq: list[dict], threshold: float) -> dict | None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument("question", nargs="*")
     parser.add_argument("--questions", help="a file with one question per line")
     parser.add_argument("--faq", help="FAQ JSON file: [{q, a}, ...]")
@@ -51,10 +50,13 @@ def main() -> int:
     args = parser.parse_args()
     questions = list(args.question)
     if args.questions:
-        questions += [q.strip() for q in Path(args.questions).read_text(encoding="utf-8").splitlines() if q.strip()]
+        questions += [q.strip() for q in read_text(parser, args.questions).splitlines() if q.strip()]
     if not questions:
         parser.error("give questions as arguments or with --questions")
-    faq = json.loads(Path(args.faq).read_text(encoding="utf-8")) if args.faq else []
+    try:
+        faq = json.loads(read_text(parser, args.faq)) if args.faq else []
+    except json.JSONDecodeError as exc:
+        parser.error(f"{args.faq} is not JSON: {exc}")
     if not isinstance(faq, list) or not all(isinstance(e, dict) and "q" in e and "a" in e for e in faq):
         raise SystemExit("error: the FAQ file must be a JSON list of {\"q\": ..., \"a\": ...}")
     system = args.system + ("\n\nFAQ:\n" + "\n".join(f"Q: {e['q']}\nA: {e['a']}" for e in faq) if faq else "")
@@ -77,7 +79,7 @@ def main() -> int:
     cloud = sum(r["backend"] in ("anthropic", "openai_compat") for r in rows)
     failed = sum(r["backend"] == "error" for r in rows)
     cost = sum(r["cost"] for r in rows)
-    print(f"{len(rows)} questions: {local} local, {cloud} cloud, {failed} failed; cost ${cost:.6f}")
+    print(f"{plural(len(rows), 'question')}: {local} local, {cloud} cloud, {failed} failed; cost ${cost:.6f}")
     return 1 if failed else 0
 
 

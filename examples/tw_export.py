@@ -19,7 +19,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from gateway_client import Gateway, add_arguments
+from gateway_client import Gateway, add_arguments, description
 
 PROJECT = "hybrid_ai.router"
 NAMESPACE = uuid.UUID("6f1c4a52-8c1b-4f57-9a43-2f3b7e9d0c11")  # fixed: the same request, the same task
@@ -59,7 +59,7 @@ def ensure_uda(task_bin: str) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument("--since", default="24h", help="30m, 24h, 7d or an ISO time (default 24h)")
     parser.add_argument("--batch", type=int, default=500, help="tasks per `task import` (default 500)")
     parser.add_argument("--limit", type=int, default=1000, help="newest decisions to read (max 1000)")

@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections import Counter
 
-from gateway_client import Gateway, add_arguments
+from gateway_client import Gateway, add_arguments, description
 
 
 def routing(gw: Gateway) -> None:
@@ -43,7 +43,7 @@ def cost(gw: Gateway) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument("report", choices=("routing", "cost"))
     add_arguments(parser)
     args = parser.parse_args()

@@ -75,6 +75,37 @@ def test_examples_have_help():
     for script in ("moderation_pipeline.py", "support_router.py", "tw_export.py", "tw_report.py"):
         out = subprocess.run([sys.executable, str(EXAMPLES / script), "--help"], capture_output=True, text=True)
         assert out.returncode == 0 and "--gateway-url" in out.stdout, script
+        # the description is whole sentences, not a docstring's first line cut mid-sentence
+        text = " ".join(out.stdout.split("\n\n")[1].split())
+        assert text.endswith("."), (script, text)
+
+
+def test_examples_say_in_one_line_what_is_wrong(url, tmp_path):
+    """A refused key, a missing file, a FAQ that is not JSON: one line saying what to do, exit 2, no trace."""
+    cases = [(("moderation_pipeline.py", "examples/data/items.jsonl"), {"GATEWAY_API_KEY": "wrong"},
+              "refused the API key"),
+             (("moderation_pipeline.py", str(tmp_path / "missing.jsonl")), {"GATEWAY_API_KEY": "ex-key"},
+              "cannot read"),
+             (("support_router.py", "--questions", str(tmp_path / "none.txt")), {}, "cannot read"),
+             (("support_router.py", "hi", "--faq", "examples/data/questions.txt"), {}, "is not JSON")]
+    for args, env, message in cases:
+        out = subprocess.run([sys.executable, str(EXAMPLES / args[0]), *args[1:]], cwd=ROOT, capture_output=True,
+                             text=True, timeout=60, env={**os.environ, "GATEWAY_URL": url,
+                                                         "GATEWAY_ENV_FILE": str(tmp_path / "none"), **env})
+        assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr, (args, out.stderr)
+
+
+def test_examples_find_the_key_in_the_stacks_env(url, tmp_path, ollama):
+    """No GATEWAY_API_KEY set: the first of GATEWAY_API_KEYS in .env, read as Compose reads it."""
+    env_file = tmp_path / ".env"
+    env_file.write_text('# the stack\nGATEWAY_API_KEYS="ex-key,other"\n')
+    ollama.default = Script(reply="SAFE")
+    env = {k: v for k, v in os.environ.items() if k != "GATEWAY_API_KEY"}
+    out = subprocess.run([sys.executable, str(EXAMPLES / "moderation_pipeline.py"), "examples/data/items.jsonl"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60,
+                         env={**env, "GATEWAY_URL": url, "GATEWAY_ENV_FILE": str(env_file)})
+    assert out.returncode == 0, out.stderr
+    assert "4 items: 4 approved" in out.stdout  # the sample input, and "1 item" / "N items" spelled right
 
 
 def test_support_router_keeps_faq_local_and_sends_complex_to_the_cloud(url, tmp_path, ollama, claude):
