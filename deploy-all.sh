@@ -28,7 +28,8 @@ Commands:
                   profile gpu when an NVIDIA GPU and the container toolkit are present, else cpu
   local [TIER]    no Docker: the gateway under gunicorn from .venv, a private redis-server when installed,
                   Ollama at OLLAMA_URL; returns once healthy and leaves it running (pid files in .run/)
-  doctor [TIER]   check this machine (Docker, Compose >= 2.24, disk, memory, ports, .env, GPU runtime);
+  doctor [TIER]   check this machine (Docker, Compose >= 2.24, disk, memory, ports, .env, GPU runtime;
+                  with --local: your Ollama and its models, Redis, the edge, ports, .env);
                   docker and local run it first and stop on a problem (--skip-doctor to go on anyway)
   stop            stop what 'local' started
   status | ps      each service with its health, local processes, and the gateway's readiness
@@ -446,7 +447,11 @@ main() {
   local command="${args[0]}" tier="${args[1]:-${DEPLOYMENT_TIER:-2}}"
   case "$command" in
     docker) check_tier "$tier"; cmd_docker "$tier" ;;
-    doctor) check_tier "$tier"; "$(python_bin)" scripts/doctor.py --tier "$tier" ;;
+    doctor)
+      check_tier "$tier"
+      local_or_docker=docker
+      [ "$LOCAL" -eq 1 ] && local_or_docker=local
+      "$(python_bin)" scripts/doctor.py --mode "$local_or_docker" --tier "$tier" ;;
     local) check_tier "$tier"; cmd_local "$tier" ;;
     stop) cmd_stop ;;
     status | ps) cmd_status ;;

@@ -13,12 +13,15 @@ replace them for odd machines.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
 import socket
 import subprocess
 import sys
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,7 +56,8 @@ def run(cmd: list[str]) -> subprocess.CompletedProcess | None:
 def check_docker() -> list[Finding]:
     if not shutil.which("docker"):
         return [Finding("fail", "Docker is not installed",
-                        "./install.sh (or https://docs.docker.com/engine/install/)")]
+                        "./install.sh (or https://docs.docker.com/engine/install/); without Docker, "
+                        "./deploy-all.sh local runs the gateway natively (./deploy-all.sh doctor --local checks it)")]
     info = run(["docker", "info", "--format", "{{.ServerVersion}}"])
     if info is None or info.returncode != 0:
         denied = info is not None and "permission denied" in (info.stderr or "").lower()
@@ -169,6 +173,41 @@ def check_edge() -> list[Finding]:
                     "apt-get install caddy (./install.sh installs it), then ./deploy-all.sh local again")]
 
 
+def check_ollama(env: dict[str, str], tier: Tier) -> list[Finding]:
+    """Local mode: your own Ollama answers at OLLAMA_URL and has the tier's models. Without it every prompt
+    routed to a local model is refused (or, with PAID_FALLBACK=cloud, paid for): a deploy must not look fine."""
+    url = (env.get("OLLAMA_URL") or "http://localhost:11434").rstrip("/")
+    try:
+        with urllib.request.urlopen(f"{url}/api/tags", timeout=3) as reply:
+            listed = {m.get("name", "") for m in json.load(reply).get("models", [])}
+    except (OSError, ValueError) as exc:
+        return [Finding("fail", f"Ollama does not answer at {url} ({type(exc).__name__}): local models are "
+                                "unavailable", "start it (ollama serve), or set OLLAMA_URL in .env to where it runs")]
+    names = listed | {n.removesuffix(":latest") for n in listed}
+    missing = [m for m in tier.model_ids if m not in names]
+    if missing:
+        return [Finding("warn", f"Ollama at {url} lacks tier {tier.number}'s model(s) {', '.join(missing)}: "
+                                "requests for them fall back or are refused",
+                        "; ".join(f"ollama pull {m}" for m in missing))]
+    return [Finding("ok", f"Ollama at {url} has tier {tier.number}'s models ({', '.join(tier.model_ids)})")]
+
+
+def check_redis(env: dict[str, str]) -> list[Finding]:
+    """Local mode: the shared state's Redis (REDIS_URL, else the private redis-server deploy-all starts)."""
+    if env.get("REDIS_URL"):
+        parts = urllib.parse.urlsplit(env["REDIS_URL"])
+        try:
+            socket.create_connection((parts.hostname or "localhost", parts.port or 6379), timeout=3).close()
+        except OSError:
+            return [Finding("fail", f"REDIS_URL names {parts.hostname}:{parts.port or 6379}, which does not answer",
+                            "start that Redis, or empty REDIS_URL to let ./deploy-all.sh local start its own")]
+        return [Finding("ok", f"Redis answers at {parts.hostname}:{parts.port or 6379} (REDIS_URL)")]
+    if shutil.which("redis-server"):
+        return [Finding("ok", "redis-server installed: local mode starts a private one (shared state, 2 workers)")]
+    return [Finding("warn", "redis-server is not installed: state is per process, so the gateway runs one worker",
+                    "apt-get install redis-server (./install.sh --no-docker installs it)")]
+
+
 def check_env(path: Path, required: bool) -> tuple[list[Finding], dict[str, str]]:
     if not path.exists():
         level = "fail" if required else "warn"
@@ -244,7 +283,7 @@ def main() -> int:
     # Local mode publishes only the gateway; docker mode also Grafana, n8n and Prometheus.
     findings = env_findings + check_ports(env, None if args.mode == "docker" else ("GATEWAY_PORT",))
     if args.mode == "local":
-        findings += check_edge()
+        findings = check_ollama(env, load(args.tier)) + check_redis(env) + findings + check_edge()
     if args.mode == "docker":
         tier = load(args.tier)
         findings = check_docker() + check_disk(tier) + check_memory(tier) + check_gpu(tier, args.cpu) + findings

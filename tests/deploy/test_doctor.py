@@ -100,11 +100,35 @@ def test_env_problems(doctor, env_text, message):
     assert out.returncode == 1 and message in out.stdout
 
 
-def test_missing_env_blocks_docker_but_only_warns_for_local(doctor):
+def test_missing_env_blocks_docker_but_only_warns_for_local(doctor, ollama):
     doctor.env_file.unlink()
     assert doctor().returncode == 1
-    local = doctor("--mode", "local")
+    local = doctor("--mode", "local", env={"OLLAMA_URL": ollama.url, "REDIS_URL": ""})
     assert local.returncode == 0 and ".env is missing" in local.stdout
+
+
+def test_local_mode_checks_what_local_mode_needs(doctor, ollama, unused_port):
+    """No Docker finding at all; your Ollama must answer and should have the tier's models; Redis must answer
+    where REDIS_URL names one."""
+    good = doctor("--mode", "local", env={"OLLAMA_URL": ollama.url, "REDIS_URL": ""}, docker={"engine": False})
+    assert good.returncode == 0, good.stdout
+    assert "Docker" not in good.stdout and "has tier 2's models (tinyllama, phi)" in good.stdout
+    ollama.installed = {"tinyllama"}
+    missing = doctor("--mode", "local", env={"OLLAMA_URL": ollama.url, "REDIS_URL": ""})
+    assert missing.returncode == 0 and "[warn]" in missing.stdout and "fix: ollama pull phi" in missing.stdout
+    dead = f"http://127.0.0.1:{unused_port}"
+    down = doctor("--mode", "local", env={"OLLAMA_URL": dead, "REDIS_URL": ""})
+    assert down.returncode == 1 and f"[FAIL] Ollama does not answer at {dead}" in down.stdout
+    assert "ollama serve" in down.stdout
+    redis = doctor("--mode", "local", env={"OLLAMA_URL": ollama.url, "REDIS_URL": f"redis://127.0.0.1:{unused_port}/0"})
+    assert redis.returncode == 1 and "REDIS_URL names 127.0.0.1" in redis.stdout
+
+
+def test_deploy_all_doctor_local_runs_the_local_checks(tmp_path, unused_port):
+    env = {**os.environ, "DEPLOY_RUN_DIR": str(tmp_path), "OLLAMA_URL": f"http://127.0.0.1:{unused_port}"}
+    out = subprocess.run(["./deploy-all.sh", "doctor", "2", "--local"], cwd=ROOT, capture_output=True, text=True,
+                         env=env, timeout=60)
+    assert out.returncode == 1 and "Ollama does not answer" in out.stdout and "Docker" not in out.stdout
 
 
 def test_gpu_without_container_runtime_blocks(doctor, tmp_path):
