@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """The end of a deploy: every service with its URL, where the gateway key is, and a two-request smoke
 test (a simple prompt answered locally, a complex one by the cloud model, or locally without a key),
-each with its time to answer.
+each with its time to answer. Both go past the cache (a redeploy must ask the models again), and an answer
+that came from another model than the one decided (a fallback) is called out: a deploy whose local models
+are down must not look fine.
 
     python3 scripts/smoke.py --mode docker|local [--gateway-url URL] [--api-key KEY] [--env-file .env]
 """
@@ -25,7 +27,8 @@ COMPLEX = ("Design a distributed rate limiter for a public API serving millions 
 
 def ask(url: str, key: str, prompt: str) -> tuple[dict | None, float, str]:
     req = urllib.request.Request(url + "/api/v1/chat", data=json.dumps({"prompt": prompt, "max_tokens": 64}).encode(),
-                                 headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+                                 headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json",
+                                          "Cache-Control": "no-cache, no-store"})
     t0 = time.monotonic()
     try:
         body = json.load(urllib.request.urlopen(req, timeout=180))
@@ -65,6 +68,14 @@ def main() -> int:
         if body is None:
             ok = False
             print(f"    {label:<8} failed after {seconds:.2f} s: {error}")
+            continue
+        failed = [a for a in body["routing"].get("attempts", []) if a.get("outcome") == "error"]
+        if failed:  # answered, but not by the model decided: say so loudly, and fail the smoke test
+            ok = False
+            models = list(dict.fromkeys(a["model"] for a in failed))  # in order, each once (retries repeat them)
+            kinds = list(dict.fromkeys(a.get("error_type") or "error" for a in failed))
+            print(f"    {label:<8} FALLBACK: {', '.join(models)} failed ({', '.join(kinds)}); answered by "
+                  f"{body['model']} ({body['backend']}) in {seconds:.2f} s, ${body['cost']:.6f}")
             continue
         print(f"    {label:<8} -> {body['model']} ({body['backend']}) in {seconds:.2f} s, ${body['cost']:.6f}: "
               f"{body['routing']['reason']}")
