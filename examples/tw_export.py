@@ -47,7 +47,8 @@ def to_task(d: dict) -> dict:
         "description": f"route {d['request_id'][:12]}: {model} ({d.get('backend', '-')}, score {d.get('score', '?')})",
         "project": PROJECT, "status": "completed", "entry": when, "end": when,
         "tags": [re.sub(r"[^A-Za-z0-9_]", "_", tier)] + (["error"] if d.get("error") else [])
-        + (["cached"] if d.get("cached") == "true" else []) + (["fallback"] if d.get("fallback") == "true" else []),
+        + (["cached"] if d.get("cached") in (True, "true") else [])
+        + (["fallback"] if d.get("fallback") in (True, "true") else []),
         "cost": float(d.get("cost") or 0.0),
     }
     return task

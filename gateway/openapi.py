@@ -111,7 +111,12 @@ def _schemas() -> dict:
             "reserved_usd": number, "remaining_usd": {"type": ["number", "null"]},
             "soft_limit_reached": {"type": "boolean"}, "key": string}},
         "DecisionsResponse": {"type": "object", "required": ["decisions"], "properties": {
-            "decisions": {"type": "array", "items": {"type": "object", "additionalProperties": string}}}},
+            "decisions": {"type": "array", "description": "newest first", "items": {"type": "object", "properties": {
+                "time": string, "request_id": string, "key_id": string, "strategy": string, "score": number,
+                "decided_tier": string, "decided_model": string, "reason": string, "tier": string, "model": string,
+                "backend": string, "cost": number, "latency_seconds": number, "cached": {"type": "boolean"},
+                "fallback": {"type": "boolean"}, "attempts": integer, "local_mean_logprob": number,
+                "error": string, "id": string}, "additionalProperties": False}}}},
         "GpuResponse": {"type": "object", "required": ["source", "gpus"], "properties": {
             "source": {"type": "string", "enum": ["nvml", "nvidia-smi", "none"]}, "detail": string,
             "sampled_at": number, "gpus": {"type": "array", "items": {"type": "object"}}}},

@@ -246,18 +246,20 @@ class GatewayService:
 
     def _log_decision(self, request: ChatRequest, decision: Decision, outcome: Outcome | None,
                       error: str | None = None) -> None:
+        # Typed (numbers as numbers, flags as booleans) and with the reason the client was given: why it went
+        # where it went, fallbacks included, without the request's own log line.
         entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "request_id": request.request_id,
-                 "key_id": request.api_key_id or "", "strategy": decision.strategy, "score": f"{decision.score:.4f}",
-                 "decided_tier": decision.tier, "decided_model": decision.model}
+                 "key_id": request.api_key_id or "", "strategy": decision.strategy, "score": round(decision.score, 4),
+                 "decided_tier": decision.tier, "decided_model": decision.model,
+                 "reason": (outcome.reason if outcome is not None and outcome.reason else decision.reason)}
         if outcome is not None:
-            entry.update(tier=outcome.tier, model=outcome.model, backend=outcome.backend, cost=f"{outcome.cost:.8f}",
-                         latency_seconds=f"{outcome.latency_seconds:.4f}", cached=str(outcome.cached).lower(),
-                         fallback=str(outcome.model != decision.model).lower(),
-                         attempts=str(len(outcome.attempts)))
+            entry.update(tier=outcome.tier, model=outcome.model, backend=outcome.backend, cost=round(outcome.cost, 8),
+                         latency_seconds=round(outcome.latency_seconds, 4), cached=outcome.cached,
+                         fallback=outcome.model != decision.model, attempts=len(outcome.attempts))
             # cascade: how sure the local model was, so operators can tune routing.cascade.min_mean_logprob
             confidence = next((a.mean_logprob for a in outcome.attempts if a.mean_logprob is not None), None)
             if confidence is not None:
-                entry["local_mean_logprob"] = f"{confidence:.4f}"
+                entry["local_mean_logprob"] = round(confidence, 4)
         if error:
             entry["error"] = error
         self.state.decisions.append(entry)

@@ -1,4 +1,4 @@
-"""The routing-decision log: one entry per answered or failed request, newest last, capped.
+"""The routing-decision log: one entry per answered or failed request, read newest first, capped.
 
 Operators and workflows read it (GET /api/v1/decisions?limit=N) to audit and tune routing.
 RedisDecisionLog appends to a capped stream; MemoryDecisionLog keeps a bounded list per process.
@@ -6,10 +6,11 @@ RedisDecisionLog appends to a capped stream; MemoryDecisionLog keeps a bounded l
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections import deque
-from typing import Protocol
+from typing import Any, Protocol
 
 from .. import fastjson
 from .store import PREFIX, RedisStore
@@ -19,9 +20,9 @@ _PAGE = 500  # entries read per round trip when looking for one key's
 
 
 class DecisionLog(Protocol):
-    def append(self, entry: dict[str, str]) -> None: ...
-    def recent(self, limit: int, key_id: str | None = None) -> list[dict[str, str]]:
-        """The newest `limit` entries, oldest first; with key_id, only that key's."""
+    def append(self, entry: dict[str, Any]) -> None: ...
+    def recent(self, limit: int, key_id: str | None = None) -> list[dict[str, Any]]:
+        """The newest `limit` entries, newest first; with key_id, only that key's."""
 
 
 # A write (RedisStore.writer): ["decision", stream, max length, entry as JSON]
@@ -33,16 +34,16 @@ class RedisDecisionLog:
         self.store, self.maxlen = store, maxlen
         store.writer("decision", _APPEND)
 
-    def append(self, entry: dict[str, str]) -> None:
+    def append(self, entry: dict[str, Any]) -> None:
         # One field holding the entry as JSON: a third of the cost of a field per key on the request path.
         self.store.write("decision", STREAM, self.maxlen, fastjson.dumps(entry))
 
-    def recent(self, limit: int, key_id: str | None = None) -> list[dict[str, str]]:
+    def recent(self, limit: int, key_id: str | None = None) -> list[dict[str, Any]]:
         if key_id is None:
             rows = self.store.run(lambda r: r.xrevrange(STREAM, count=limit))
-            return [dict(_entry(fields), id=entry_id) for entry_id, fields in reversed(rows)]
+            return [dict(_entry(fields), id=entry_id) for entry_id, fields in rows]
         # One key's entries: newest first, a page at a time, through the capped log at most once.
-        found: list[dict[str, str]] = []
+        found: list[dict[str, Any]] = []
         end = "+"
         scanned = 0
         while len(found) < limit and scanned < self.maxlen * 2:
@@ -59,17 +60,35 @@ class RedisDecisionLog:
                     if len(found) == limit:
                         break
             end = rows[-1][0]
-        return found[::-1]
+        return found
 
 
-def _entry(fields: dict[str, str]) -> dict[str, str]:
-    """An entry as written: one JSON field, or (older gateways) a field per key."""
+# Older gateways wrote every value as a string: read back, they get the types new entries have.
+_FLOATS = ("score", "cost", "latency_seconds", "local_mean_logprob")
+_BOOLS = ("cached", "fallback")
+
+
+def _entry(fields: dict[str, str]) -> dict[str, Any]:
+    """An entry as written: one JSON field, or (older gateways) a field per key; typed either way."""
+    entry: dict[str, Any] = fields
     if set(fields) == {"e"}:
-        try:
-            return json.loads(fields["e"])
-        except ValueError:
-            pass
-    return fields
+        with contextlib.suppress(ValueError):
+            entry = json.loads(fields["e"])
+    return _typed(entry)
+
+
+def _typed(entry: dict[str, Any]) -> dict[str, Any]:
+    out = dict(entry)
+    for k in _FLOATS:
+        if isinstance(out.get(k), str):
+            with contextlib.suppress(ValueError):
+                out[k] = float(out[k])
+    for k in _BOOLS:
+        if isinstance(out.get(k), str):
+            out[k] = out[k] == "true"
+    if isinstance(out.get("attempts"), str) and out["attempts"].isdigit():
+        out["attempts"] = int(out["attempts"])
+    return out
 
 
 class MemoryDecisionLog:
@@ -78,12 +97,12 @@ class MemoryDecisionLog:
         self._rows: deque[dict[str, str]] = deque(maxlen=maxlen)
         self._seq = 0
 
-    def append(self, entry: dict[str, str]) -> None:
+    def append(self, entry: dict[str, Any]) -> None:
         with self._lock:
             self._seq += 1
             self._rows.append(dict(entry, id=str(self._seq)))
 
-    def recent(self, limit: int, key_id: str | None = None) -> list[dict[str, str]]:
+    def recent(self, limit: int, key_id: str | None = None) -> list[dict[str, Any]]:
         with self._lock:
             rows = list(self._rows) if key_id is None else [r for r in self._rows if r.get("key_id") == key_id]
-            return rows[-limit:]
+            return rows[::-1][:limit]

@@ -107,8 +107,8 @@ def test_a_confident_answer_stays_local_and_its_confidence_is_visible(client, ol
     assert body["routing"]["attempts"] == [{"model": body["model"], "backend": "ollama", "outcome": "ok",
                                             "latency_seconds": body["routing"]["attempts"][0]["latency_seconds"],
                                             "mean_logprob": -0.2}]
-    logged = client.get("/api/v1/decisions?limit=1").get_json()["decisions"][-1]
-    assert logged["local_mean_logprob"] == "-0.2000"
+    logged = client.get("/api/v1/decisions?limit=1").get_json()["decisions"][0]
+    assert logged["local_mean_logprob"] == -0.2
 
 
 def test_other_strategies_do_not_ask_for_logprobs(client, ollama):

@@ -222,9 +222,12 @@ def test_decision_log(shared, claude):
     chat(client, prompt=DESIGN, model="claude-sonnet")
     rows = client.get("/api/v1/decisions?limit=2").get_json()["decisions"]
     assert len(rows) == 2
-    assert rows[0]["model"] == "claude-sonnet" and rows[0]["fallback"] == "false" and float(rows[0]["cost"]) > 0
-    assert rows[1]["decided_model"] == "claude-sonnet" and rows[1]["error"] == "upstream_error"
-    assert {"time", "request_id", "strategy", "score", "decided_tier"} <= set(rows[0])
+    # newest first, typed, with the reason the client was given
+    assert rows[0]["decided_model"] == "claude-sonnet" and rows[0]["error"] == "upstream_error"
+    assert rows[1]["model"] == "claude-sonnet" and rows[1]["fallback"] is False and rows[1]["cached"] is False
+    assert isinstance(rows[1]["cost"], float) and rows[1]["cost"] > 0 and isinstance(rows[1]["attempts"], int)
+    assert isinstance(rows[1]["score"], float) and rows[1]["reason"].startswith("complexity ")
+    assert {"time", "request_id", "strategy", "score", "decided_tier", "reason"} <= set(rows[0])
     assert client.get("/api/v1/decisions?limit=0").status_code == 422
 
 
