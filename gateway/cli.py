@@ -1,14 +1,18 @@
 """Operator CLI: `python -m gateway route "prompt" [--explain] [--strategy S] [--model M]`.
 
 Prints the routing decision and its alternatives (a dry run) without a server and without calling
-any model, using the same configuration the gateway would (environment + MODELS_CONFIG).
+any model, using the same configuration the gateway would: the environment, then the stack's .env (read
+as ./deploy-all.sh reads it, so the CLI and the server agree on ROUTER, DEPLOYMENT_TIER, the keys that
+make backends available...), then MODELS_CONFIG. --env-file names another file, --env-file "" none.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from pathlib import Path
 
 from .chat import STRATEGIES, ChatRequest, Message
 from .config import ConfigError, Settings
@@ -16,8 +20,23 @@ from .errors import GatewayError
 from .smart_router import RoutingContext, decide
 
 
+def _environment(env_file: str) -> dict[str, str]:
+    """The environment over the .env file's values, as deploy-all.sh and Compose give them to the server.
+    The file is parsed by scripts/envfile.py (Compose's rules), present in a checkout; the gateway's image
+    has no .env, its environment is already the server's."""
+    path = Path(env_file) if env_file else None
+    if path is None or not path.is_file():
+        return dict(os.environ)
+    try:
+        from scripts.envfile import parse
+    except ImportError:
+        print(f"note: {path} not read (scripts/envfile.py not found): the environment alone", file=sys.stderr)
+        return dict(os.environ)
+    return {**parse(path.read_text(encoding="utf-8"), os.environ), **os.environ}
+
+
 def _route(args: argparse.Namespace) -> int:
-    settings = Settings.from_env()
+    settings = Settings.from_env(_environment(args.env_file))
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     request = ChatRequest(messages=(Message("user", prompt),), model=args.model, strategy=args.strategy,
                           max_tokens=args.max_tokens)
@@ -66,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     route.add_argument("--model", default="auto", help="auto, a tier or a model name")
     route.add_argument("--max-tokens", type=int, default=None)
     route.add_argument("--json", action="store_true", help="machine-readable output")
+    route.add_argument("--env-file", default=".env", help="the stack's settings (default .env; \"\" for none)")
     args = parser.parse_args(argv)
     try:
         return _route(args)

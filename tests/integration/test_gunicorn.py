@@ -79,6 +79,26 @@ def test_cli_route_prints_decision_without_calling_models(ollama, claude):
     assert ollama.requests == [] and claude.requests == []
 
 
+def test_cli_reads_the_stacks_env_as_the_server_gets_it(tmp_path, ollama):
+    """The server gets .env (deploy-all, Compose); so does the CLI: a key in .env makes Claude available to
+    both, and what the caller exported still wins."""
+    env_file = tmp_path / ".env"
+    env_file.write_text(f'ANTHROPIC_API_KEY="{ANTHROPIC_KEY}"\nDEPLOYMENT_TIER=2\n')
+    env = {k: v for k, v in os.environ.items() if k not in ("ANTHROPIC_API_KEY", "DEPLOYMENT_TIER")}
+    env["OLLAMA_URL"] = ollama.url
+    design = "Design a distributed system for real-time chat that scales to millions of users"
+
+    def route(*args, **extra):
+        out = subprocess.run([sys.executable, "-m", "gateway", "route", design, "--json", *args], cwd=ROOT,
+                             env={**env, **extra}, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)["model"]
+
+    assert route("--env-file", str(env_file)) == "claude-sonnet"
+    assert route("--env-file", "") != "claude-sonnet"  # no key anywhere: no cloud model
+    assert route("--env-file", str(env_file), ANTHROPIC_API_KEY="") != "claude-sonnet"  # the caller's wins
+
+
 def test_stream_through_gunicorn_and_disconnect_cancels_upstream(gunicorn, ollama):
     url, _, _ = gunicorn()
     headers = {"X-API-Key": "integration-key"}
