@@ -32,6 +32,7 @@ Commands:
                   with --local: your Ollama and its models, Redis, the edge, ports, .env);
                   docker and local run it first and stop on a problem (--skip-doctor to go on anyway)
   stop            stop what 'local' started
+  key             print a gateway key to use (the first of GATEWAY_API_KEYS): export KEY=$(./deploy-all.sh key)
   status | ps      each service with its health, local processes, and the gateway's readiness
   logs [SERVICE]  follow the logs (one service, all of compose, or .run/gateway.log in local mode)
   down [--volumes]  stop and remove the containers; --volumes also deletes the data (asks first)
@@ -454,6 +455,9 @@ main() {
       "$(python_bin)" scripts/doctor.py --mode "$local_or_docker" --tier "$tier" ;;
     local) check_tier "$tier"; cmd_local "$tier" ;;
     stop) cmd_stop ;;
+    key)
+      [ -n "${GATEWAY_API_KEYS:-}" ] || die "no GATEWAY_API_KEYS in .env or the environment (./install.sh generates them)"
+      printf '%s\n' "${GATEWAY_API_KEYS%%,*}" ;;
     status | ps) cmd_status ;;
     logs)
       if [ -f "$RUN_DIR/gateway.pid" ] && [ -z "${args[1]:-}" ]; then
