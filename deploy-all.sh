@@ -34,7 +34,7 @@ Commands:
   stop            stop what 'local' started
   key             print a gateway key to use (the first of GATEWAY_API_KEYS): export KEY=$(./deploy-all.sh key)
   status | ps      each service with its health, local processes, and the gateway's readiness
-  logs [SERVICE]  follow the logs (one service, all of compose, or .run/gateway.log in local mode)
+  logs [SERVICE]  follow the logs (one service or all of compose; local mode: gateway, edge or redis)
   down [--volumes]  stop and remove the containers; --volumes also deletes the data (asks first)
   backup [DIR]    Redis, Grafana, n8n's database and .env into one dated archive (--local: local mode)
   restore FILE    restore an archive into the stopped stack (--local: local mode)
@@ -320,6 +320,23 @@ start_bg() {
   echo $! >"$RUN_DIR/$name.pid"
 }
 
+# Local mode is running (./deploy-all.sh local): logs, down and backup act on it.
+local_running() {
+  [ -f "$RUN_DIR/gateway.pid" ] && kill -0 "$(cat "$RUN_DIR/gateway.pid")" 2>/dev/null
+}
+
+cmd_logs() {
+  local service="${1:-}"
+  if local_running; then
+    case "${service:-gateway}" in
+      gateway | edge | redis) run tail -n 100 -f "$RUN_DIR/${service:-gateway}.log" ;;
+      *) die "local mode runs gateway, edge and redis: ./deploy-all.sh logs gateway|edge|redis" ;;
+    esac
+    return
+  fi
+  run docker compose logs -f --tail=100 ${service:+"$service"}
+}
+
 cmd_stop() {
   local pidfile pid name
   for pidfile in "$RUN_DIR"/edge.pid "$RUN_DIR"/gateway.pid "$RUN_DIR"/redis.pid; do
@@ -459,14 +476,21 @@ main() {
       [ -n "${GATEWAY_API_KEYS:-}" ] || die "no GATEWAY_API_KEYS in .env or the environment (./install.sh generates them)"
       printf '%s\n' "${GATEWAY_API_KEYS%%,*}" ;;
     status | ps) cmd_status ;;
-    logs)
-      if [ -f "$RUN_DIR/gateway.pid" ] && [ -z "${args[1]:-}" ]; then
-        run tail -n 100 -f "$RUN_DIR/gateway.log"
+    logs) cmd_logs "${args[1]:-}" ;;
+    down)
+      if local_running; then
+        info "local mode is running: stopping it (down is for the docker stack; local mode's is stop)"
+        cmd_stop
       else
-        run docker compose logs -f --tail=100 ${args[1]:+"${args[1]}"}
+        cmd_down
       fi ;;
-    down) cmd_down ;;
-    backup | restore) cmd_backup "$command" "${args[1]:-}" ;;
+    backup | restore)
+      if [ "$LOCAL" -eq 0 ] && local_running; then
+        [ "$command" = restore ] && die "local mode is running: ./deploy-all.sh stop, then restore FILE --local"
+        info "local mode is running: backing it up (--local)"
+        LOCAL=1
+      fi
+      cmd_backup "$command" "${args[1]:-}" ;;
     update) check_tier "$tier"; cmd_update "$tier" ;;
     aws | gcp)
       check_tier "$tier"

@@ -158,7 +158,16 @@ def main() -> int:
         p.add_argument("--env-file", default=os.environ.get("BACKUP_ENV_FILE", str(ROOT / ".env")))
         p.add_argument("--dry-run", action="store_true")
     args = parser.parse_args()
-    return backup(args) if args.command == "backup" else restore(args)
+    try:
+        return backup(args) if args.command == "backup" else restore(args)
+    except subprocess.CalledProcessError as exc:  # one line that says what failed and what to try, no traceback
+        other = "--local for local mode" if args.mode == "docker" else "without --local for the docker stack"
+        print(f"error: {' '.join(map(str, exc.cmd[:4]))} ... failed (exit {exc.returncode}); is the "
+              f"{args.mode} stack there? ({other})", file=sys.stderr)
+        return 1
+    except FileNotFoundError as exc:
+        print(f"error: {exc.filename or exc}: not found", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -131,3 +131,15 @@ def test_docker_restore_runs_in_the_order_the_stack_needs(tmp_path):
         "up -d --wait postgres", "psql")]
     assert order == sorted(order), steps
     assert not (tmp_path / ".env").exists()  # a dry run changes nothing
+
+
+def test_a_stack_that_is_not_there_is_one_line_not_a_traceback(tmp_path):
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "docker").write_text("#!/bin/sh\necho 'Cannot connect to the Docker daemon' >&2\nexit 1\n")
+    (bindir / "docker").chmod(0o755)
+    out = subprocess.run([sys.executable, "scripts/backup.py", "backup", "--mode", "docker", "--out", str(tmp_path)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}"})
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "error: docker compose exec" in out.stderr and "(--local for local mode)" in out.stderr

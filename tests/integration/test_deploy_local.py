@@ -84,6 +84,19 @@ def test_local_mode_up_answer_and_stop(ollama, tmp_path):
         status = subprocess.run(["./deploy-all.sh", "status"], cwd=ROOT, env=env, capture_output=True, text=True,
                                 timeout=60)
         assert status.returncode == 0 and '"status":"ready"' in status.stdout.replace(" ", ""), status.stderr
+        # every command knows local mode is running: logs of its parts, down stops it, backup backs it up
+        def dry(*args):
+            return subprocess.run(["./deploy-all.sh", *args, "--dry-run"], cwd=ROOT, env=env, capture_output=True,
+                                  text=True, timeout=60)
+        assert f"+ tail -n 100 -f {tmp_path}/edge.log" in dry("logs", "edge").stdout
+        bad = dry("logs", "grafana")
+        assert bad.returncode != 0 and "local mode runs gateway, edge and redis" in bad.stderr
+        down = dry("down")
+        assert "local mode is running: stopping it" in down.stdout + down.stderr and "docker" not in down.stdout
+        backup = dry("backup")
+        assert backup.returncode == 0 and "backing it up (--local)" in backup.stdout + backup.stderr
+        restore = dry("restore", "x.tar.gz")
+        assert restore.returncode != 0 and "./deploy-all.sh stop, then restore FILE --local" in restore.stderr
     finally:
         down = subprocess.run(["./deploy-all.sh", "stop"], cwd=ROOT, env=env, capture_output=True, text=True,
                               timeout=60)
