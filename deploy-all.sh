@@ -32,6 +32,8 @@ Commands:
                   with --local: your Ollama and its models, Redis, the edge, ports, .env);
                   docker and local run it first and stop on a problem (--skip-doctor to go on anyway)
   stop            stop what 'local' started
+  reload          apply configs/models.yaml and the router's weights without dropping a request: checked
+                  first, then gunicorn's graceful reload (docker or local; .env changes need a restart)
   key             print a gateway key to use (the first of GATEWAY_API_KEYS): export KEY=$(./deploy-all.sh key)
   status | ps      each service with its health, local processes, and the gateway's readiness
   logs [SERVICE]  follow the logs (one service or all of compose; local mode: gateway, edge or redis)
@@ -337,6 +339,23 @@ cmd_logs() {
   run docker compose logs -f --tail=100 ${service:+"$service"}
 }
 
+# The configuration (configs/models.yaml, configs/router/) without dropping a request: checked first (a
+# broken file would stop new workers from booting), then gunicorn's graceful reload (HUP): new workers
+# start with it, the old ones finish what they are answering (up to 30 s, graceful_timeout) and exit.
+# .env is the processes' environment, read at start: a change there needs a restart.
+cmd_reload() {
+  if local_running; then
+    run "$(python_bin)" -m gateway check --env-file "" || die "the configuration has errors (above): nothing reloaded"
+    run kill -HUP "$(cat "$RUN_DIR/gateway.pid")"
+  else
+    run docker compose exec -T api-gateway python -m gateway check --env-file "" \
+      || die "the configuration has errors (above): nothing reloaded"
+    run docker compose kill -s HUP api-gateway
+  fi
+  info "reloading: new workers read the configuration, the old ones finish their requests"
+  [ "$DRY_RUN" -eq 1 ] || wait_healthy "$(gateway_url)" || die "the gateway did not come back (./deploy-all.sh logs)"
+}
+
 cmd_stop() {
   local pidfile pid name
   for pidfile in "$RUN_DIR"/edge.pid "$RUN_DIR"/gateway.pid "$RUN_DIR"/redis.pid; do
@@ -472,6 +491,7 @@ main() {
       "$(python_bin)" scripts/doctor.py --mode "$local_or_docker" --tier "$tier" ;;
     local) check_tier "$tier"; cmd_local "$tier" ;;
     stop) cmd_stop ;;
+    reload) cmd_reload ;;
     key)
       [ -n "${GATEWAY_API_KEYS:-}" ] || die "no GATEWAY_API_KEYS in .env or the environment (./install.sh generates them)"
       printf '%s\n' "${GATEWAY_API_KEYS%%,*}" ;;

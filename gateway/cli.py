@@ -1,4 +1,5 @@
-"""Operator CLI: `python -m gateway route "prompt" [--explain] [--strategy S] [--model M]`.
+"""Operator CLI: `python -m gateway route "prompt" [--explain] [--strategy S] [--model M]`, and
+`python -m gateway check`: is the configuration valid (what ./deploy-all.sh reload asks before reloading)?
 
 Prints the routing decision and its alternatives (a dry run) without a server and without calling
 any model, using the same configuration the gateway would: the environment, then the stack's .env (read
@@ -14,6 +15,7 @@ import os
 import sys
 from pathlib import Path
 
+from .catalog import CatalogError
 from .chat import STRATEGIES, ChatRequest, Message
 from .config import ConfigError, Settings
 from .errors import GatewayError
@@ -75,6 +77,13 @@ def _route(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check(args: argparse.Namespace) -> int:
+    settings = Settings.from_env(_environment(args.env_file))
+    print(f"configuration ok: {len(settings.catalog.models)} models in {settings.models_config}, "
+          f"router {settings.router}, deployment tier {settings.deployment_tier}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gateway", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -86,10 +95,12 @@ def main(argv: list[str] | None = None) -> int:
     route.add_argument("--max-tokens", type=int, default=None)
     route.add_argument("--json", action="store_true", help="machine-readable output")
     route.add_argument("--env-file", default=".env", help="the stack's settings (default .env; \"\" for none)")
+    check = sub.add_parser("check", help="validate the configuration the gateway would start with")
+    check.add_argument("--env-file", default=".env", help="the stack's settings (default .env; \"\" for none)")
     args = parser.parse_args(argv)
     try:
-        return _route(args)
-    except ConfigError as exc:
+        return _check(args) if args.command == "check" else _route(args)
+    except (ConfigError, CatalogError) as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
 

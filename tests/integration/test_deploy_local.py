@@ -6,12 +6,15 @@ import os
 import re
 import shutil
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pytest
 import requests
 
 from tests.conftest import ROOT, free_port
+from tests.fakes import Script
 
 pytestmark = pytest.mark.integration
 
@@ -146,5 +149,57 @@ def test_backup_and_restore_round_trip_in_local_mode(ollama, tmp_path):
         assert "N8N_ENCRYPTION_KEY=keep-me-forever" in (tmp_path / ".env").read_text()
         deploy("local", "2")
         assert requests_counted() == before + 2  # restored, plus this start's smoke test
+    finally:
+        deploy("stop")
+
+
+def test_reload_applies_the_configuration_without_dropping_a_request(ollama, tmp_path):
+    """./deploy-all.sh reload: a request in flight finishes, the new models.yaml is what the next ones see,
+    and a broken file is refused before any worker is touched."""
+    catalog = tmp_path / "models.yaml"
+    catalog.write_text((ROOT / "configs" / "models.yaml").read_text())
+    port = free_port()
+    env = {**{k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "GATEWAY_WORKERS")},
+           "OLLAMA_URL": ollama.url, "GATEWAY_PORT": str(port), "GATEWAY_INTERNAL_PORT": str(free_port()),
+           "LOCAL_REDIS_PORT": str(free_port()), "GATEWAY_API_KEYS": "k", "REDIS_PASSWORD": "reload",
+           "DEPLOY_RUN_DIR": str(tmp_path / "run"), "ANTHROPIC_API_KEY": "", "MODELS_CONFIG": str(catalog)}
+    url, key = f"http://127.0.0.1:{port}", {"Authorization": "Bearer k"}
+
+    def deploy(*args):
+        return subprocess.run(["./deploy-all.sh", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=120)
+
+    up = deploy("local", "2", "--skip-doctor")
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        before = requests.get(f"{url}/api/v1/models", headers=key, timeout=5).json()["models"]
+        assert any(m["name"] == "tinyllama" for m in before)
+        # a stream that takes ~3 s is in flight while the configuration changes
+        ollama.default = Script(reply="a b c d e f g h i j", chunk_delay=0.3)
+        result = {}
+
+        def stream():
+            with requests.post(f"{url}/api/v1/chat", headers=key, stream=True, timeout=30,
+                               json={"prompt": "Say ten letters", "stream": True}) as r:
+                result["body"] = b"".join(r.iter_content(None)).decode()
+
+        thread = threading.Thread(target=stream)
+        thread.start()
+        time.sleep(0.8)
+        catalog.write_text(catalog.read_text().replace("name: tinyllama", "name: tinyllama-renamed", 1))
+        reload = deploy("reload")
+        assert reload.returncode == 0, reload.stdout + reload.stderr
+        assert "configuration ok" in reload.stdout
+        thread.join(timeout=30)
+        assert "event: done" in result["body"] and "event: error" not in result["body"]  # not dropped
+        names = {m["name"] for m in requests.get(f"{url}/api/v1/models", headers=key, timeout=5).json()["models"]}
+        assert "tinyllama-renamed" in names and "tinyllama" not in names  # the new file is live
+        # a broken file: refused before any worker is touched; the gateway keeps answering
+        catalog.write_text("models: [this is: not, a catalog")
+        broken = deploy("reload")
+        assert broken.returncode != 0 and "nothing reloaded" in broken.stderr
+        ollama.default = Script(reply="still here")
+        r = requests.post(f"{url}/api/v1/chat", headers=key, json={"prompt": "What is Python?"}, timeout=10)
+        assert r.status_code == 200 and r.json()["response"] == "still here"
     finally:
         deploy("stop")

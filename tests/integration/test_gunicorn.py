@@ -99,6 +99,17 @@ def test_cli_reads_the_stacks_env_as_the_server_gets_it(tmp_path, ollama):
     assert route("--env-file", str(env_file), ANTHROPIC_API_KEY="") != "claude-sonnet"  # the caller's wins
 
 
+def test_cli_check_says_whether_the_configuration_would_start(tmp_path):
+    ok = subprocess.run([sys.executable, "-m", "gateway", "check", "--env-file", ""], cwd=ROOT, capture_output=True,
+                        text=True, timeout=60)
+    assert ok.returncode == 0 and "configuration ok:" in ok.stdout and "models in configs/models.yaml" in ok.stdout
+    broken = tmp_path / "models.yaml"
+    broken.write_text("models: [this is: not, a catalog")
+    bad = subprocess.run([sys.executable, "-m", "gateway", "check", "--env-file", ""], cwd=ROOT, capture_output=True,
+                         text=True, timeout=60, env={**os.environ, "MODELS_CONFIG": str(broken)})
+    assert bad.returncode == 2 and "configuration error" in bad.stderr and "Traceback" not in bad.stderr
+
+
 def test_stream_through_gunicorn_and_disconnect_cancels_upstream(gunicorn, ollama):
     url, _, _ = gunicorn()
     headers = {"X-API-Key": "integration-key"}
