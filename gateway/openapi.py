@@ -140,7 +140,7 @@ def _schemas() -> dict:
             "object": {"const": "list"}, "data": {"type": "array", "items": _ref("Model")}}},
         "Ready": {"type": "object", "required": ["status", "backends"], "properties": {
             "status": {"type": "string", "enum": ["ready", "unavailable"]}, "backends": {"type": "object"},
-            "redis": {"type": "object"}}},
+            "degraded": {"type": "array", "items": string}, "redis": {"type": "object"}}},
     }
 
 

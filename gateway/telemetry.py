@@ -49,6 +49,8 @@ class _Metrics:
                                buckets=SCORE_BUCKETS)
         self.fallbacks = Counter("api_gateway_fallbacks", "Requests answered by another backend than decided",
                                  ["from_backend", "to_backend", "cause"])
+        self.paid_fallback = Counter("api_gateway_paid_fallback_cost", "USD paid for answers a local model was "
+                                     "decided for and could not give (PAID_FALLBACK=cloud)", ["model"])
         self.in_flight = Gauge("api_gateway_in_flight_requests", "Chat requests being served now",
                                multiprocess_mode="livesum")
 
@@ -105,6 +107,8 @@ class Telemetry:
         if outcome.cached:
             return  # no model worked for a cache hit: no tokens, no cost, no upstream time
         self._labels(self.m.cost, model).inc(outcome.cost)
+        if outcome.paid_fallback:  # local models down: what that cost, for the PaidFallbackSpend alert
+            self._labels(self.m.paid_fallback, model).inc(outcome.cost)
         self._labels(self.m.tokens, model, "input").inc(usage.input_tokens)
         self._labels(self.m.tokens, model, "output").inc(usage.output_tokens)
         for attempt in outcome.attempts:

@@ -31,11 +31,14 @@ def ready():
         circuit = up.breakers[name].state
         backends[name] = {"ok": h.ok and circuit != "open", "detail": h.detail, "circuit": circuit}
     ok = any(b["ok"] for b in backends.values())
+    # Ready (something can answer) is not fine: with the local backend down, its prompts are refused or paid for.
+    degraded = sorted(name for name, b in backends.items() if not b["ok"])
     redis = svc.state.redis
     # Requests are still served with Redis down (cache off, stats degraded), so it does not decide readiness.
     shared = {"configured": redis is not None, "ok": redis.ping() if redis is not None else None,
               "failure_policy": svc.settings.redis_failure_policy}
-    resp = jsonify({"status": "ready" if ok else "unavailable", "backends": backends, "redis": shared})
+    resp = jsonify({"status": "ready" if ok else "unavailable", "backends": backends, "degraded": degraded,
+                    "redis": shared})
     resp.status_code = 200 if ok else 503
     return resp
 

@@ -10,6 +10,7 @@ import pytest
 
 from gateway.backends.base import retry_after_seconds
 from tests.fakes import Script
+from tests.gateway.test_observability import sample
 
 SIMPLE = "What is Python?"
 
@@ -77,13 +78,22 @@ def test_an_open_local_circuit_never_sends_simple_prompts_to_the_paid_model(make
 
 
 def test_a_paid_fallback_when_allowed_is_counted_apart(make_app, redis_server, ollama, claude):
-    client = make_app(PAID_FALLBACK="cloud", REDIS_URL=redis_server.url, OLLAMA_MAX_RETRIES="0").test_client()
+    client = make_app(PAID_FALLBACK="cloud", REDIS_URL=redis_server.url, OLLAMA_MAX_RETRIES="0",
+                      METRICS_TOKEN="m").test_client()
+
+    def paid_fallback_metric() -> float:
+        text = client.get("/metrics", headers={"Authorization": "Bearer m"}).get_data(as_text=True)
+        return sample(text, "api_gateway_paid_fallback_cost_total", model="claude-sonnet")
+
+    before = paid_fallback_metric()
     ollama.default = Script(status=500)
     r, body = chat(client, prompt=SIMPLE)
     assert r.status_code == 200 and body["backend"] == "anthropic"
     assert r.headers["X-Gateway-Reason"].endswith("a paid fallback (PAID_FALLBACK=cloud)")
     spend = client.get("/api/v1/stats").get_json()["spend_this_month"]
     assert spend["paid_fallback_usd"] == pytest.approx(body["cost"]) and body["cost"] > 0
+    # and for the PaidFallbackSpend alert: the metric counts what it cost
+    assert paid_fallback_metric() - before == pytest.approx(body["cost"])
 
 
 def test_a_half_open_probe_that_raises_a_non_backend_error_does_not_jam_the_breaker(make_app, ollama):

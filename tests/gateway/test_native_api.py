@@ -164,7 +164,14 @@ def test_readiness_reports_each_backend(make_app, ollama):
     r = client.get("/health/ready")
     body = r.get_json()
     assert r.status_code == 200 and body["status"] == "ready"
-    assert body["backends"]["ollama"]["ok"] and body["backends"]["anthropic"]["ok"]
+    assert body["backends"]["ollama"]["ok"] and body["backends"]["anthropic"]["ok"] and body["degraded"] == []
+
+
+def test_readiness_says_degraded_when_local_is_down_and_the_cloud_is_up(make_app, unused_port):
+    """Ready (the cloud can answer) but not fine: the local models' prompts are refused or paid for."""
+    client = make_app(OLLAMA_URL=f"http://127.0.0.1:{unused_port}").test_client()
+    body = client.get("/health/ready").get_json()
+    assert body["status"] == "ready" and body["degraded"] == ["ollama"]
 
 
 def test_readiness_fails_when_no_backend_is_up(make_app, unused_port):
