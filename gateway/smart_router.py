@@ -279,7 +279,12 @@ def decide(request: ChatRequest, context: RoutingContext) -> Decision:
 
 def _explicit_model(p: _Planner, m: ModelSpec, score: float, factors: dict) -> Decision:
     if p.strategy == "local-only" and m.paid:
-        raise InvalidParameter(f"model {m.name!r} is a paid cloud model but strategy is local-only")
+        raise InvalidParameter(f"model {m.name!r} is a paid cloud model but strategy is local-only", param="model")
+    tier = next(t for t in p.cat.tiers if t.name == m.tier)
+    if not p.enabled(tier):  # the same answer as for its tier: the deployment does not run (or pull) it
+        raise InvalidParameter(f"model {m.name!r} is in tier {tier.name!r}, which needs deployment tier "
+                               f"{tier.min_deployment_tier}+; this gateway runs deployment tier "
+                               f"{p.ctx.deployment_tier}", param="model")
     if m.backend not in p.ctx.configured_backends:
         raise ServiceUnavailable(f"model {m.name!r} needs {_NEEDS[m.backend]}, which is not configured")
     c = p.choice(m)
@@ -290,7 +295,7 @@ def _explicit_model(p: _Planner, m: ModelSpec, score: float, factors: dict) -> D
 def _explicit_tier(p: _Planner, tier: TierSpec, score: float, factors: dict) -> Decision:
     if not p.enabled(tier):
         raise InvalidParameter(f"tier {tier.name!r} needs deployment tier {tier.min_deployment_tier}+, "
-                               f"this gateway runs deployment tier {p.ctx.deployment_tier}")
+                               f"this gateway runs deployment tier {p.ctx.deployment_tier}", param="model")
     allow_paid = p.strategy != "local-only"
     first = p.tier_models(tier, allow_paid)
     if not first:

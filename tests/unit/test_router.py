@@ -329,3 +329,16 @@ def test_any_prompt_gets_a_valid_decision(text, strategy):
     assert d == decide(req(text, strategy=strategy), ctx())  # deterministic
     if strategy == "local-only":
         assert all(c.backend == "ollama" for c in d.plan)
+
+
+def test_a_model_of_a_tier_the_deployment_does_not_run_is_refused_like_its_tier():
+    """At deployment tier 2 local-large (Mistral) is neither run nor pulled: asking for the tier or for its model
+    by name gets the same 422, naming the parameter."""
+    cat = CATALOG
+    ctx = RoutingContext(cat, {"ollama", "anthropic"}, deployment_tier=2)
+    for target in ("local-large", "mistral"):
+        with pytest.raises(InvalidParameter) as err:
+            decide(ChatRequest(messages=(Message("user", "hi"),), model=target), ctx)
+        assert "needs deployment tier 3+" in err.value.message and err.value.extra["param"] == "model"
+    three = RoutingContext(cat, {"ollama", "anthropic"}, deployment_tier=3)
+    assert decide(ChatRequest(messages=(Message("user", "hi"),), model="mistral"), three).model == "mistral"
