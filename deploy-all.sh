@@ -10,6 +10,7 @@ DRY_RUN=0
 YES=0
 VOLUMES=0
 LOCAL=0
+JSON=
 EXTERNAL_OLLAMA=""
 PULL=0
 SKIP_DOCTOR=0
@@ -35,7 +36,8 @@ Commands:
   reload          apply configs/models.yaml and the router's weights without dropping a request: checked
                   first, then gunicorn's graceful reload (docker or local; .env changes need a restart)
   key             print a gateway key to use (the first of GATEWAY_API_KEYS): export KEY=$(./deploy-all.sh key)
-  status | ps      each service with its health, local processes, and the gateway's readiness
+  status | ps      each service with its health, local processes, and the gateway's readiness (a line per
+                  backend, coloured on a terminal; --json: the raw answer); exit 3 when it does not answer
   logs [SERVICE]  follow the logs (one service or all of compose; local mode: gateway, edge or redis)
   down [--volumes]  stop and remove the containers; --volumes also deletes the data (asks first)
   backup [DIR]    Redis, Grafana, n8n's database and .env into one dated archive (--local: local mode)
@@ -386,9 +388,13 @@ cmd_status() {
     fi
   done
   load_env
-  # Exit 3 when the gateway does not answer (as `systemctl status` does for a stopped unit): scripts can test it.
-  python3 -c "import sys,urllib.request; print(urllib.request.urlopen(sys.argv[1] + '/health/ready', timeout=3).read().decode())" \
-    "$(gateway_url)" 2>/dev/null || { warn "the gateway at $(gateway_url) does not answer"; [ "$DRY_RUN" -eq 1 ] || return 3; }
+  # A line per part, coloured on a terminal (--json: the raw answer). Exit 3 when the gateway does not answer,
+  # 1 when no backend can serve (as `systemctl status` says a unit is down): scripts can test it.
+  local rc=0
+  python3 scripts/readiness.py "$(gateway_url)" ${JSON:+--json} || rc=$?
+  [ "$rc" -eq 3 ] && warn "the gateway at $(gateway_url) does not answer"
+  [ "$DRY_RUN" -eq 1 ] && return 0
+  return "$rc"
 }
 
 cmd_backup() {
@@ -467,6 +473,7 @@ main() {
       --volumes) VOLUMES=1 ;;
       --yes | -y) YES=1 ;;
       --local) LOCAL=1 ;;
+      --json) JSON=1 ;;
       --mac) EXTERNAL_OLLAMA="http://host.docker.internal:11434" ;;
       --external-ollama) shift; EXTERNAL_OLLAMA="${1:?--external-ollama needs a URL}" ;;
       --pull) PULL=1 ;;

@@ -86,7 +86,13 @@ def test_local_mode_up_answer_and_stop(ollama, tmp_path):
         assert oct((tmp_path / "redis.conf").stat().st_mode & 0o777) == "0o600"
         status = subprocess.run(["./deploy-all.sh", "status"], cwd=ROOT, env=env, capture_output=True, text=True,
                                 timeout=60)
-        assert status.returncode == 0 and '"status":"ready"' in status.stdout.replace(" ", ""), status.stderr
+        assert status.returncode == 0, status.stderr
+        assert re.search(r"^gateway\s+ready\s", status.stdout, re.M)
+        assert re.search(r"^ollama\s+ok\s", status.stdout, re.M)
+        assert re.search(r"^redis\s+ok\s", status.stdout, re.M) and "\033[" not in status.stdout  # no colour in a pipe
+        raw = subprocess.run(["./deploy-all.sh", "status", "--json"], cwd=ROOT, env=env, capture_output=True,
+                             text=True, timeout=60)
+        assert '"status": "ready"' in raw.stdout
         # every command knows local mode is running: logs of its parts, down stops it, backup backs it up
         def dry(*args):
             return subprocess.run(["./deploy-all.sh", *args, "--dry-run"], cwd=ROOT, env=env, capture_output=True,
