@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import os
 import re
 import time
 import uuid
@@ -79,7 +80,8 @@ def register_hooks(app: Flask) -> None:
         chat_route = rule is not None and rule.rule in _CHAT_ROUTES
         fields = {"request_id": request_id, "method": req.method, "route": rule.rule if rule else "unmatched",
                   "status": response.status_code, "latency_ms": round((time.perf_counter() - started) * 1000, 2),
-                  "key_id": getattr(ctx, "api_key_id", None), "client": req.remote_addr}
+                  "key_id": getattr(ctx, "api_key_id", None), "client": req.remote_addr,
+                  "pid": os.getpid()}  # which gunicorn worker: a stuck or leaking one can be found
         outcome, decision = getattr(ctx, "outcome", None), getattr(ctx, "decision", None)
         if decision is not None:
             fields.update(strategy=decision.strategy, tier=decision.tier, score=decision.score,

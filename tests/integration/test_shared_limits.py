@@ -6,6 +6,7 @@ run or a dead worker."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import threading
@@ -28,25 +29,49 @@ def post(url: str, **body) -> requests.Response:
         return s.post(f"{url}/api/v1/chat", json=body, headers=KEY, timeout=30)
 
 
+def served_by(log, request_ids: list[str]) -> set[int]:
+    """The worker pids that answered these requests (the access log's pid field)."""
+    pids = set()
+    for line in log.read_text().splitlines():
+        if line.startswith("{") and '"request_id"' in line:
+            entry = json.loads(line)
+            if entry.get("request_id") in request_ids and "pid" in entry:
+                pids.add(entry["pid"])
+    return pids
+
+
 def test_the_ollama_cap_holds_across_workers(gunicorn, redis_server, ollama):
-    url, proc, _ = gunicorn(REDIS_URL=redis_server.url, GATEWAY_WORKERS="2", OLLAMA_MAX_CONCURRENCY="1",
-                            CONCURRENCY_WAIT_SECONDS="20")
+    url, proc, log = gunicorn(REDIS_URL=redis_server.url, GATEWAY_WORKERS="2", OLLAMA_MAX_CONCURRENCY="1",
+                              CONCURRENCY_WAIT_SECONDS="20", LOG_LEVEL="INFO")
     assert len(workers(proc.pid)) == 2
     ollama.default = Script(delay=0.3)
-    statuses: list[int] = []
-    threads = [threading.Thread(target=lambda i=i: statuses.append(
-        post(url, prompt=f"What is {i}?", strategy="local-only").status_code)) for i in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert statuses == [200] * 6 and ollama.max_inflight == 1
+    answers: list[requests.Response] = []
+    # rounds of simultaneous calls until both workers have answered some (a cap per process would let each
+    # worker's call through at once; which worker a connection reaches is the kernel's choice)
+    for _ in range(5):
+        threads = [threading.Thread(target=lambda i=i: answers.append(
+            post(url, prompt=f"What is {i}?", strategy="local-only"))) for i in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        time.sleep(0.2)
+        if len(served_by(log, [r.headers["X-Request-ID"] for r in answers])) == 2:
+            break
+    assert len(served_by(log, [r.headers["X-Request-ID"] for r in answers])) == 2, "one worker took every call"
+    assert {r.status_code for r in answers} == {200} and ollama.max_inflight == 1
 
 
 def test_requests_per_minute_hold_across_workers(gunicorn, redis_server, ollama, same_minute):
-    url, _, _ = gunicorn(REDIS_URL=redis_server.url, GATEWAY_WORKERS="2", RATE_LIMIT_RPM="3")
-    statuses = [post(url, prompt=f"What is {i}?").status_code for i in range(6)]
-    assert statuses == [200, 200, 200, 429, 429, 429]
+    url, _, log = gunicorn(REDIS_URL=redis_server.url, GATEWAY_WORKERS="2", RATE_LIMIT_RPM="3", LOG_LEVEL="INFO")
+    answers = [post(url, prompt=f"What is {i}?") for i in range(6)]
+    # more until both workers have answered (limits per process would give the second one 3 more)
+    while len(served_by(log, [r.headers["X-Request-ID"] for r in answers])) < 2 and len(answers) < 60:
+        answers.append(post(url, prompt="What is Python?"))
+        time.sleep(0.05)
+    assert len(served_by(log, [r.headers["X-Request-ID"] for r in answers])) == 2, "one worker took every call"
+    statuses = [r.status_code for r in answers]
+    assert statuses[:3] == [200] * 3 and set(statuses[3:]) == {429}
 
 
 def test_rate_limits_let_requests_through_while_redis_is_down(gunicorn, redis_server, ollama, same_minute):
