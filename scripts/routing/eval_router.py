@@ -342,9 +342,10 @@ SEEDS = range(5)
 def bootstrap(scores: dict[str, Sequence[float]], items: Sequence[Item], draws: int = 1000,
               seed: int = 0) -> tuple[dict[str, dict[str, list[float]]], dict[str, dict[str, float | list[float]]]]:
     """Percentile 95 % intervals over `draws` resamples of the prompts (the same resample for every router,
-    so differences are paired): per router APGR and CPT(50 %), and CPT(50 %) differences of COMPARED."""
+    so differences are paired): per router APGR, CPT(50 %) and CPT(80 %), and CPT(50 %) differences of
+    COMPARED."""
     rnd = random.Random(seed)
-    samples: dict[str, dict[str, list[float]]] = {name: {"APGR": [], "CPT50": []} for name in scores}
+    samples: dict[str, dict[str, list[float]]] = {name: {"APGR": [], "CPT50": [], "CPT80": []} for name in scores}
     for _ in range(draws):
         idx = [rnd.randrange(len(items)) for _ in items]
         sub = [items[k] for k in idx]
@@ -352,8 +353,8 @@ def bootstrap(scores: dict[str, Sequence[float]], items: Sequence[Item], draws: 
             continue  # no quality gap in this resample: PGR is undefined
         for name, s in scores.items():
             r = summarize([s[k] for k in idx], sub)
-            samples[name]["APGR"].append(r["APGR"])
-            samples[name]["CPT50"].append(r["CPT50"])
+            for metric in ("APGR", "CPT50", "CPT80"):
+                samples[name][metric].append(r[metric])
     intervals = {name: {m: _interval(v) for m, v in d.items()} for name, d in samples.items()}
     differences = {}
     for a, b in COMPARED:
@@ -450,7 +451,8 @@ def main() -> int:
             curved = {n: scores[n] for n in names if n not in POINT_ROUTERS and n != "random"}
             intervals, report["differences"][bench] = bootstrap(curved, items, 200 if args.quick else 1000)
             for name, ci in intervals.items():
-                results[name]["APGR_ci"], results[name]["CPT50_ci"] = ci["APGR"], ci["CPT50"]
+                for metric, interval in ci.items():
+                    results[name][f"{metric}_ci"] = interval
             for name in ("learned", "hybrid"):
                 if name in names:
                     results[name]["CPT50_by_seed"] = by_seed(name, bench, data)
