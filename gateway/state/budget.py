@@ -126,8 +126,8 @@ end
 
 # KEYS: month hash, reservation zset (id -> expiry), reservation amounts (id -> "amount|key|model|backend"),
 #       today's hash
-# ARGV: id, amount, limit (-1: none), key id ('' none), key limit (-1: none), now, expires at, (unused),
-#       model, backend, day ttl
+# ARGV: id, amount, limit (-1: none), key id ('' none), key limit (-1: none), now, expires at, model, backend,
+#       day ttl
 _RESERVE = _HELPERS + """
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[6])) do
   local r = take(KEYS[3], KEYS[2], KEYS[1], id)
@@ -135,7 +135,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[6])) do
     spend(KEYS[1], r[1], r[1], r[3], r[4], r[2])
     spend(KEYS[4], r[1], r[1], r[3], r[4], r[2])
     redis.call('HINCRBYFLOAT', KEYS[1], 'expired', r[1])
-    redis.call('EXPIRE', KEYS[4], ARGV[11])
+    redis.call('EXPIRE', KEYS[4], ARGV[10])
   end
 end
 local amount, limit, key, klimit = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
@@ -146,7 +146,7 @@ if limit >= 0 and used('total', 'reserved') + amount > limit then return 'global
 if key ~= '' and klimit >= 0 and used('key:' .. key, 'reserved:' .. key) + amount > klimit then return 'key' end
 redis.call('HINCRBYFLOAT', KEYS[1], 'reserved', amount)
 if key ~= '' then redis.call('HINCRBYFLOAT', KEYS[1], 'reserved:' .. key, amount) end
-redis.call('HSET', KEYS[3], ARGV[1], ARGV[2] .. '|' .. key .. '|' .. ARGV[9] .. '|' .. ARGV[10])
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[2] .. '|' .. key .. '|' .. ARGV[8] .. '|' .. ARGV[9])
 redis.call('ZADD', KEYS[2], ARGV[7], ARGV[1])
 return 'ok'
 """
@@ -155,16 +155,16 @@ _RELEASE = _HELPERS + "take(KEYS[3], KEYS[2], KEYS[1], ARGV[1])\nreturn 1\n"
 
 # A write (RedisStore.writer, delivered or retried): ["spend", month hash, day hash, reservation zset,
 # reservation amounts, reservation id ('' none), cost, cloud-only cost, model, backend, key id ('' none),
-# day ttl, (unused), tag ('' none: else the cost is also added to 'tag:TAG')]. Settling a reservation
+# day ttl, tag ('' none: else the cost is also added to 'tag:TAG')]. Settling a reservation
 # that is no longer open changes nothing: it was settled already (a retried write) or it expired and its
 # worst case was spent.
 _RECORD = _HELPERS + """
 if op[6] ~= '' and take(op[5], op[4], op[2], op[6]) == nil then return end
 spend(op[2], op[7], op[8], op[9], op[10], op[11])
 spend(op[3], op[7], op[8], op[9], op[10], op[11])
-if op[14] and op[14] ~= '' then
-  redis.call('HINCRBYFLOAT', op[2], 'tag:' .. op[14], op[7])
-  redis.call('HINCRBYFLOAT', op[3], 'tag:' .. op[14], op[7])
+if op[13] and op[13] ~= '' then
+  redis.call('HINCRBYFLOAT', op[2], 'tag:' .. op[13], op[7])
+  redis.call('HINCRBYFLOAT', op[3], 'tag:' .. op[13], op[7])
 end
 redis.call('EXPIRE', op[3], op[12])
 """
@@ -189,8 +189,8 @@ class RedisLedger:
         script = self.store.script(_RESERVE)
         keys = (*self._keys(month), f"{PREFIX}spend:{day_of(now)}")
         verdict = self.store.run(lambda r: script(keys=keys, args=[
-            res.id, repr(amount), repr(limit), key_id or "", repr(klimit), repr(now), repr(now + ttl), "",
-            model, backend, DAY_TTL], client=r))
+            res.id, repr(amount), repr(limit), key_id or "", repr(klimit), repr(now), repr(now + ttl), model,
+            backend, DAY_TTL], client=r))
         return res if verdict == "ok" else None
 
     def release(self, reservation: Reservation) -> None:
@@ -205,7 +205,7 @@ class RedisLedger:
         month_hash, zset, amounts = self._keys(month)
         self.store.write("spend", month_hash, f"{PREFIX}spend:{day_of(now)}", zset, amounts,
                          reservation.id if reservation else "", repr(cost), repr(cloud_cost), model, backend,
-                         key_id or "", DAY_TTL, "", tag)
+                         key_id or "", DAY_TTL, tag)
 
     def month_totals(self, month: str | None = None) -> dict[str, float]:
         month = month or month_of(self.wall())

@@ -100,7 +100,7 @@ def redis_writes(url: str) -> dict:
         pipe.eval(increment, 1, KEY, '{"cache:miss":1}')
         pipe.eval(increment, 1, KEY, json.dumps(STATS))
         pipe.eval(record, 0, "", "hai:spend:2026-11", "hai:spend:2026-11-22", "hai:resv:2026-11",
-                  "hai:resv:2026-11:amounts", "", "0.0", "3.6e-05", "tinyllama", "ollama", "", 3456000, 34560000)
+                  "hai:resv:2026-11:amounts", "", "0.0", "3.6e-05", "tinyllama", "ollama", "", 3456000)
         pipe.xadd("hai:decisions", {"e": json.dumps(DECISION)}, maxlen=10000, approximate=True)
         pipe.set("hai:cache:v1:" + "a" * 64, json.dumps(ANSWER.__dict__), ex=3600)
         pipe.execute()
