@@ -159,52 +159,45 @@ def test_upstream_error_text_is_summarised_not_echoed(make_app, ollama, claude):
 # --------------------------------------------------------------------------- tokens per minute, before the fact
 
 
-@pytest.mark.parametrize("store", ["redis", "memory"])
-def test_a_burst_cannot_pass_the_tokens_per_minute_limit(make_app, redis_server, serve, ollama, same_minute, store):
-    import requests
-
-    env = {"RATE_LIMIT_TPM": "100", "GATEWAY_API_KEYS": "k"}
+def _tpm_gateway(make_app, redis_server, serve, ollama, store: str, tpm: int) -> str:
+    """A served gateway with RATE_LIMIT_TPM on Redis or in-process, whose upstream answers after 0.3 s: every
+    request of a burst is admitted (or refused) before any answer arrives."""
+    env = {"RATE_LIMIT_TPM": str(tpm), "GATEWAY_API_KEYS": "k"}
     if store == "redis":
         env["REDIS_URL"] = redis_server.url
-    url = serve(make_app(**env))
-    ollama.default = Script(reply="ok", delay=0.3)  # answers arrive after every request was admitted
-    prompt = " ".join(["word"] * 100)  # ~125 input tokens by the estimate: 4 of them exceed 100 at once
-    statuses = []
+    ollama.default = Script(reply="ok", delay=0.3)
+    return serve(make_app(**env))
 
-    def call():
-        statuses.append(requests.post(f"{url}/api/v1/chat", json={"prompt": prompt, "strategy": "local-only"},
-                                      headers={"X-API-Key": "k"}, timeout=20).status_code)
 
-    threads = [threading.Thread(target=call) for _ in range(4)]
+def _post(url: str, prompt: str) -> int:
+    import requests
+
+    return requests.post(f"{url}/api/v1/chat", json={"prompt": prompt, "strategy": "local-only"},
+                         headers={"X-API-Key": "k"}, timeout=20).status_code
+
+
+def _burst(url: str, prompt: str, n: int) -> list[int]:
+    """n simultaneous calls: their statuses."""
+    statuses: list[int] = []
+    threads = [threading.Thread(target=lambda: statuses.append(_post(url, prompt))) for _ in range(n)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    return statuses
+
+
+@pytest.mark.parametrize("store", ["redis", "memory"])
+def test_a_burst_cannot_pass_the_tokens_per_minute_limit(make_app, redis_server, serve, ollama, same_minute, store):
+    url = _tpm_gateway(make_app, redis_server, serve, ollama, store, tpm=100)
+    prompt = " ".join(["word"] * 100)  # ~125 input tokens by the estimate: 4 of them exceed 100 at once
+    statuses = _burst(url, prompt, 4)
     assert statuses.count(429) == 4  # one request alone is over the limit: none of the burst passes
-    small = requests.post(f"{url}/api/v1/chat", json={"prompt": "hi there", "strategy": "local-only"},
-                          headers={"X-API-Key": "k"}, timeout=20)
-    assert small.status_code == 200
+    assert _post(url, "hi there") == 200
 
 
 @pytest.mark.parametrize("store", ["redis", "memory"])
 def test_concurrent_requests_are_counted_on_admission(make_app, redis_server, serve, ollama, same_minute, store):
-    import requests
-
-    env = {"RATE_LIMIT_TPM": "60", "GATEWAY_API_KEYS": "k"}
-    if store == "redis":
-        env["REDIS_URL"] = redis_server.url
-    url = serve(make_app(**env))
-    ollama.default = Script(reply="ok", delay=0.3)
+    url = _tpm_gateway(make_app, redis_server, serve, ollama, store, tpm=60)
     prompt = " ".join(["word"] * 20)  # ~25 input tokens each: two fit in 60, the third does not
-    statuses = []
-
-    def call():
-        statuses.append(requests.post(f"{url}/api/v1/chat", json={"prompt": prompt, "strategy": "local-only"},
-                                      headers={"X-API-Key": "k"}, timeout=20).status_code)
-
-    threads = [threading.Thread(target=call) for _ in range(5)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(statuses) == [200, 200, 429, 429, 429]
+    assert sorted(_burst(url, prompt, 5)) == [200, 200, 429, 429, 429]
