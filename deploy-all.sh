@@ -348,7 +348,20 @@ cmd_logs() {
 cmd_reload() {
   if local_running; then
     run "$(python_bin)" -m gateway check --env-file "" || die "the configuration has errors (above): nothing reloaded"
-    run kill -HUP "$(cat "$RUN_DIR/gateway.pid")"
+    local master old pid waited=0
+    master="$(cat "$RUN_DIR/gateway.pid")"
+    old="$(pgrep -P "$master" || true)"
+    run kill -HUP "$master"
+    # Live once the old workers have finished their requests and gone (graceful_timeout, 30 s, at most):
+    # return before that and the next request may still meet the old configuration.
+    if [ "$DRY_RUN" -eq 0 ]; then
+      for pid in $old; do
+        while kill -0 "$pid" 2>/dev/null; do
+          waited=$((waited + 1)); [ "$waited" -ge 700 ] && die "the old workers are still running after 35 s"
+          sleep 0.05
+        done
+      done
+    fi
   else
     run docker compose exec -T api-gateway python -m gateway check --env-file "" \
       || die "the configuration has errors (above): nothing reloaded"
