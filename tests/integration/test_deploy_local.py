@@ -44,16 +44,18 @@ def listening(port: int) -> set[str]:
     return found
 
 
+def local_env(ollama, run_dir, port: int, **extra: str) -> dict[str, str]:
+    """The environment ./deploy-all.sh local runs with in these tests: the fake Ollama, free ports, its own
+    run directory, no cloud key, and none of the caller's Redis or worker settings."""
+    base = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "GATEWAY_WORKERS")}
+    return {**base, "OLLAMA_URL": ollama.url, "GATEWAY_PORT": str(port), "GATEWAY_INTERNAL_PORT": str(free_port()),
+            "LOCAL_REDIS_PORT": str(free_port()), "DEPLOY_RUN_DIR": str(run_dir), "ANTHROPIC_API_KEY": "", **extra}
+
+
 def test_local_mode_up_answer_and_stop(ollama, tmp_path):
     port, redis_port, internal = free_port(), free_port(), free_port()
-    env = {**{k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "GATEWAY_WORKERS")},
-           "OLLAMA_URL": ollama.url, "GATEWAY_PORT": str(port), "GATEWAY_HOST": "127.0.0.1",
-           "GATEWAY_INTERNAL_PORT": str(internal),
-           "LOCAL_REDIS_PORT": str(redis_port), "GATEWAY_API_KEYS": "local-key", "REDIS_PASSWORD": "local-redis",
-           "GATEWAY_ADMIN_KEYS": "local-admin",
-           "DEPLOY_RUN_DIR": str(tmp_path), "ANTHROPIC_API_KEY": "",
-           "TASKDATA": str(tmp_path / "task"), "TASKRC": str(tmp_path / "taskrc")}
-    (tmp_path / "taskrc").write_text(f"data.location={tmp_path / 'task'}\n")
+    env = local_env(ollama, tmp_path, port, GATEWAY_INTERNAL_PORT=str(internal), LOCAL_REDIS_PORT=str(redis_port),
+                    GATEWAY_API_KEYS="local-key", REDIS_PASSWORD="local-redis", GATEWAY_ADMIN_KEYS="local-admin")
     up = subprocess.run(["./deploy-all.sh", "local", "2"], cwd=ROOT, env=env, capture_output=True, text=True,
                         timeout=120)
     pids = {name: int((tmp_path / f"{name}.pid").read_text()) for name in ("edge", "gateway", "redis")
@@ -121,13 +123,8 @@ def test_local_mode_up_answer_and_stop(ollama, tmp_path):
 def test_backup_and_restore_round_trip_in_local_mode(ollama, tmp_path):
     run_dir, backups = tmp_path / "run", tmp_path / "backups"
     port = free_port()
-    env = {**{k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "GATEWAY_WORKERS")},
-           "OLLAMA_URL": ollama.url, "GATEWAY_PORT": str(port), "GATEWAY_HOST": "127.0.0.1",
-           "GATEWAY_INTERNAL_PORT": str(free_port()),
-           "LOCAL_REDIS_PORT": str(free_port()), "GATEWAY_API_KEYS": "k", "REDIS_PASSWORD": "round-trip",
-           "DEPLOY_RUN_DIR": str(run_dir), "ANTHROPIC_API_KEY": "", "TASKDATA": str(tmp_path / "task"),
-           "TASKRC": str(tmp_path / "taskrc"), "BACKUP_ENV_FILE": str(tmp_path / ".env")}
-    (tmp_path / "taskrc").write_text(f"data.location={tmp_path / 'task'}\n")
+    env = local_env(ollama, run_dir, port, GATEWAY_API_KEYS="k", REDIS_PASSWORD="round-trip",
+                    BACKUP_ENV_FILE=str(tmp_path / ".env"))
     (tmp_path / ".env").write_text("REDIS_PASSWORD=round-trip\nN8N_ENCRYPTION_KEY=keep-me-forever\n")
 
     def deploy(*args):
@@ -165,10 +162,8 @@ def test_reload_applies_the_configuration_without_dropping_a_request(ollama, tmp
     catalog = tmp_path / "models.yaml"
     catalog.write_text((ROOT / "configs" / "models.yaml").read_text())
     port = free_port()
-    env = {**{k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "GATEWAY_WORKERS")},
-           "OLLAMA_URL": ollama.url, "GATEWAY_PORT": str(port), "GATEWAY_INTERNAL_PORT": str(free_port()),
-           "LOCAL_REDIS_PORT": str(free_port()), "GATEWAY_API_KEYS": "k", "REDIS_PASSWORD": "reload",
-           "DEPLOY_RUN_DIR": str(tmp_path / "run"), "ANTHROPIC_API_KEY": "", "MODELS_CONFIG": str(catalog)}
+    env = local_env(ollama, tmp_path / "run", port, GATEWAY_API_KEYS="k", REDIS_PASSWORD="reload",
+                    MODELS_CONFIG=str(catalog))
     url, key = f"http://127.0.0.1:{port}", {"Authorization": "Bearer k"}
 
     def deploy(*args):
