@@ -287,7 +287,7 @@ cmd_local() {
     info "starting the edge (Caddy) on $bind:${GATEWAY_PORT:-8080}; the gateway on 127.0.0.1:$internal"
     mkdir -p "$RUN_DIR/caddy"
     start_bg edge env EDGE_ADDRESS=":${GATEWAY_PORT:-8080}" EDGE_BIND="$bind" \
-      EDGE_UPSTREAM="127.0.0.1:$internal" MAX_BODY_BYTES="${MAX_BODY_BYTES:-1048576}" \
+      EDGE_UPSTREAM="127.0.0.1:$internal" MAX_BODY_BYTES="${MAX_BODY_BYTES:-8388608}" \
       XDG_DATA_HOME="$RUN_DIR/caddy" XDG_CONFIG_HOME="$RUN_DIR/caddy" \
       caddy run --adapter caddyfile --config configs/caddy/Caddyfile
     inside=(env GATEWAY_HOST=127.0.0.1 GATEWAY_PORT="$internal" TRUSTED_PROXIES=127.0.0.1/32)

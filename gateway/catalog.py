@@ -14,7 +14,15 @@ from typing import Any
 
 import yaml
 
+from .chat import CAPABILITIES
+
 BACKENDS = ("ollama", "anthropic", "openai_compat")
+# What a model can do when configs/models.yaml does not say (`capabilities:`). Ollama constrains any model's
+# output to a JSON schema (`format`); which of its models call tools or see images, Ollama itself reports
+# (/api/show, read with the model list), and the yaml says for a server too old to report it.
+DEFAULT_CAPABILITIES = {"ollama": frozenset({"json_schema"}),
+                        "anthropic": frozenset({"tools", "vision", "json_schema"}),
+                        "openai_compat": frozenset({"tools", "vision", "json_schema"})}
 MAX_TOKENS_PARAMS = ("max_tokens", "max_completion_tokens")
 # The temperature each upstream samples at when a request sets none (Ollama's default; the cloud APIs' 1.0).
 DEFAULT_TEMPERATURES = {"ollama": 0.8, "anthropic": 1.0, "openai_compat": 1.0}
@@ -38,6 +46,9 @@ class ModelSpec:
     sampling_params: bool = True
     max_tokens_param: str = "max_tokens"  # openai_compat: the field the model takes its output limit in
     default_temperature: float = 1.0      # what the upstream samples at when a request sets none
+    capabilities: frozenset[str] = frozenset()  # of CAPABILITIES: tools, vision, json_schema
+    # anthropic: the model takes a JSON schema natively (output_config.format); else the forced-tool method
+    structured_output: bool = False
 
     @cached_property  # asked several times per request
     def paid(self) -> bool:
@@ -192,6 +203,8 @@ def _model(m: Any, source: str, tiers: set[str]) -> ModelSpec:
             sampling_params=bool(m.get("sampling_params", True)),
             max_tokens_param=str(m.get("max_tokens_param", "max_tokens")),
             default_temperature=float(m.get("default_temperature", DEFAULT_TEMPERATURES[m["backend"]])),
+            capabilities=_capabilities(m, source),
+            structured_output=bool(m.get("structured_output", False)),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise CatalogError(
@@ -202,6 +215,15 @@ def _model(m: Any, source: str, tiers: set[str]) -> ModelSpec:
     if spec.max_tokens_param not in MAX_TOKENS_PARAMS:
         raise CatalogError(f"{source}: model {name!r}: max_tokens_param must be one of {', '.join(MAX_TOKENS_PARAMS)}")
     return spec
+
+
+def _capabilities(m: dict, source: str) -> frozenset[str]:
+    declared = m.get("capabilities")
+    if declared is None:
+        return DEFAULT_CAPABILITIES[m["backend"]]
+    if not isinstance(declared, list) or set(declared) - set(CAPABILITIES):
+        raise CatalogError(f"{source}: model {m['name']!r}: capabilities must be a list of {', '.join(CAPABILITIES)}")
+    return frozenset(declared) | (DEFAULT_CAPABILITIES["ollama"] if m["backend"] == "ollama" else frozenset())
 
 
 def _words(value: Any) -> tuple[str, ...]:

@@ -6,17 +6,81 @@ that the response, the stats, the log line and the metrics all read.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import secrets
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 STRATEGIES = ("auto", "local-only", "cloud-first", "cost-aware", "cascade")
-ROLES = ("system", "user", "assistant")
+ROLES = ("system", "user", "assistant", "tool")
+TOOL_CHOICES = ("auto", "none", "required")
+RESPONSE_FORMATS = ("text", "json_object", "json_schema")
+# What a request can need from a model beyond text (ModelSpec.capabilities, configs/models.yaml).
+CAPABILITIES = ("tools", "vision", "json_schema")
+# The input tokens an image may cost at most: Anthropic scales images to ~1.15 megapixels (~1,600 tokens);
+# local vision models take fewer. The budget's bound counts each image at this.
+IMAGE_TOKENS_BOUND = 1600
+
+
+@dataclass(frozen=True)
+class Image:
+    """An image in a message: base64 data with its media type (from a data: URL), or an http(s) URL that
+    only backends which fetch images themselves can take (Anthropic, OpenAI-compatible)."""
+    media_type: str = ""
+    data: str = ""
+    url: str = ""
+
+    @property
+    def digest(self) -> str:
+        """What the cache key holds for the image: a hash, never the bytes."""
+        return hashlib.sha256((self.data or self.url).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A call the assistant made: its arguments as the JSON text (OpenAI's shape); `parsed` is the object
+    (Anthropic's and Ollama's shape), None when the text is not a JSON object."""
+    id: str
+    name: str
+    arguments: str = "{}"
+
+    @cached_property
+    def parsed(self) -> dict | None:
+        try:
+            value = json.loads(self.arguments or "{}")
+        except ValueError:
+            return None
+        return value if isinstance(value, dict) else None
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    description: str = ""
+    parameters: dict | None = None   # a JSON Schema object; None: the tool takes no arguments
+    strict: bool = False
+
+
+@dataclass(frozen=True)
+class ResponseFormat:
+    type: str                        # text | json_object | json_schema
+    name: str = ""
+    schema: dict | None = None
+    strict: bool = False
+    description: str = ""
 
 
 @dataclass(frozen=True)
 class Message:
     role: str
-    content: str
+    content: str                     # the text (text parts joined); "" for an assistant turn of only calls
+    images: tuple[Image, ...] = ()
+    tool_calls: tuple[ToolCall, ...] = ()      # assistant: the calls it made
+    tool_call_id: str | None = None            # tool: the call this result answers
+    name: str | None = None                    # tool: the called tool's name (looked up from the call)
+    is_error: bool = False                     # tool: the result is an error
 
 
 @dataclass(frozen=True)
@@ -32,6 +96,42 @@ class ChatRequest:
     stream: bool = False
     request_id: str = ""
     api_key_id: str | None = None    # a hash prefix of the caller's key, never the key
+    tools: tuple[Tool, ...] = ()
+    tool_choice: str | None = None   # auto | none | required; None: the default (auto with tools)
+    forced_tool: str | None = None   # tool_choice naming one tool: it must be called
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None
+
+    @cached_property
+    def needs(self) -> frozenset[str]:
+        """The capabilities a model must have to answer this request (CAPABILITIES)."""
+        needs = set()
+        if (self.tools and self.tool_choice != "none") or any(m.tool_calls or m.role == "tool"
+                                                              for m in self.messages):
+            needs.add("tools")
+        if any(m.images for m in self.messages):
+            needs.add("vision")
+        if self.response_format is not None and self.response_format.type == "json_schema":
+            needs.add("json_schema")
+        return frozenset(needs)
+
+    @cached_property
+    def image_urls(self) -> bool:
+        """Some image is an http(s) URL: only backends that fetch images themselves can take it."""
+        return any(i.url for m in self.messages for i in m.images)
+
+    @cached_property
+    def structured_size(self) -> int:
+        """Bytes of what goes upstream besides the messages' text: tool schemas, calls in the history."""
+        size = sum(len(json.dumps(t.parameters or {})) + len(t.name) + len(t.description) for t in self.tools)
+        size += sum(len(c.arguments) + len(c.name) + len(c.id) for m in self.messages for c in m.tool_calls)
+        if self.response_format is not None and self.response_format.schema is not None:
+            size += len(json.dumps(self.response_format.schema))
+        return size
+
+    @cached_property
+    def image_count(self) -> int:
+        return sum(len(m.images) for m in self.messages)
 
     @property
     def prompt(self) -> str:
@@ -46,12 +146,16 @@ class ChatRequest:
         """An upper bound on input tokens for budget reservations: no tokenizer makes a token out of less
         than one byte, plus a margin per message for the chat framing."""
         size = sum(len(m.content.encode()) for m in self.messages) + len((self.system or "").encode())
+        if self.tools or self.response_format is not None or self.image_count or "tools" in self.needs:
+            size += self.structured_size + 64 * len(self.tools) + IMAGE_TOKENS_BOUND * self.image_count
         return size + 16 * (len(self.messages) + 1)
 
     @property
     def input_tokens_estimate(self) -> int:
         """Rough token count of everything sent (about 4 characters a token), for cost and context fit."""
         chars = sum(len(m.content) for m in self.messages) + len(self.system or "")
+        if self.tools or self.image_count or "tools" in self.needs:
+            chars += self.structured_size + 4 * IMAGE_TOKENS_BOUND * self.image_count
         return max(1, -(-chars // 4))
 
 
@@ -65,9 +169,20 @@ class Usage:
 class Completion:
     text: str
     usage: Usage
-    finish_reason: str = "stop"
+    finish_reason: str = "stop"      # stop | length | tool_calls (normalised by every backend)
     # The sampled tokens' log-probabilities, when asked for and the backend reports them (cascade review).
     logprobs: tuple[float, ...] | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+
+
+@dataclass(slots=True)
+class ToolCallDelta:
+    """A piece of a streamed tool call: `index` tells calls apart; id and name come with a call's first
+    piece, `arguments` is a fragment of its JSON text (all of it where the upstream sends calls whole)."""
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
 
 
 @dataclass(slots=True)  # not frozen: made once per token, and a frozen init costs twice as much
@@ -77,6 +192,7 @@ class StreamDelta:
     usage: Usage | None = None
     finish_reason: str | None = None
     logprobs: tuple[float, ...] | None = None  # this piece's tokens', when asked for and reported
+    tool_calls: tuple[ToolCallDelta, ...] | None = None
 
 
 @dataclass
@@ -110,3 +226,32 @@ class Outcome:
     reservation: Any = None            # state.budget.Reservation held for this call, settled when recorded
     reason: str = ""                   # the decision's reason, amended when another model answered
     paid_fallback: bool = False        # a paid model answered because the local one it was decided for failed
+
+
+class ToolCallBuilder:
+    """Joins streamed tool-call pieces into whole calls, per index. A new id at an index already in use
+    starts a new call (older Ollama parsers repeat index 0); a call without arguments gets "{}"."""
+
+    def __init__(self):
+        self._calls: list[list] = []     # [index, id, name, [argument pieces]]
+
+    def add(self, piece: ToolCallDelta) -> None:
+        for call in reversed(self._calls):
+            if call[0] == piece.index and not (piece.id and call[1] and piece.id != call[1]):
+                call[1] = call[1] or piece.id
+                call[2] = call[2] or piece.name
+                call[3].append(piece.arguments)
+                return
+        self._calls.append([piece.index, piece.id, piece.name, [piece.arguments]])
+
+    def calls(self, make_id) -> tuple[ToolCall, ...]:
+        """The whole calls; `make_id()` names a call the upstream gave no id."""
+        return tuple(ToolCall(c[1] or make_id(), c[2] or "", "".join(c[3]) or "{}") for c in self._calls)
+
+    def __bool__(self) -> bool:
+        return bool(self._calls)
+
+
+def new_call_id() -> str:
+    """An id for a tool call the upstream named none (Ollama before 0.12.10): its own shape, call_ + 8."""
+    return "call_" + secrets.token_hex(4)

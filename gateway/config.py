@@ -59,8 +59,9 @@ class Settings:
     breaker_failure_threshold: int = 5
     breaker_cooldown_seconds: float = 30.0
     request_deadline_seconds: float = 180.0
-    max_body_bytes: int = 1_048_576
+    max_body_bytes: int = 8_388_608
     max_prompt_chars: int = 200_000
+    max_image_bytes: int = 5_242_880
     max_output_tokens: int = 32_768
     health_cache_seconds: float = 5.0
     # Shared state (Redis) and cost control
@@ -141,7 +142,8 @@ class Settings:
             breaker_failure_threshold=int(r.number("BREAKER_FAILURE_THRESHOLD", 5, low=1)),
             breaker_cooldown_seconds=r.number("BREAKER_COOLDOWN_SECONDS", 30.0, low=0),
             request_deadline_seconds=r.number("REQUEST_DEADLINE_SECONDS", 180.0, low=1),
-            max_body_bytes=int(r.number("MAX_BODY_BYTES", 1_048_576, low=1024)),
+            max_body_bytes=int(r.number("MAX_BODY_BYTES", 8_388_608, low=1024)),
+            max_image_bytes=int(r.number("MAX_IMAGE_BYTES", 5_242_880, low=1024)),
             max_prompt_chars=int(r.number("MAX_PROMPT_CHARS", 200_000, low=1)),
             max_output_tokens=int(r.number("MAX_OUTPUT_TOKENS", 32_768, low=1)),
             health_cache_seconds=r.number("HEALTH_CACHE_SECONDS", 5.0, low=0),

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from .answer_check import check, structured
 from .backends import BackendError
 from .billing import Meter, charged_usage
 from .cascade import mean_logprob, review
@@ -91,10 +92,15 @@ class Dispatcher:
         the first local answer that passes the review, else the cloud's)."""
         start = self.clock()
         cascade = decision.strategy == "cascade"
-        review = _cascade_review(request, self.catalog.routing.cascade_min_mean_logprob) if cascade else None
+        # A structured answer (tool calls, JSON) is checked whichever model gave it; that check is the
+        # cascade's review of it too (the text review reads prose).
+        checked = structured(request)
+        review = _cascade_review(request, self.catalog.routing.cascade_min_mean_logprob) \
+            if cascade and not checked else None
         # The cascade asks local models for their tokens' log-probabilities: its confidence check reads them.
         won = self._first_success(request, decision, lambda b, m, meter: b.complete(
-            m, request, self.max_tokens(request, m), logprobs=cascade and not m.paid, meter=meter), review)
+            m, request, self.max_tokens(request, m), logprobs=cascade and not m.paid and not checked, meter=meter),
+            review, (lambda c: check(request, c)) if checked else None)
         self.state.concurrency.release(won.backend, won.lease)
         outcome = _outcome(request, decision, won.model, won.backend, won.result, won.attempts, self.clock() - start,
                            self._paid(decision.model))
@@ -128,16 +134,21 @@ class Dispatcher:
                           deadline=start + self.settings.request_deadline_seconds)
 
     def _first_success(self, request: ChatRequest, decision: Decision, call: Callable,
-                       review: Callable[[object], tuple[str | None, float | None]] | None = None) -> _Success:
+                       review: Callable[[object], tuple[str | None, float | None]] | None = None,
+                       checker: Callable[[Completion], tuple[Completion, str | None]] | None = None) -> _Success:
         """Walk the plan with budget, concurrency cap, retries, breakers and the deadline; return the
         first success of `call(backend, model, meter)`. With `review`, a local result it rejects sends the
         rest of the walk to the paid models only; if they all fail, that local result is returned after all.
+
+        With `checker`, an answer it rejects (a structured answer that is not valid) is charged and the walk
+        goes on to the next model; the answer a checker passes may be a repaired one.
 
         Each try reserves its own worst case and is charged what it cost even when it fails
         (gateway/billing.py), so retries and fallbacks cannot spend past the budget."""
         deadline = self.clock() + self.settings.request_deadline_seconds
         attempts: list[Attempt] = []
         last: BackendError | None = None
+        invalid: str | None = None         # why the last answer failed the checker, when that was the last failure
         held: _Success | None = None       # a local answer the review rejected: better than nothing
         # PAID_FALLBACK=refuse: a prompt decided for a local model reaches a paid one only to review a local
         # answer (cascade), never because the local call failed (the router already left paid models out
@@ -207,6 +218,15 @@ class Dispatcher:
                     raise
                 breaker.record_success()
                 latency = round(self.clock() - t0, 4)
+                if checker is not None:
+                    result, invalid = checker(result)
+                    if invalid:
+                        self.state.concurrency.release(choice.backend, lease)
+                        cost = self._charge_answer(request, model, choice.backend, result, reservation)
+                        attempts.append(Attempt(model.name, choice.backend, "rejected", "invalid_answer",
+                                                latency_seconds=latency, detail=invalid, cost=cost or None))
+                        last = None
+                        break
                 why, confidence = review(result) if review is not None and not model.paid else (None, None)
                 if why and any(self._paid(c.model) for c in decision.plan[n + 1:]):
                     self.state.concurrency.release(choice.backend, lease)
@@ -219,7 +239,21 @@ class Dispatcher:
                 return _Success(model, choice.backend, attempts, result, reservation, lease, meter)
         if held is not None:
             return held
+        if invalid and last is None:
+            raise UpstreamError(f"no model gave a valid answer ({len(attempts)} attempts); last: {invalid}",
+                                attempts=[a.as_dict() for a in attempts], error_type="invalid_answer")
         raise self._final(last, attempts, local_refused=refuse)
+
+    def _charge_answer(self, request: ChatRequest, model: ModelSpec, backend: str, completion: Completion,
+                       reservation: Reservation | None) -> float:
+        """A complete answer that is not sent (it failed the check) still cost what the upstream billed."""
+        if not model.paid:
+            self._release(reservation)
+            return 0.0
+        usage = completion.usage
+        cost = round(model.cost(usage.input_tokens, usage.output_tokens), 8)
+        self.charge(request, model, backend, usage, cost, reservation)
+        return cost
 
     def _charge_failed(self, request: ChatRequest, model: ModelSpec, backend: str, meter: Meter, billable: bool,
                        reservation: Reservation | None) -> float:
@@ -386,6 +420,7 @@ class LiveStream:
         self.text: list[str] = []
         self.outcome: Outcome | None = None
         self.error: BackendError | None = None
+        self.recorded = False
         self.first_token_seconds = round(dispatcher.clock() - started, 4)
         self._decided_paid = dispatcher._paid(decision.model)
         self.reason = answered_reason(decision, self.model, self.attempts, self._decided_paid)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from .backends import build_backends
 from .billing import charged_usage
 from .catalog import ModelSpec
-from .chat import ChatRequest, Completion, Outcome, Usage
+from .chat import ChatRequest, Completion, Outcome, ToolCall, Usage
 from .config import Settings
 from .dispatch import Dispatcher, LiveStream
 from .errors import TooManyRequests
@@ -89,6 +89,8 @@ class GatewayService:
             gpu_free_mb=self._gpu_free_mb(),
             router=self.settings.router, learned=self.settings.learned,
             paid_fallback=self.settings.paid_fallback,
+            capabilities=self.upstreams.capabilities() if request is not None and (
+                request.needs or request.image_urls) else {},
         )
 
     def _gpu_free_mb(self) -> int | None:
@@ -130,9 +132,10 @@ class GatewayService:
         self._count_cache("hit" if hit else "miss", request.api_key_id)
         if hit is None:
             return None
+        calls = tuple(ToolCall(*c) for c in hit.tool_calls)
         outcome = Outcome(request.request_id, decision, hit.model, hit.backend, hit.tier,
-                          Completion(hit.text, Usage(hit.input_tokens, hit.output_tokens), hit.finish_reason),
-                          cost=0.0, cached=True)
+                          Completion(hit.text, Usage(hit.input_tokens, hit.output_tokens), hit.finish_reason,
+                                     tool_calls=calls), cost=0.0, cached=True)
         self.record(outcome, request)
         return outcome
 
@@ -151,7 +154,8 @@ class GatewayService:
             return
         c = outcome.completion
         self.state.cache.put(key, CachedAnswer(outcome.model, outcome.backend, outcome.tier, c.text,
-                                               c.finish_reason, c.usage.input_tokens, c.usage.output_tokens),
+                                               c.finish_reason, c.usage.input_tokens, c.usage.output_tokens,
+                                               [[t.id, t.name, t.arguments] for t in c.tool_calls]),
                              self.settings.cache_ttl_seconds)
 
     # ------------------------------------------------------------------ execution
@@ -191,8 +195,8 @@ class GatewayService:
 
     def _finish_stream(self, live: LiveStream, policy: CachePolicy) -> None:
         live.close()
-        if live.outcome is not None and live.outcome.cached:
-            return  # a replayed cache hit, recorded when it was looked up
+        if live.outcome is not None and (live.outcome.cached or live.recorded):
+            return  # a replayed answer (a cache hit, a checked structured one), recorded when it was made
         if live.outcome is not None:
             self.record(live.outcome, live.request)
             self._store(live.request, live.outcome, policy)
@@ -252,6 +256,12 @@ class GatewayService:
                  "key_id": request.api_key_id or "", "strategy": decision.strategy, "score": round(decision.score, 4),
                  "decided_tier": decision.tier, "decided_model": decision.model,
                  "reason": (outcome.reason if outcome is not None and outcome.reason else decision.reason)}
+        if request.needs:
+            entry["needs"] = sorted(request.needs)
+        if decision.exclusions:
+            entry["excluded_for"] = list(decision.exclusions)
+        if outcome is not None and outcome.completion.tool_calls:
+            entry["tool_calls"] = len(outcome.completion.tool_calls)
         if outcome is not None:
             entry.update(tier=outcome.tier, model=outcome.model, backend=outcome.backend, cost=round(outcome.cost, 8),
                          latency_seconds=round(outcome.latency_seconds, 4), cached=outcome.cached,

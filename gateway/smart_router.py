@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 from .catalog import Catalog, ModelSpec, RoutingConfig, TierSpec
 from .chat import STRATEGIES, ChatRequest
-from .errors import InvalidParameter, ServiceUnavailable, UnknownModel
+from .errors import BadRequest, InvalidParameter, ServiceUnavailable, UnknownModel
 from .learned_router import LearnedRouter
 from .prompt_window import scan_window
 
@@ -169,6 +170,9 @@ class RoutingContext:
     router: str = "heuristic"                        # ROUTER: heuristic, learned or hybrid
     learned: LearnedRouter | None = None             # the loaded weights, for learned and hybrid
     paid_fallback: str = "refuse"                    # PAID_FALLBACK: may local failures go to a paid model?
+    # What models can do as their upstream reports it (Ollama's /api/show), by model name; a model not
+    # here has the capabilities configs/models.yaml gives it.
+    capabilities: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -198,6 +202,8 @@ class Decision:
     # A bounded label for metrics: complexity, explicit_model, explicit_tier, cloud_first, local_only,
     # budget, budget_conserve, paid_paused, unavailable or local_unavailable.
     reason_code: str = "complexity"
+    # The capabilities that kept models out of the plan (a bounded label for metrics), e.g. ("tools",).
+    exclusions: tuple[str, ...] = ()
 
     @property
     def plan(self) -> tuple[Choice, ...]:
@@ -206,6 +212,9 @@ class Decision:
 
 
 _NEEDS = {"anthropic": "ANTHROPIC_API_KEY", "openai_compat": "OPENAI_COMPAT_URL", "ollama": "OLLAMA_URL"}
+_CAN = {"tools": "call tools", "vision": "read images", "json_schema": "follow a JSON schema"}
+# What a capability needs on the request, for the error that names the field.
+_FIELD = {"tools": "tools", "vision": "messages", "json_schema": "response_format"}
 
 
 class _Planner:
@@ -217,13 +226,33 @@ class _Planner:
         self.notes: list[str] = []
         self.code = "complexity"
         self.local_decided = False   # the prompt was given to a local tier (PAID_FALLBACK applies)
+        self.excluded: dict[str, None] = {}  # capabilities that kept a model out (ordered set)
+
+    def lacks(self, m: ModelSpec) -> str | None:
+        """Why `m` cannot answer this request (a capability it lacks), or None."""
+        needs = self.req.needs
+        if not needs and not self.req.image_urls:
+            return None
+        caps = self.ctx.capabilities.get(m.name, m.capabilities)
+        for need in sorted(needs - caps):
+            self.excluded[need] = None
+            return f"needs {need}: {m.name} cannot {_CAN[need]}"
+        if self.req.image_urls and m.backend == "ollama":
+            self.excluded["vision"] = None
+            return f"image URL: {m.name} (ollama) takes images as data: URLs only"
+        return None
 
     def enabled(self, tier: TierSpec) -> bool:
         return tier.min_deployment_tier <= self.ctx.deployment_tier
 
     def usable(self, m: ModelSpec) -> bool:
-        return (m.backend in self.ctx.configured_backends and m.name not in self.ctx.missing_models
-                and self.tokens < m.context_window)
+        if m.backend not in self.ctx.configured_backends or m.name in self.ctx.missing_models \
+                or self.tokens >= m.context_window:
+            return False
+        why = self.lacks(m)
+        if why:
+            self.notes.append(why)
+        return why is None
 
     def choice(self, m: ModelSpec) -> Choice:
         return Choice(m.name, m.backend, m.tier, round(m.cost(self.tokens, self.out_tokens), 8))
@@ -287,9 +316,24 @@ def _explicit_model(p: _Planner, m: ModelSpec, score: float, factors: dict) -> D
                                f"{p.ctx.deployment_tier}", param="model")
     if m.backend not in p.ctx.configured_backends:
         raise ServiceUnavailable(f"model {m.name!r} needs {_NEEDS[m.backend]}, which is not configured")
+    why = p.lacks(m)
+    if why:
+        need = next(iter(p.excluded))
+        raise BadRequest(f"model {m.name!r} cannot take this request ({why}); ask for 'auto' or a model that can "
+                         f"(GET /api/v1/models lists each model's capabilities)", param=_FIELD[need],
+                         error_type="capability_unavailable")
     c = p.choice(m)
     return Decision(m.tier, m.name, m.backend, score, factors, f"model {m.name} requested explicitly",
                     c.estimated_cost, (), p.strategy, explicit=True, reason_code="explicit_model")
+
+
+def _no_capable_model(p: _Planner) -> BadRequest:
+    """Every model that could otherwise answer lacks what the request needs: say which and how to get one."""
+    need = next(iter(p.excluded))
+    return BadRequest(f"no enabled model can {_CAN[need]} ({'; '.join(dict.fromkeys(p.notes))}); enable one: "
+                      "MODEL_PRESET=tools in .env (local models that call tools and read images), a cloud model, or "
+                      f"`capabilities: [{need}]` on a model in configs/models.yaml that has it",
+                      param=_FIELD[need], error_type="capability_unavailable")
 
 
 def _explicit_tier(p: _Planner, tier: TierSpec, score: float, factors: dict) -> Decision:
@@ -433,7 +477,7 @@ def _keep_local(p: _Planner, models: list[ModelSpec]) -> list[ModelSpec]:
         return models
     tiers = {t.name for t in p.cat.tiers if p.enabled(t)}
     capable = [m for m in p.cat.models if not m.paid and m.tier in tiers
-               and m.backend in p.ctx.configured_backends and p.tokens < m.context_window]
+               and m.backend in p.ctx.configured_backends and p.tokens < m.context_window and p.lacks(m) is None]
     if not capable:
         return models
     local = [m for m in models if not m.paid]
@@ -448,6 +492,9 @@ def _keep_local(p: _Planner, models: list[ModelSpec]) -> list[ModelSpec]:
 
 def _decision(p: _Planner, models: list[ModelSpec], score: float, factors: dict, reason: str) -> Decision:
     models = _keep_local(p, models)
+    if not models and p.excluded and not any(
+            p.lacks(m) is None for m in p.cat.models if m.backend in p.ctx.configured_backends):
+        raise _no_capable_model(p)
     if not models:
         detail = "; ".join(dict.fromkeys(p.notes)) or "no model has a configured backend"
         if p.code == "local_unavailable":
@@ -461,4 +508,4 @@ def _decision(p: _Planner, models: list[ModelSpec], score: float, factors: dict,
     full = reason + (f" ({'; '.join(notes)})" if notes else "")
     c = p.choice(first)
     return Decision(first.tier, first.name, first.backend, score, factors, full, c.estimated_cost,
-                    tuple(p.choice(m) for m in rest), p.strategy, reason_code=p.code)
+                    tuple(p.choice(m) for m in rest), p.strategy, reason_code=p.code, exclusions=tuple(p.excluded))

@@ -28,6 +28,7 @@ class Upstreams:
         self._lock = threading.Lock()
         self._missing: dict[str, float] = {}
         self._health: dict[str, tuple[float, BackendHealth]] = {}
+        self._capabilities: dict[str, frozenset[str]] = {}  # by model name, as the upstreams report them
 
     def open_circuits(self) -> frozenset[str]:
         return frozenset(n for n, b in self.breakers.items() if b.state == "open")
@@ -55,7 +56,21 @@ class Upstreams:
                 for m in self.settings.catalog.models:
                     if m.backend == name and self.backends[name].model_state(result, m).available:
                         self._missing.pop(m.name, None)
+            for m in self.settings.catalog.models:
+                if m.backend == name:
+                    reported = self.backends[name].capabilities(result, m)
+                    if reported is not None:
+                        self._capabilities[m.name] = reported
         return result
+
+    def capabilities(self) -> dict[str, frozenset[str]]:
+        """What the upstreams report their models can do (Ollama's /api/show), by model name, read with the
+        model list (at most once per HEALTH_CACHE_SECONDS); a model absent here keeps what
+        configs/models.yaml says. Asked only for requests that need a capability: plain chat never waits."""
+        for name, backend in self.backends.items():
+            if type(backend).capabilities is not Backend.capabilities:
+                self.health(name)
+        return self._capabilities
 
     def answers(self, name: str) -> bool:
         """A fresh health check (not the cached one): does the backend answer at all right now?"""

@@ -3,6 +3,7 @@
 Streaming (`stream: true` on /api/v1/chat) is Server-Sent Events:
   event: start  data: {request_id, model, backend, tier, routing}
   event: delta  data: {text}                                  (repeated)
+  event: tool_call data: {index, id, type, function: {name, arguments}}  (one per call, whole)
   event: done   data: {finish_reason, usage, cost, latency_seconds, first_token_seconds, attempts}
   event: error  data: {error: {type, message}, request_id}    (instead of done, if the upstream failed)
 """
@@ -17,6 +18,7 @@ from ..chat import Outcome, StreamDelta
 from ..dispatch import LiveStream, StreamInterrupted
 from ..errors import Forbidden, InvalidParameter
 from ..service import GatewayService
+from .openai import assistant_message
 from .render import gateway_headers, routing_body
 from .sse import event, start_stream
 from .validate import cache_policy, json_object, parse_chat
@@ -49,6 +51,7 @@ def chat():
         "backend": outcome.backend,
         "response": outcome.completion.text,
         "finish_reason": outcome.completion.finish_reason,
+        "tool_calls": assistant_message(outcome.completion).get("tool_calls", []),
         "usage": {"input_tokens": outcome.completion.usage.input_tokens,
                   "output_tokens": outcome.completion.usage.output_tokens},
         "cost": outcome.cost,
@@ -67,7 +70,11 @@ class NativeFramer:
                       "tier": live.model.tier, "routing": routing_body(live.decision, live.reason)}, "start")
 
     def delta(self, live: LiveStream, delta: StreamDelta) -> str:
-        return event({"text": delta.text}, "delta")
+        out = event({"text": delta.text}, "delta") if delta.text else ""
+        for piece in delta.tool_calls or ():
+            out += event({"index": piece.index, "id": piece.id, "type": "function",
+                          "function": {"name": piece.name, "arguments": piece.arguments}}, "tool_call")
+        return out
 
     def done(self, live: LiveStream, outcome: Outcome) -> str:
         usage = outcome.completion.usage

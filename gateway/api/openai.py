@@ -12,12 +12,13 @@ from datetime import UTC, datetime
 
 from flask import Blueprint, current_app, g, jsonify
 
-from ..chat import Outcome, StreamDelta
+from ..chat import Completion, Outcome, StreamDelta
 from ..dispatch import LiveStream, StreamInterrupted
 from ..errors import InvalidParameter, UnknownModel
 from ..service import GatewayService
 from .render import gateway_headers
 from .sse import event, start_stream
+from .structured import structured_fields
 from .validate import build_request, cache_policy, json_object, message_list, stop_sequences, typed
 
 bp = Blueprint("openai", __name__, url_prefix="/v1")
@@ -31,15 +32,13 @@ def _service() -> GatewayService:
 def _parse(body: dict, svc: GatewayService):
     if body.get("n") not in (None, 1):
         raise InvalidParameter("only n=1 is supported", param="n")
-    if body.get("tools") or body.get("functions"):
-        raise InvalidParameter("tool calling is not supported by this gateway yet", param="tools")
     typed(body, "user", str, "a string")
     options = typed(body, "stream_options", dict, "an object") or {}
     include_usage = typed(options, "include_usage", bool, "true or false") or False
     max_completion = typed(body, "max_completion_tokens", int, "an integer")
     max_tokens = max_completion if max_completion is not None else typed(body, "max_tokens", int, "an integer")
     req = build_request(
-        svc.settings, message_list(body.get("messages")),
+        svc.settings, message_list(body.get("messages"), svc.settings),
         model=typed(body, "model", str, "a string: 'auto', a tier or a model name"),
         strategy=typed(body, "strategy", str, "a string"),  # an extension: routing strategy per request
         system=None,
@@ -49,21 +48,21 @@ def _parse(body: dict, svc: GatewayService):
         stop=stop_sequences(body),
         dry_run=False,
         stream=typed(body, "stream", bool, "true or false") or False,
-        request_id=g.request_id, api_key_id=g.api_key_id,
+        request_id=g.request_id, api_key_id=g.api_key_id, structured_fields=structured_fields(body),
     )
-    return req, include_usage
+    return req, include_usage, body.get("functions") is not None
 
 
 @bp.post("/chat/completions")
 def chat_completions():
     svc = _service()
-    req, include_usage = _parse(json_object(), svc)
+    req, include_usage, legacy = _parse(json_object(), svc)
     decision = g.decision = svc.decide(req)
     svc.admit(req)
     policy = cache_policy()
     completion_id = f"chatcmpl-{req.request_id}"
     if req.stream:
-        return start_stream(svc, req, decision, policy, OpenAIFramer(completion_id, include_usage))
+        return start_stream(svc, req, decision, policy, OpenAIFramer(completion_id, include_usage, legacy))
     outcome: Outcome = svc.complete(req, decision, policy)
     g.outcome = outcome
     usage = outcome.completion.usage
@@ -72,8 +71,8 @@ def chat_completions():
         "object": "chat.completion",
         "created": int(time.time()),
         "model": outcome.model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": outcome.completion.text},
-                     "finish_reason": outcome.completion.finish_reason, "logprobs": None}],
+        "choices": [{"index": 0, "message": assistant_message(outcome.completion, legacy),
+                     "finish_reason": finish_reason(outcome.completion, legacy), "logprobs": None}],
         "usage": {"prompt_tokens": usage.input_tokens, "completion_tokens": usage.output_tokens,
                   "total_tokens": usage.input_tokens + usage.output_tokens},
         "system_fingerprint": None,
@@ -83,11 +82,31 @@ def chat_completions():
     return resp
 
 
-class OpenAIFramer:
-    """chat.completion.chunk events: role first, content pieces, finish_reason, usage if asked, [DONE]."""
+def assistant_message(completion: Completion, legacy: bool = False) -> dict:
+    """The answer as OpenAI's assistant message: content null when there are only tool calls (as OpenAI
+    sends it); `function_call` for a request that used the legacy `functions`."""
+    message: dict = {"role": "assistant", "content": completion.text or (None if completion.tool_calls else "")}
+    if completion.tool_calls and legacy:
+        call = completion.tool_calls[0]
+        message["function_call"] = {"name": call.name, "arguments": call.arguments}
+    elif completion.tool_calls:
+        message["tool_calls"] = [{"id": c.id, "type": "function", "function": {"name": c.name,
+                                                                              "arguments": c.arguments}}
+                                 for c in completion.tool_calls]
+    return message
 
-    def __init__(self, completion_id: str, include_usage: bool):
+
+def finish_reason(completion: Completion, legacy: bool = False) -> str:
+    return "function_call" if legacy and completion.finish_reason == "tool_calls" else completion.finish_reason
+
+
+class OpenAIFramer:
+    """chat.completion.chunk events: role first, content pieces and tool-call pieces (indexed; id, type and
+    name on a call's first), finish_reason, usage if asked, [DONE]."""
+
+    def __init__(self, completion_id: str, include_usage: bool, legacy: bool = False):
         self.id, self.include_usage, self.created = completion_id, include_usage, int(time.time())
+        self.legacy = legacy
 
     def _chunk(self, live: LiveStream, delta: dict, finish: str | None = None) -> str:
         data = {"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": live.model.name,
@@ -101,10 +120,24 @@ class OpenAIFramer:
         return self._chunk(live, {"role": "assistant", "content": ""})
 
     def delta(self, live: LiveStream, delta: StreamDelta) -> str:
-        return self._chunk(live, {"content": delta.text})
+        if not delta.tool_calls:
+            return self._chunk(live, {"content": delta.text})
+        out = self._chunk(live, {"content": delta.text}) if delta.text else ""
+        if self.legacy:
+            piece = delta.tool_calls[0]
+            fn = {"arguments": piece.arguments} | ({"name": piece.name} if piece.name else {})
+            return out + self._chunk(live, {"function_call": fn})
+        calls = []
+        for piece in delta.tool_calls:
+            call: dict = {"index": piece.index}
+            if piece.id:
+                call |= {"id": piece.id, "type": "function"}
+            call["function"] = ({"name": piece.name} if piece.name else {}) | {"arguments": piece.arguments}
+            calls.append(call)
+        return out + self._chunk(live, {"tool_calls": calls})
 
     def done(self, live: LiveStream, outcome: Outcome) -> str:
-        out = self._chunk(live, {}, outcome.completion.finish_reason)
+        out = self._chunk(live, {}, finish_reason(outcome.completion, self.legacy))
         if self.include_usage:
             usage = outcome.completion.usage
             out += event({"id": self.id, "object": "chat.completion.chunk", "created": self.created,

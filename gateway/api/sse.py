@@ -3,6 +3,11 @@
 Each surface supplies a framer (native events or OpenAI chunks). The stream ends with the framer's
 `done` after the final usage, or with its `error` when the upstream failed after text was sent: a
 truncated answer never looks complete. Closing the response (client gone) closes the upstream.
+
+A structured answer (tools, a JSON response format) is checked before it is sent (gateway/answer_check.py):
+the gateway reads the whole answer, checks it (escalating to the next capable model when it fails), then
+streams it: its text word by word, each tool call whole in one piece (as Ollama sends them). Plain text
+streams live, token by token, as before.
 """
 
 from __future__ import annotations
@@ -14,8 +19,9 @@ from typing import Protocol
 from flask import Response, g, request
 
 from .. import fastjson
+from ..answer_check import structured
 from ..catalog import ModelSpec
-from ..chat import ChatRequest, Outcome, StreamDelta
+from ..chat import ChatRequest, Outcome, StreamDelta, ToolCallDelta
 from ..dispatch import LiveStream, StreamInterrupted
 from ..service import CachePolicy, GatewayService
 from ..smart_router import Decision
@@ -37,19 +43,24 @@ def event(data: object, name: str | None = None) -> str:
 
 
 class ReplayStream:
-    """A cached answer played back as a stream, with the attributes framers read from a LiveStream."""
+    """A complete answer played back as a stream (a cache hit, a checked structured answer), with the
+    attributes framers read from a LiveStream. It was recorded when it was made."""
 
     def __init__(self, outcome: Outcome, request: ChatRequest, model: ModelSpec):
         self.outcome, self.request, self.decision, self.model = outcome, request, outcome.decision, model
-        self.backend, self.attempts, self.reservation = outcome.backend, [], None
-        self.first_token_seconds, self.error, self.reason = 0.0, None, outcome.reason
+        self.backend, self.attempts, self.reservation = outcome.backend, outcome.attempts, None
+        self.first_token_seconds, self.error, self.reason = outcome.latency_seconds, None, outcome.reason
         self.text = [outcome.completion.text]
+        self.recorded = True
 
     def __iter__(self) -> Iterator[StreamDelta]:
-        words = self.outcome.completion.text.split(" ")
+        completion = self.outcome.completion
+        words = completion.text.split(" ") if completion.text else []
         for i, word in enumerate(words):
             yield StreamDelta(word + (" " if i < len(words) - 1 else ""))
-        yield StreamDelta("", self.outcome.completion.usage, self.outcome.completion.finish_reason)
+        for i, call in enumerate(completion.tool_calls):
+            yield StreamDelta(tool_calls=(ToolCallDelta(i, call.id, call.name, call.arguments),))
+        yield StreamDelta("", completion.usage, completion.finish_reason)
 
     def close(self) -> None:
         pass
@@ -61,7 +72,7 @@ def sse_response(svc: GatewayService, live: LiveStream | ReplayStream, framer: F
         try:
             yield framer.start(live)
             for delta in live:
-                if delta.text:
+                if delta.text or delta.tool_calls:
                     yield framer.delta(live, delta)
                 if delta.usage is not None and live.outcome is not None:
                     yield framer.done(live, live.outcome)
@@ -92,7 +103,14 @@ def _limit_send_time(seconds: float) -> None:
 
 def start_stream(svc: GatewayService, req: ChatRequest, decision: Decision, policy: CachePolicy,
                  framer: Framer) -> Response:
-    """A cached answer replayed, or a live stream opened (failing over until the first token)."""
+    """A cached answer replayed, a structured answer checked then replayed, or a live stream opened
+    (failing over until the first token)."""
+    if structured(req):
+        outcome = g.outcome = svc.complete(req, decision, policy)
+        live = ReplayStream(outcome, req, svc.settings.catalog.model(outcome.model))
+        headers = gateway_headers(decision, outcome.model, outcome.backend, outcome.tier, len(outcome.attempts),
+                                  outcome.cost, outcome.cached, outcome.reason)
+        return sse_response(svc, live, framer, headers, policy)
     svc.begin(decision)
     hit = svc.cached(req, decision, policy)
     if hit is not None:

@@ -10,13 +10,11 @@ from typing import Any
 
 from flask import request
 
-from ..chat import ROLES, STRATEGIES, ChatRequest, Message
+from ..chat import STRATEGIES, ChatRequest, Message
 from ..config import Settings
 from ..errors import BadRequest, InvalidParameter, PayloadTooLarge
 from ..service import CachePolicy
-
-# OpenAI's newer name for the system role.
-_ROLE_ALIASES = {"developer": "system"}
+from . import structured
 
 
 def json_object() -> dict:
@@ -40,40 +38,11 @@ def typed(body: dict, name: str, types: type | tuple, label: str) -> Any:
     return value
 
 
-def _content(value: Any, where: str) -> str:
-    """A message's content: a string, or OpenAI's list of text parts."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list) and all(isinstance(p, dict) for p in value):
-        if not all(isinstance(p.get("type"), str) for p in value):
-            raise BadRequest(f"{where}: every content part needs a string 'type'", param=where)
-        kinds = {p["type"] for p in value}
-        if kinds - {"text"}:
-            raise InvalidParameter(f"{where}: only text content is supported, got {sorted(kinds)}", param=where)
-        if all(isinstance(p.get("text"), str) for p in value):
-            return "".join(p["text"] for p in value)
-    raise BadRequest(f"{where} must be a string or a list of text parts", param=where)
+def message_list(messages: Any, settings: Settings) -> tuple[Message, ...]:
+    return structured.messages(messages, settings.max_image_bytes)
 
 
-def message_list(messages: Any) -> tuple[Message, ...]:
-    if not isinstance(messages, list) or not messages:
-        raise BadRequest("'messages' must be a non-empty list of {role, content}", param="messages")
-    out = []
-    for i, m in enumerate(messages):
-        if not isinstance(m, dict) or not isinstance(m.get("role"), str) or "content" not in m:
-            raise BadRequest(f"messages[{i}] must be an object with string 'role' and 'content'",
-                             param=f"messages[{i}]")
-        role = _ROLE_ALIASES.get(m["role"], m["role"])
-        if role not in ROLES:
-            raise InvalidParameter(f"messages[{i}].role must be one of {', '.join(ROLES)}, got {m['role']!r}",
-                                   param=f"messages[{i}].role")
-        out.append(Message(role, _content(m["content"], f"messages[{i}].content")))
-    if not any(m.role == "user" and m.content.strip() for m in out):
-        raise BadRequest("'messages' has no non-empty user message", param="messages")
-    return tuple(out)
-
-
-def native_messages(body: dict) -> tuple[Message, ...]:
+def native_messages(body: dict, settings: Settings) -> tuple[Message, ...]:
     prompt, messages = body.get("prompt"), body.get("messages")
     if prompt is not None and messages is not None:
         raise BadRequest("give either 'prompt' or 'messages', not both", param="prompt")
@@ -85,12 +54,12 @@ def native_messages(body: dict) -> tuple[Message, ...]:
         return (Message("user", prompt),)
     if messages is None:
         raise BadRequest("missing 'prompt' (or 'messages')", param="prompt")
-    return message_list(messages)
+    return message_list(messages, settings)
 
 
 def build_request(settings: Settings, messages: tuple[Message, ...], *, model: Any, strategy: Any, system: Any,
                   max_tokens: Any, max_tokens_name: str, temperature: Any, stop: tuple[str, ...], dry_run: bool,
-                  stream: bool, request_id: str, api_key_id: str | None) -> ChatRequest:
+                  stream: bool, request_id: str, api_key_id: str | None, structured_fields: dict) -> ChatRequest:
     """Range checks shared by both surfaces, then the ChatRequest."""
     if strategy is not None and strategy not in STRATEGIES:
         raise InvalidParameter(f"'strategy' must be one of {', '.join(STRATEGIES)}, got {strategy!r}",
@@ -106,13 +75,14 @@ def build_request(settings: Settings, messages: tuple[Message, ...], *, model: A
                               "(MAX_PROMPT_CHARS)", error_type="prompt_too_large", param="messages")
     return ChatRequest(messages=messages, model=model or "auto", strategy=strategy, system=system,
                        max_tokens=max_tokens, temperature=float(temperature) if temperature is not None else None,
-                       stop=stop, dry_run=dry_run, stream=stream, request_id=request_id, api_key_id=api_key_id)
+                       stop=stop, dry_run=dry_run, stream=stream, request_id=request_id, api_key_id=api_key_id,
+                       **structured_fields)
 
 
 def parse_chat(body: dict, settings: Settings, request_id: str, api_key_id: str | None) -> ChatRequest:
     """The native /api/v1/chat and /api/v1/complexity body."""
     return build_request(
-        settings, native_messages(body),
+        settings, native_messages(body, settings),
         model=typed(body, "model", str, "a string: 'auto', a tier or a model name"),
         strategy=typed(body, "strategy", str, "a string"),
         system=typed(body, "system", str, "a string"),
@@ -121,7 +91,7 @@ def parse_chat(body: dict, settings: Settings, request_id: str, api_key_id: str 
         stop=stop_sequences(body),
         dry_run=typed(body, "dry_run", bool, "true or false") or False,
         stream=typed(body, "stream", bool, "true or false") or False,
-        request_id=request_id, api_key_id=api_key_id,
+        request_id=request_id, api_key_id=api_key_id, structured_fields=structured.structured_fields(body),
     )
 
 

@@ -2,10 +2,19 @@
 
 The SDK's own retries are off (max_retries=0): dispatch retries with a bounded backoff so every try
 is recorded as an attempt and a long retry-after turns into a fallback instead of a wait.
+
+Tools, JSON and images: tools as `input_schema`; tool_choice auto/any/tool/none with
+`disable_parallel_tool_use` for parallel_tool_calls=false; assistant calls as `tool_use` blocks (object
+input), tool results merged into the next user message, results first in call order, any text after them;
+no empty text blocks; images as base64 or url blocks. A JSON schema goes in `output_config.format` on models
+that take it (`structured_output: true` in configs/models.yaml), else through one forced tool whose input is
+the answer, returned as the text (json_object: the same with an open object schema). Streamed
+`input_json_delta` fragments become tool-call pieces (id and name on the first).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import anthropic
@@ -13,7 +22,7 @@ import httpx2  # the SDK's HTTP client; a stream cut mid-body surfaces as its er
 
 from ..billing import Meter
 from ..catalog import ModelSpec
-from ..chat import ChatRequest, StreamDelta, Usage
+from ..chat import ChatRequest, Message, StreamDelta, ToolCallDelta, Usage
 from ..config import BackendSettings
 from .base import Backend, BackendError, BackendHealth, retry_after_seconds, status_kind, upstream_error
 
@@ -21,6 +30,8 @@ DEFAULT_URL = "https://api.anthropic.com"
 # Transport failures before the request went out: nothing was worked on, nothing billed.
 _NOT_SENT = (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.ProxyError, httpx2.UnsupportedProtocol)
 _FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls"}
+_ID_CHARS = re.compile(r"[^A-Za-z0-9_-]")  # what Anthropic takes in a tool_use id
+_OPEN_OBJECT = {"type": "object", "additionalProperties": True}
 _ERROR_TYPES = {"overloaded_error": "overloaded", "rate_limit_error": "rate_limited", "api_error": "server_error",
                 "authentication_error": "auth", "permission_error": "auth", "not_found_error": "model_not_found",
                 "invalid_request_error": "bad_request", "request_too_large": "bad_request"}
@@ -46,10 +57,11 @@ class AnthropicBackend(Backend):
         params: dict = {
             "model": model.id,
             "max_tokens": max_tokens,
-            "messages": [{"role": m.role, "content": m.content} for m in request.messages if m.role != "system"],
+            "messages": _turns(request.messages),
         }
         if system:
             params["system"] = "\n\n".join(system)
+        _structured(params, model, request)
         if request.temperature is not None and model.sampling_params:
             # SDK 2.x dropped the argument (Claude 5 models reject sampling parameters); older models
             # still take it in the body.
@@ -65,8 +77,11 @@ class AnthropicBackend(Backend):
         meter = Meter() if meter is None else meter
         meter.streamed = True
         finish = "stop"
+        params = self._params(model, request, max_tokens)
+        answer_tool = params.pop("answer_tool", None)  # the forced tool whose input is the JSON answer
+        blocks: dict[int, int | None] = {}  # content block index -> tool-call index (None: the answer tool)
         with _translate():
-            events = self.client.messages.create(**self._params(model, request, max_tokens), stream=True)
+            events = self.client.messages.create(**params, stream=True)
             if "event-stream" not in events.response.headers.get("content-type", ""):
                 events.close()
                 raise BackendError("malformed", "anthropic: expected an event stream, got "
@@ -80,6 +95,21 @@ class AnthropicBackend(Backend):
                     elif kind == "content_block_delta" and event.delta.type == "text_delta":
                         meter.received(event.delta.text)
                         yield StreamDelta(event.delta.text)
+                    elif kind == "content_block_start" and event.content_block.type == "tool_use":
+                        block = event.content_block
+                        if block.name == answer_tool:
+                            blocks[event.index] = None
+                            continue
+                        blocks[event.index] = n = sum(1 for v in blocks.values() if v is not None)
+                        yield StreamDelta(tool_calls=(ToolCallDelta(n, block.id, block.name, ""),))
+                    elif kind == "content_block_delta" and event.delta.type == "input_json_delta":
+                        piece = event.delta.partial_json
+                        meter.received(piece)
+                        n = blocks.get(event.index)
+                        if n is None:  # the answer tool's input is the answer's text
+                            yield StreamDelta(piece)
+                        elif piece:
+                            yield StreamDelta(tool_calls=(ToolCallDelta(n, arguments=piece),))
                     elif kind == "message_delta":
                         # output_tokens here is cumulative, not an increment; a later event may repeat
                         # or omit it
@@ -87,6 +117,8 @@ class AnthropicBackend(Backend):
                         if reported is not None:
                             meter.output_tokens = max(reported, meter.output_tokens or 0)
                         finish = _FINISH.get(event.delta.stop_reason or "", finish)
+                        if finish == "tool_calls" and not any(v is not None for v in blocks.values()):
+                            finish = "stop"  # only the answer tool was called: a JSON answer
                     elif kind == "message_stop":
                         usage = Usage(meter.input_tokens if meter.input_tokens is not None
                                       else request.input_tokens_estimate,
@@ -143,6 +175,90 @@ class _translate:
         if isinstance(exc, anthropic.APIError | ValueError | KeyError | AttributeError | TypeError):
             raise BackendError("malformed", f"anthropic: unreadable response ({type(exc).__name__})") from exc
         return False
+
+
+def _id(call_id: str | None) -> str:
+    """A tool call id as Anthropic takes it (letters, digits, _ and -): ids from other upstreams mapped the
+    same way in the call and in its result."""
+    return _ID_CHARS.sub("_", call_id or "call")[:64]
+
+
+def _image(image) -> dict:
+    if image.url:
+        return {"type": "image", "source": {"type": "url", "url": image.url}}
+    return {"type": "image", "source": {"type": "base64", "media_type": image.media_type, "data": image.data}}
+
+
+def _turns(messages: tuple[Message, ...]) -> list[dict]:
+    """user/assistant turns: tool results go in the user turn after the calls, first and in call order;
+    consecutive turns of one role are merged (Anthropic requires alternation); no empty text blocks."""
+    turns: list[dict] = []
+    order: dict[str, int] = {}  # tool call id -> its place in the assistant turn that made it
+    for m in messages:
+        if m.role == "system":
+            continue
+        if m.role == "tool":
+            block = {"type": "tool_result", "tool_use_id": _id(m.tool_call_id), "content": m.content}
+            if m.is_error:
+                block["is_error"] = True
+            if turns and turns[-1]["role"] == "user" and turns[-1].get("_results"):
+                turns[-1]["content"].insert(turns[-1]["_results"], block)
+                turns[-1]["_results"] += 1
+                results = turns[-1]["content"][:turns[-1]["_results"]]
+                results.sort(key=lambda b: order.get(b["tool_use_id"], 0))
+                turns[-1]["content"][:len(results)] = results
+            else:
+                turns.append({"role": "user", "content": [block], "_results": 1})
+            continue
+        blocks: list[dict] = []
+        if m.role == "user":
+            blocks += [_image(i) for i in m.images]
+        if m.content:
+            blocks.append({"type": "text", "text": m.content})
+        for n, c in enumerate(m.tool_calls):
+            order[_id(c.id)] = n
+            blocks.append({"type": "tool_use", "id": _id(c.id), "name": c.name, "input": c.parsed or {}})
+        if turns and turns[-1]["role"] == m.role:
+            turns[-1]["content"] += blocks
+        else:
+            turns.append({"role": m.role, "content": blocks})
+    for turn in turns:
+        turn.pop("_results", None)
+        if not turn["content"]:
+            turn["content"] = [{"type": "text", "text": "(empty)"}]  # Anthropic refuses empty turns
+        elif len(turn["content"]) == 1 and turn["content"][0]["type"] == "text":
+            turn["content"] = turn["content"][0]["text"]  # plain text stays a string, as before
+    return turns
+
+
+def _structured(params: dict, model: ModelSpec, request: ChatRequest) -> None:
+    """tools, tool_choice and the JSON answer in Anthropic's shape."""
+    tools = [{"name": t.name, "description": t.description,
+              "input_schema": t.parameters or {"type": "object", "properties": {}}} for t in request.tools]
+    choice: dict | None = None
+    if request.tools:
+        kind = {"required": "any", "none": "none"}.get(request.tool_choice or "auto", "auto")
+        choice = {"type": "tool", "name": request.forced_tool} if request.forced_tool else {"type": kind}
+    fmt = request.response_format
+    if fmt is not None and fmt.type == "json_schema" and model.structured_output:
+        params["extra_body"] = {**params.get("extra_body", {}),
+                                "output_config": {"format": {"type": "json_schema", "schema": fmt.schema}}}
+    elif fmt is not None:
+        # The forced-tool method: one tool whose input is the answer.
+        name = fmt.name or "json_response"
+        while any(t["name"] == name for t in tools):
+            name = "answer_" + name
+        tools.append({"name": name, "description": fmt.description or "Give the answer as this JSON object.",
+                      "input_schema": fmt.schema if fmt.type == "json_schema" else _OPEN_OBJECT})
+        params["answer_tool"] = name
+        keep = choice is not None and choice["type"] not in ("auto", "none")
+        choice = {"type": "any"} if keep else {"type": "tool", "name": name}
+    if tools:
+        params["tools"] = tools
+    if choice is not None:
+        if request.parallel_tool_calls is False and choice["type"] != "none":
+            choice["disable_parallel_tool_use"] = True
+        params["tool_choice"] = choice
 
 
 def _tokens(value: object) -> int | None:

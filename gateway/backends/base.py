@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from ..billing import Meter
 from ..catalog import ModelSpec
-from ..chat import ChatRequest, Completion, StreamDelta
+from ..chat import ChatRequest, Completion, StreamDelta, ToolCallBuilder, new_call_id
 from .errors import BackendError
 
 if TYPE_CHECKING:
@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 class ModelState:
     available: bool            # installed / listed by the upstream
     warm: bool | None = None   # loaded in memory now (Ollama only); None where unknown
+    capabilities: frozenset[str] | None = None  # what the upstream says the model can do; None: not said
+    digest: str = ""           # the model version (Ollama), to cache what /api/show said about it
 
 
 @dataclass(frozen=True)
@@ -58,14 +60,19 @@ class Backend(ABC):
         pieces = self.stream(model, request, max_tokens, logprobs=logprobs, meter=meter)
         text: list[str] = []
         scored: list[float] | None = [] if logprobs else None
+        calls = ToolCallBuilder()
         try:
             for delta in pieces:
                 text.append(delta.text)
+                if delta.tool_calls:
+                    for piece in delta.tool_calls:
+                        calls.add(piece)
                 if scored is not None and delta.text:
                     scored = None if delta.logprobs is None else scored + list(delta.logprobs)
                 if delta.usage is not None:
                     found = tuple(scored) if scored else None
-                    return Completion("".join(text), delta.usage, delta.finish_reason or "stop", found)
+                    return Completion("".join(text), delta.usage, delta.finish_reason or "stop", found,
+                                      calls.calls(new_call_id))
                 if time.monotonic() > deadline:
                     raise BackendError("timeout", f"{self.name}: answer still arriving after {self.timeout:g} s")
         finally:
@@ -84,6 +91,10 @@ class Backend(ABC):
 
     def model_state(self, health: BackendHealth, model: ModelSpec) -> ModelState:
         return health.models.get(model.id, ModelState(available=health.ok))
+
+    def capabilities(self, health: BackendHealth, model: ModelSpec) -> frozenset[str] | None:
+        """What the upstream reports the model can do (None: it does not say; configs/models.yaml stands)."""
+        return None
 
     def close(self) -> None:  # noqa: B027 - optional hook
         pass

@@ -1,18 +1,31 @@
-"""Ollama's native API: /api/chat (NDJSON streaming), /api/tags (installed) and /api/ps (warm)."""
+"""Ollama's native API: /api/chat (NDJSON streaming), /api/tags (installed), /api/ps (warm) and /api/show
+(what a model can do).
+
+Tools, JSON and images: `tools` as given (Ollama has no tool_choice: a named tool is the only one sent, and
+"none" sends none); tool calls come back with object arguments, whole (one NDJSON line each when streamed),
+with ids from 0.12.10 on and generated (call_...) before; a tool result goes back as role "tool" with the
+`tool_name` of its call; `format` is "json" or the schema, whose keywords Ollama keeps only in part (type,
+properties, required, items, enum, anyOf, description, $defs: `additionalProperties`, `format`, `minimum`,
+`oneOf`, `default` are dropped, which is why the gateway validates the answer itself); images as raw base64.
+`done_reason` stays "stop" after tool calls: it becomes tool_calls here.
+"""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 from .. import fastjson
 from ..billing import Meter
 from ..catalog import ModelSpec
-from ..chat import ChatRequest, Completion, StreamDelta, Usage
+from ..chat import ChatRequest, Completion, Message, StreamDelta, ToolCall, ToolCallDelta, Usage, new_call_id
 from ..config import BackendSettings
 from .base import Backend, BackendError, BackendHealth, ModelState, http_error, token_logprobs
 from .http_pool import HttpPool, Reply
 
 _FINISH = {"stop": "stop", "length": "length"}
+# Ollama's capability names (/api/show) and the gateway's; any model takes a JSON schema (`format`).
+_CAPABILITIES = {"tools": "tools", "vision": "vision"}
 
 
 class OllamaBackend(Backend):
@@ -25,6 +38,7 @@ class OllamaBackend(Backend):
         self.keep_alive = keep_alive
         self.http = HttpPool(self.name, self.url, connect_timeout=settings.connect_timeout,
                              read_timeout=settings.timeout)
+        self._shown: dict[tuple[str, str], frozenset[str] | None] = {}  # (model, digest) -> /api/show capabilities
 
     def complete(self, model: ModelSpec, request: ChatRequest, max_tokens: int, logprobs: bool = False,
                  meter: Meter | None = None) -> Completion:
@@ -41,15 +55,18 @@ class OllamaBackend(Backend):
         message = data.get("message")
         if not isinstance(message, dict) or not isinstance(message.get("content"), str):
             raise BackendError("malformed", "ollama: response has no message.content", status=reply.status)
-        meter.received(message["content"])
+        calls = tuple(ToolCall(d.id or new_call_id(), d.name or "", d.arguments)
+                      for d in _tool_calls(message.get("tool_calls"), 0))
+        meter.received(message["content"] + "".join(c.arguments for c in calls))
         usage = _usage(data, request, meter)
-        return Completion(message["content"], usage, _FINISH.get(data.get("done_reason"), "stop"),
-                          token_logprobs(data.get("logprobs")) if logprobs else None)
+        finish = "tool_calls" if calls else _FINISH.get(data.get("done_reason"), "stop")
+        return Completion(message["content"], usage, finish,
+                          token_logprobs(data.get("logprobs")) if logprobs else None, calls)
 
     def _body(self, model: ModelSpec, request: ChatRequest, max_tokens: int, logprobs: bool,
               stream: bool = True) -> dict:
         messages = ([{"role": "system", "content": request.system}] if request.system else []) + [
-            {"role": m.role, "content": m.content} for m in request.messages
+            _message(m) for m in request.messages
         ]
         options: dict = {"num_predict": max_tokens}
         if request.temperature is not None:
@@ -60,6 +77,14 @@ class OllamaBackend(Backend):
                 "keep_alive": self.keep_alive}
         if logprobs:
             body["logprobs"] = True  # Ollama 0.12.11+; older versions ignore the field
+        tools = [t for t in request.tools if request.forced_tool in (None, t.name)]
+        if tools and request.tool_choice != "none":
+            body["tools"] = [{"type": "function", "function": {
+                "name": t.name, "description": t.description,
+                "parameters": t.parameters or {"type": "object", "properties": {}}}} for t in tools]
+        fmt = request.response_format
+        if fmt is not None:
+            body["format"] = fmt.schema if fmt.type == "json_schema" else "json"
         return body
 
     def _post(self, model: ModelSpec, body: dict) -> Reply:
@@ -78,6 +103,7 @@ class OllamaBackend(Backend):
         meter.streamed = True
         reply = self._post(model, self._body(model, request, max_tokens, logprobs))
         lines = reply.lines()
+        calls = 0
         try:
             for line in lines:  # one per token: kept lean
                 if not line:
@@ -90,15 +116,21 @@ class OllamaBackend(Backend):
                     data, done, text = _odd_line(line, exc)
                 if type(text) is not str:
                     text = ""
+                said = data.get("message") if b"tool_calls" in line else None  # a token line has none: skip
+                found = _tool_calls(said.get("tool_calls"), calls) if isinstance(said, dict) else None
+                if found:
+                    calls += len(found)
+                    meter.received("".join(d.arguments for d in found))
                 meter.received(text)
                 scored = token_logprobs(data.get("logprobs")) if logprobs and text else None
                 if done:
                     usage = _usage(data, request, meter)
                     meter.input_tokens, meter.output_tokens = usage.input_tokens, usage.output_tokens
-                    yield StreamDelta(text, usage, _FINISH.get(data.get("done_reason"), "stop"), scored)
+                    finish = "tool_calls" if calls else _FINISH.get(data.get("done_reason"), "stop")
+                    yield StreamDelta(text, usage, finish, scored, found)
                     return
-                if text:
-                    yield StreamDelta(text, None, None, scored)
+                if text or found:
+                    yield StreamDelta(text, None, None, scored, found)
             raise BackendError("connection", "ollama: stream ended before its final line", billable=True)
         finally:
             lines.close()
@@ -120,8 +152,30 @@ class OllamaBackend(Backend):
         models = {}
         for m in installed:
             if isinstance(m, dict) and m.get("name"):
-                models[_base(m["name"])] = ModelState(True, _base(m["name"]) in warm)
+                reported = m.get("capabilities")  # on /api/tags in recent versions; else /api/show per model
+                models[_base(m["name"])] = ModelState(True, _base(m["name"]) in warm, _capabilities(reported),
+                                                      str(m.get("digest") or ""))
         return BackendHealth(True, f"{len(models)} models installed, {len(warm)} loaded", models)
+
+    def capabilities(self, health: BackendHealth, model: ModelSpec) -> frozenset[str] | None:
+        """What the pulled model can do as Ollama reports it (None: not pulled, or not reported), asked of
+        /api/show once per model version."""
+        state = health.models.get(_base(model.id)) if health.ok else None
+        if state is None:
+            return None
+        if state.capabilities is not None:
+            return state.capabilities
+        key = (model.id, state.digest)
+        if key not in self._shown:
+            try:
+                reply = self.http.request("POST", "/api/show", {"model": model.id}, read_timeout=min(2.0, self.timeout))
+                shown = reply.json(total_timeout=2.0) if reply.ok else {}
+                if not reply.ok:
+                    reply.close()
+            except BackendError:
+                return None  # asked again at the next health check
+            self._shown[key] = _capabilities(shown.get("capabilities") if isinstance(shown, dict) else None)
+        return self._shown[key]
 
     def close(self) -> None:
         self.http.close()
@@ -145,6 +199,42 @@ def _odd_line(line: bytes, exc: Exception) -> tuple[dict, bool, str]:
     if isinstance(data, dict) and "done" in data:  # a line without a message (text)
         return data, bool(data["done"]), ""
     raise BackendError("malformed", "ollama: stream line without 'done'") from exc
+
+
+def _message(m: Message) -> dict:
+    out: dict = {"role": m.role, "content": m.content}
+    if m.images:
+        out["images"] = [i.data for i in m.images]  # raw base64; URLs never reach Ollama (routing)
+    if m.tool_calls:
+        out["tool_calls"] = [{"id": c.id, "function": {"name": c.name, "arguments": c.parsed or {}}}
+                             for c in m.tool_calls]
+    if m.role == "tool":
+        out["tool_name"] = m.name           # 0.9.6+
+        out["tool_call_id"] = m.tool_call_id  # 0.12.10+; older versions ignore it
+    return out
+
+
+def _tool_calls(raw: object, first: int) -> tuple[ToolCallDelta, ...]:
+    """Ollama's whole tool calls ({id?, function: {name, arguments: {...}}}) as call pieces, numbered from
+    `first` in the order they came (Ollama's own `function.index` depends on the model's parser)."""
+    if not isinstance(raw, list):
+        return ()
+    out = []
+    for call in raw:
+        fn = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+            raise BackendError("malformed", "ollama: a tool call without a function name")
+        args = fn.get("arguments")
+        text = args if isinstance(args, str) else json.dumps(args if args is not None else {}, ensure_ascii=False)
+        call_id = call.get("id") if isinstance(call.get("id"), str) and call.get("id") else None
+        out.append(ToolCallDelta(first + len(out), call_id or new_call_id(), fn["name"], text))
+    return tuple(out)
+
+
+def _capabilities(reported: object) -> frozenset[str] | None:
+    if not isinstance(reported, list):
+        return None  # not reported (older Ollama): unknown, not "none"
+    return frozenset(_CAPABILITIES[c] for c in reported if c in _CAPABILITIES) | {"json_schema"}
 
 
 def _base(tag: str) -> str:

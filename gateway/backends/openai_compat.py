@@ -4,6 +4,10 @@ OPENAI_COMPAT_URL is the base URL including the version prefix (e.g. http://vllm
 openai SDK's base_url. The output limit goes in the field the model takes (`max_tokens_param` in
 configs/models.yaml): `max_tokens` by default, `max_completion_tokens` for OpenAI's reasoning models,
 which refuse the older name.
+
+Tools, JSON and images pass through in OpenAI's own shapes: tools, tool_choice, parallel_tool_calls,
+response_format, image_url parts, assistant tool_calls and tool results; streamed tool-call deltas (indexed,
+id and name on a call's first piece, parallel calls interleaved) are read as they come.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from collections.abc import Iterator
 from .. import fastjson
 from ..billing import Meter
 from ..catalog import ModelSpec
-from ..chat import ChatRequest, Completion, StreamDelta, Usage
+from ..chat import ChatRequest, Completion, Message, StreamDelta, ToolCall, ToolCallDelta, Usage, new_call_id
 from ..config import BackendSettings
 from .base import Backend, BackendError, BackendHealth, ModelState, http_error, token_logprobs
 from .http_pool import HttpPool, Reply
@@ -40,24 +44,27 @@ class OpenAICompatBackend(Backend):
         data = self._post(model, request, max_tokens, logprobs, stream=False).json(total_timeout=self.timeout)
         try:
             choice = data["choices"][0]
-            text = choice["message"]["content"] or ""
-        except (KeyError, IndexError, TypeError) as exc:
+            text = choice["message"].get("content") or ""
+            calls = _calls(choice["message"].get("tool_calls"))
+        except (KeyError, IndexError, TypeError, AttributeError) as exc:
             raise BackendError("malformed", "openai_compat: response has no choices[0].message") from exc
         if not isinstance(text, str):
             raise BackendError("malformed", "openai_compat: choices[0].message.content is not text")
-        meter.received(text)
+        meter.received(text + "".join(c.arguments for c in calls))
         usage = _usage(data["usage"], request, meter) if isinstance(data.get("usage"), dict) else Usage(
             request.input_tokens_estimate, meter.output_received)
         scored = choice.get("logprobs")  # {"content": [{"token", "logprob", "bytes", "top_logprobs"}, ...]} or null
         found = token_logprobs(scored.get("content")) if logprobs and isinstance(scored, dict) else None
-        return Completion(text, usage, choice.get("finish_reason") or "stop", found)
+        finish = choice.get("finish_reason") or "stop"
+        return Completion(text, usage, "tool_calls" if calls or finish == "function_call" else finish, found, calls)
 
     def _post(self, model: ModelSpec, request: ChatRequest, max_tokens: int, logprobs: bool,
               stream: bool = True) -> Reply:
         messages = ([{"role": "system", "content": request.system}] if request.system else []) + [
-            {"role": m.role, "content": m.content} for m in request.messages
+            _message(m) for m in request.messages
         ]
         body: dict = {"model": model.id, "messages": messages, model.max_tokens_param: max_tokens, "stream": stream}
+        _structured(body, request)
         if stream:
             body["stream_options"] = {"include_usage": True}
         if request.temperature is not None and model.sampling_params:
@@ -87,7 +94,7 @@ class OpenAICompatBackend(Backend):
                     # A server that ignores stream_options sends no usage: the prompt's estimate and the
                     # text received stand in, never zero.
                     yield StreamDelta("", usage or Usage(request.input_tokens_estimate, meter.output_received),
-                                      finish or "stop")
+                                      "tool_calls" if finish == "function_call" else finish or "stop")
                     return
                 try:
                     chunk = fastjson.loads(payload)
@@ -105,7 +112,12 @@ class OpenAICompatBackend(Backend):
                     if not isinstance(choice, dict):
                         continue
                     finish = choice.get("finish_reason") or finish
-                    text = (choice.get("delta") or {}).get("content")
+                    delta = choice.get("delta") or {}
+                    if delta.get("tool_calls"):
+                        pieces = _call_pieces(delta["tool_calls"])
+                        meter.received("".join(p.arguments for p in pieces))
+                        yield StreamDelta(tool_calls=pieces)
+                    text = delta.get("content")
                     if isinstance(text, str) and text:
                         meter.received(text)
                         found = choice.get("logprobs")
@@ -135,6 +147,72 @@ class OpenAICompatBackend(Backend):
 
     def close(self) -> None:
         self.http.close()
+
+
+def _message(m: Message) -> dict:
+    out: dict = {"role": m.role, "content": m.content}
+    if m.images:
+        out["content"] = ([{"type": "text", "text": m.content}] if m.content else []) + [
+            {"type": "image_url", "image_url": {"url": i.url or f"data:{i.media_type};base64,{i.data}"}}
+            for i in m.images]
+    if m.tool_calls:
+        out["content"] = m.content or None
+        out["tool_calls"] = [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                             for c in m.tool_calls]
+    if m.role == "tool":
+        out["tool_call_id"] = m.tool_call_id
+    return out
+
+
+def _structured(body: dict, request: ChatRequest) -> None:
+    if request.tools:
+        body["tools"] = [{"type": "function", "function": {
+            "name": t.name, "description": t.description,
+            "parameters": t.parameters or {"type": "object", "properties": {}},
+            **({"strict": True} if t.strict else {})}} for t in request.tools]
+        if request.forced_tool:
+            body["tool_choice"] = {"type": "function", "function": {"name": request.forced_tool}}
+        elif request.tool_choice:
+            body["tool_choice"] = request.tool_choice
+        if request.parallel_tool_calls is not None:
+            body["parallel_tool_calls"] = request.parallel_tool_calls
+    fmt = request.response_format
+    if fmt is not None and fmt.type == "json_schema":
+        spec = {"name": fmt.name, "schema": fmt.schema, "strict": fmt.strict}
+        body["response_format"] = {"type": "json_schema", "json_schema": spec | (
+            {"description": fmt.description} if fmt.description else {})}
+    elif fmt is not None:
+        body["response_format"] = {"type": fmt.type}
+
+
+def _calls(raw: object) -> tuple[ToolCall, ...]:
+    if not raw:
+        return ()
+    if not isinstance(raw, list):
+        raise BackendError("malformed", "openai_compat: tool_calls is not a list")
+    out = []
+    for c in raw:
+        fn = c.get("function") if isinstance(c, dict) else None
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+            raise BackendError("malformed", "openai_compat: a tool call without a function name")
+        args = fn.get("arguments")
+        out.append(ToolCall(c.get("id") or new_call_id(), fn["name"], args if isinstance(args, str) else "{}"))
+    return tuple(out)
+
+
+def _call_pieces(raw: object) -> tuple[ToolCallDelta, ...]:
+    if not isinstance(raw, list):
+        raise BackendError("malformed", "openai_compat: delta.tool_calls is not a list")
+    out = []
+    for n, c in enumerate(raw):
+        if not isinstance(c, dict):
+            raise BackendError("malformed", "openai_compat: a tool-call delta is not an object")
+        fn = c.get("function") if isinstance(c.get("function"), dict) else {}
+        index = c.get("index") if isinstance(c.get("index"), int) else n
+        args = fn.get("arguments")
+        out.append(ToolCallDelta(index, c.get("id") or None, fn.get("name") or None,
+                                 args if isinstance(args, str) else ""))
+    return tuple(out)
 
 
 def _usage(usage: dict, request: ChatRequest, meter: Meter) -> Usage:

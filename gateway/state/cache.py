@@ -2,7 +2,9 @@
 
 Exact match on a canonical form of what decides the answer: who asked (each API key has its own cache
 unless CACHE_SHARED_ACROSS_KEYS), the model that answered, the strategy (a cascade answer was reviewed,
-an auto one was not), messages, system, temperature, max_tokens and stop. Keys are SHA-256 under a
+an auto one was not), messages (with their images, by hash, tool calls and results), system, temperature,
+max_tokens, stop, tools, tool_choice, parallel_tool_calls and response_format. An answer with tool calls is
+cached like a text one (the calls with their ids). Keys are SHA-256 under a
 namespace and a version, so a format change never reads old entries. Only complete answers are stored,
 each under the model that gave it (a fallback's answer never under the decided model's key).
 """
@@ -14,14 +16,14 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from .. import fastjson
 from ..chat import ChatRequest
 from .store import PREFIX, RedisStore
 
-VERSION = 2
+VERSION = 3
 MEMORY_ENTRIES = 2000  # the in-process cache keeps at most this many answers (least recently used go)
 
 
@@ -34,16 +36,34 @@ class CachedAnswer:
     finish_reason: str
     input_tokens: int
     output_tokens: int
+    tool_calls: list = field(default_factory=list)  # [[id, name, arguments], ...]
 
 
 def cache_key(request: ChatRequest, model: str, strategy: str, partition: str) -> str:
     """partition: the API key's id (each key its own cache), or "" for one cache shared by every key."""
     canonical = fastjson.dumpb({
         "v": VERSION, "partition": partition, "model": model, "strategy": strategy, "system": request.system,
-        "messages": [[m.role, m.content] for m in request.messages],
+        "messages": [_message(m) for m in request.messages],
         "temperature": request.temperature, "max_tokens": request.max_tokens, "stop": list(request.stop),
+        **_structured(request),
     }, sort_keys=True)
     return f"{PREFIX}cache:v{VERSION}:{hashlib.sha256(canonical).hexdigest()}"
+
+
+def _message(m) -> list:
+    if not (m.images or m.tool_calls or m.role == "tool"):
+        return [m.role, m.content]  # plain text: the shape of every key so far
+    return [m.role, m.content, [i.digest for i in m.images], [[c.id, c.name, c.arguments] for c in m.tool_calls],
+            m.tool_call_id, m.is_error]
+
+
+def _structured(request: ChatRequest) -> dict:
+    if not (request.tools or request.response_format or request.tool_choice or request.parallel_tool_calls is not None):
+        return {}
+    fmt = request.response_format
+    return {"tools": [[t.name, t.description, t.parameters, t.strict] for t in request.tools],
+            "tool_choice": [request.tool_choice, request.forced_tool], "parallel": request.parallel_tool_calls,
+            "format": [fmt.type, fmt.name, fmt.schema, fmt.strict] if fmt else None}
 
 
 class Cache(Protocol):

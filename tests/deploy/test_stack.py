@@ -154,7 +154,7 @@ def test_the_edge_network_holds_the_edge_and_the_gateway_alone():
     assert config["services"]["api-gateway"]["environment"]["TRUSTED_PROXIES"] == subnet
     edge = config["services"]["edge"]
     assert edge["environment"]["EDGE_UPSTREAM"] == "api-gateway:8080"
-    assert edge["environment"]["MAX_BODY_BYTES"] == "1048576"  # the gateway's own limit, from .env
+    assert edge["environment"]["MAX_BODY_BYTES"] == "8388608"  # the gateway's own limit, from .env
     # the image is the Caddy line the tests run (Debian's caddy here): the same Caddyfile semantics
     version = subprocess.run([tool("caddy"), "version"], capture_output=True, text=True).stdout
     assert edge["image"].split(":")[1].startswith(".".join(version.lstrip("v").split(".")[:2]) + ".")

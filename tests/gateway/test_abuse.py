@@ -122,9 +122,9 @@ def test_a_half_open_probe_that_raises_a_non_backend_error_does_not_jam_the_brea
 @pytest.mark.parametrize("content", [[{"type": ["text"], "text": "hi"}], [{"type": {"a": 1}}], [{"type": None}]])
 def test_a_content_part_with_a_type_that_is_not_a_string_is_a_400(client, content):
     r, body = chat(client, messages=[{"role": "user", "content": content}])
-    assert r.status_code == 400 and body["error"]["param"] == "messages[0].content"
+    assert r.status_code == 400 and body["error"]["param"].startswith("messages[0].content")
     r = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": content}]})
-    assert r.status_code == 400 and r.get_json()["error"]["param"] == "messages[0].content"
+    assert r.status_code == 400 and r.get_json()["error"]["param"].startswith("messages[0].content")
 
 
 @pytest.mark.parametrize("limit", ["²", "١٠", "1e3", "-1", "0", "1001", " 5"])
