@@ -131,7 +131,7 @@ class Catalog:
         return by_tier
 
 
-def load_catalog(path: str | Path) -> Catalog:
+def load_catalog(path: str | Path, preset: str = "classic") -> Catalog:
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -139,12 +139,26 @@ def load_catalog(path: str | Path) -> Catalog:
         raise CatalogError(f"cannot read models config {path}: {exc.strerror}") from exc
     except yaml.YAMLError as exc:
         raise CatalogError(f"models config {path} is not valid YAML: {exc}") from exc
-    return parse_catalog(raw, source=str(path))
+    return parse_catalog(raw, source=str(path), preset=preset)
 
 
-def parse_catalog(raw: Any, source: str = "models config") -> Catalog:
+def preset_models(raw: dict, preset: str, source: str = "models config") -> list:
+    """The catalog's models under a preset (MODEL_PRESET): `classic` is the `models:` list; another preset's
+    list (`presets: {name: [...]}`) replaces the Ollama models of it, the others (cloud) stay."""
+    models = raw.get("models") if isinstance(raw.get("models"), list) else []
+    if preset == "classic":
+        return models
+    presets = raw.get("presets") or {}
+    if not isinstance(presets, dict) or not isinstance(presets.get(preset), list):
+        known = ", ".join(["classic", *(presets if isinstance(presets, dict) else {})])
+        raise CatalogError(f"{source}: no model preset {preset!r} (MODEL_PRESET); known: {known}")
+    return presets[preset] + [m for m in models if isinstance(m, dict) and m.get("backend") != "ollama"]
+
+
+def parse_catalog(raw: Any, source: str = "models config", preset: str = "classic") -> Catalog:
     if not isinstance(raw, dict):
         raise CatalogError(f"{source}: top level must be a mapping")
+    raw = {**raw, "models": preset_models(raw, preset, source)}
     tiers = tuple(_tier(t, source) for t in _list(raw, "tiers", source))
     names = [t.name for t in tiers]
     if len(set(names)) != len(names):
@@ -159,6 +173,10 @@ def parse_catalog(raw: Any, source: str = "models config") -> Catalog:
     if clash:
         raise CatalogError(f"{source}: names used both as tier and model (or 'auto'): {sorted(clash)}")
     routing = _routing(raw.get("routing") or {}, source)
+    if preset != "classic":  # an upgrade to a model the preset replaced does not apply
+        for tier, (model, _) in list(routing.gpu_upgrades.items()):
+            if model not in mnames:
+                del routing.gpu_upgrades[tier]
     for tier, (model, _) in routing.gpu_upgrades.items():
         if tier not in names or model not in mnames:
             raise CatalogError(f"{source}: routing.gpu_upgrade: {tier!r} -> {model!r} names an unknown tier or model")

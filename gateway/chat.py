@@ -63,6 +63,13 @@ class Tool:
     strict: bool = False
 
 
+def object_schema(parameters: dict | None) -> dict:
+    """A tool's parameters as every upstream takes them: a schema of type object (none: no arguments)."""
+    if not parameters:
+        return {"type": "object", "properties": {}}
+    return parameters if "type" in parameters else {"type": "object", **parameters}
+
+
 @dataclass(frozen=True)
 class ResponseFormat:
     type: str                        # text | json_object | json_schema

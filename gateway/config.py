@@ -47,6 +47,7 @@ class Settings:
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     admin_keys: tuple[str, ...] = field(default=(), repr=False)  # also API keys; see every key's data
     models_config: str = "configs/models.yaml"
+    model_preset: str = "classic"
     deployment_tier: int = 2
     routing_strategy: str = "auto"
     paid_fallback: str = "refuse"            # PAID_FALLBACK: refuse or cloud (when local models are down)
@@ -110,6 +111,7 @@ class Settings:
         r = _Reader(env)
         connect = r.number("CONNECT_TIMEOUT", 3.0, low=0.1)
         models_config = r.text("MODELS_CONFIG", "configs/models.yaml")
+        preset = r.text("MODEL_PRESET", "classic")
         router = r.choice("ROUTER", "heuristic", ROUTERS)
         settings = cls(
             host=r.text("GATEWAY_HOST", "0.0.0.0"),  # noqa: S104
@@ -129,8 +131,8 @@ class Settings:
             redis_url=r.text("REDIS_URL", None),
             api_keys=r.keys("GATEWAY_API_KEYS"),
             admin_keys=r.keys("GATEWAY_ADMIN_KEYS"),
-            models_config=models_config,
-            catalog=load_catalog(resolve_path(models_config)),
+            models_config=models_config, model_preset=preset,
+            catalog=load_catalog(resolve_path(models_config), preset),
             deployment_tier=int(r.number("DEPLOYMENT_TIER", 2, low=1, high=4)),
             routing_strategy=r.choice("ROUTING_STRATEGY", "auto", STRATEGIES),
             paid_fallback=r.choice("PAID_FALLBACK", "refuse", PAID_FALLBACKS),

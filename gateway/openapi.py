@@ -10,7 +10,7 @@ from functools import lru_cache
 
 from .backends.errors import KINDS
 from .catalog import BACKENDS
-from .chat import ROLES, STRATEGIES
+from .chat import ROLES, STRATEGIES, TOOL_CHOICES
 
 REF = "#/components/schemas/"
 
@@ -49,8 +49,43 @@ def _schemas() -> dict:
         "OpenAIError": {"type": "object", "required": ["error"], "properties": {"error": {
             "type": "object", "required": ["message", "type", "param", "code"],
             "properties": {"message": string, "type": string, "param": nullable_string, "code": nullable_string}}}},
-        "Message": {"type": "object", "required": ["role", "content"], "properties": {
-            "role": {"type": "string", "enum": list(ROLES)}, "content": string}},
+        "Message": {"type": "object", "required": ["role"], "properties": {
+            "role": {"type": "string", "enum": [*ROLES, "developer", "function"]},
+            "content": {"oneOf": [string, {"type": "null"}, {"type": "array", "items": _ref("ContentPart")}],
+                        "description": "text, or parts: text and images (user messages); null on an assistant turn "
+                                       "of tool calls only"},
+            "tool_calls": {"type": "array", "items": _ref("ToolCall"), "description": "assistant: the calls it made"},
+            "tool_call_id": {"type": "string", "description": "tool: the call this result answers (an earlier "
+                                                               "assistant turn's)"},
+            "name": string}},
+        "ContentPart": {"oneOf": [
+            {"type": "object", "required": ["type", "text"], "properties": {"type": {"const": "text"},
+                                                                           "text": string}},
+            {"type": "object", "required": ["type", "image_url"], "properties": {
+                "type": {"const": "image_url"}, "image_url": {"oneOf": [string, {
+                    "type": "object", "required": ["url"], "properties": {"url": string}}]}},
+             "description": "a data: URL (image/jpeg, png, gif or webp, at most MAX_IMAGE_BYTES) or an http(s) URL "
+                            "(taken by Claude and OpenAI-compatible upstreams, not by Ollama)"}]},
+        "ToolCall": {"type": "object", "required": ["id", "function"], "properties": {
+            "id": string, "type": {"const": "function"}, "function": {
+                "type": "object", "required": ["name"], "properties": {
+                    "name": string, "arguments": {"type": "string", "description": "JSON text"}}}}},
+        "Tool": {"type": "object", "required": ["function"], "properties": {
+            "type": {"const": "function"}, "function": {"type": "object", "required": ["name"], "properties": {
+                "name": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}, "description": string,
+                "parameters": {"type": "object", "description": "a JSON Schema of type object"},
+                "strict": {"type": "boolean"}}}}},
+        "ToolChoice": {"oneOf": [{"type": "string", "enum": list(TOOL_CHOICES)}, {
+            "type": "object", "required": ["function"], "properties": {
+                "type": {"const": "function"}, "function": {"type": "object", "required": ["name"],
+                                                            "properties": {"name": string}}}}]},
+        "ResponseFormat": {"oneOf": [
+            {"type": "object", "required": ["type"], "properties": {"type": {"enum": ["text", "json_object"]}}},
+            {"type": "object", "required": ["type", "json_schema"], "properties": {
+                "type": {"const": "json_schema"}, "json_schema": {
+                    "type": "object", "required": ["schema"], "properties": {
+                        "name": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}, "description": string,
+                        "schema": {"type": "object"}, "strict": {"type": "boolean"}}}}}]},
         "ChatRequest": {"type": "object", "properties": {
             "prompt": {"type": "string", "pattern": r"\S"},
             "messages": {"type": "array", "minItems": 1, "items": _ref("Message"),
@@ -60,7 +95,10 @@ def _schemas() -> dict:
             "system": string, "max_tokens": {"type": "integer", "minimum": 1, "maximum": 32768},
             "temperature": {"type": "number", "minimum": 0, "maximum": 2},
             "stop": {"oneOf": [string, {"type": "array", "items": string, "maxItems": 4}]},
-            "dry_run": {"type": "boolean", "default": False}, "stream": {"type": "boolean", "default": False}},
+            "dry_run": {"type": "boolean", "default": False}, "stream": {"type": "boolean", "default": False},
+            "tools": {"type": "array", "items": _ref("Tool"), "maxItems": 128},
+            "tool_choice": _ref("ToolChoice"), "parallel_tool_calls": {"type": "boolean"},
+            "response_format": _ref("ResponseFormat"),},
             "oneOf": [{"required": ["prompt"], "not": {"required": ["messages"]}},
                       {"required": ["messages"], "not": {"required": ["prompt"]}}],
             "description": "Give `prompt` or `messages` (with at least one user message), not both."},
@@ -74,7 +112,7 @@ def _schemas() -> dict:
             "outcome": {"type": "string", "enum": ["ok", "error", "skipped", "rejected"]},
             "error_type": {"type": "string", "description": "one of: " + ", ".join(
                 [*KINDS, "circuit_open", "budget_exceeded", "budget_unguarded", "concurrency_cap", "cascade_review",
-                 "paid_fallback_refused"])},
+                 "paid_fallback_refused", "invalid_answer"])},
             "status": integer, "latency_seconds": number, "detail": string,
             "cost": {"type": "number", "description": "USD charged for a failed paid try the upstream may have "
                      "billed (gateway/billing.py)"},
@@ -90,6 +128,7 @@ def _schemas() -> dict:
                          "properties": {"request_id": string, "model": string,
                                         "backend": {"type": "string", "enum": list(BACKENDS)},
                                         "response": string, "finish_reason": string, "usage": _ref("Usage"),
+                                        "tool_calls": {"type": "array", "items": _ref("ToolCall")},
                                         "cost": number, "routing": _ref("Routing"), "latency_seconds": number,
                                         "cached": {"type": "boolean"}}},
         "DryRunResponse": {"type": "object", "required": ["request_id", "dry_run", "model", "backend", "routing"],
@@ -116,19 +155,27 @@ def _schemas() -> dict:
                 "decided_tier": string, "decided_model": string, "reason": string, "tier": string, "model": string,
                 "backend": string, "cost": number, "latency_seconds": number, "cached": {"type": "boolean"},
                 "fallback": {"type": "boolean"}, "attempts": integer, "local_mean_logprob": number,
-                "error": string, "id": string}, "additionalProperties": False}}}},
+                "error": string, "id": string, "needs": {"type": "array", "items": string},
+                "excluded_for": {"type": "array", "items": string}, "tool_calls": integer},
+                "additionalProperties": False}}}},
         "GpuResponse": {"type": "object", "required": ["source", "gpus"], "properties": {
             "source": {"type": "string", "enum": ["nvml", "nvidia-smi", "none"]}, "detail": string,
             "sampled_at": number, "gpus": {"type": "array", "items": {"type": "object"}}}},
         "ChatCompletionRequest": {"type": "object", "required": ["messages"], "properties": {
             "model": {"type": "string", "default": "auto"},
-            "messages": {"type": "array", "minItems": 1, "items": {"type": "object", "required": ["role", "content"]}},
+            "messages": {"type": "array", "minItems": 1, "items": _ref("Message")},
             "temperature": {"type": "number", "minimum": 0, "maximum": 2},
             "max_tokens": {"type": "integer", "minimum": 1}, "max_completion_tokens": {"type": "integer", "minimum": 1},
             "stop": {"oneOf": [string, {"type": "array", "items": string, "maxItems": 4}]},
             "stream": {"type": "boolean"}, "stream_options": {"type": "object", "properties": {
                 "include_usage": {"type": "boolean"}}},
-            "user": string, "strategy": {"type": "string", "enum": list(STRATEGIES)}}},
+            "user": string, "strategy": {"type": "string", "enum": list(STRATEGIES)},
+            "tools": {"type": "array", "items": _ref("Tool"), "maxItems": 128},
+            "tool_choice": _ref("ToolChoice"), "parallel_tool_calls": {"type": "boolean"},
+            "response_format": _ref("ResponseFormat"),
+            "functions": {"type": "array", "deprecated": True, "items": {"type": "object", "required": ["name"]}},
+            "function_call": {"deprecated": True, "oneOf": [{"type": "string", "enum": list(TOOL_CHOICES)}, {
+                "type": "object", "required": ["name"], "properties": {"name": string}}]}}},
         "ChatCompletion": {"type": "object", "required": ["id", "object", "created", "model", "choices", "usage"],
                            "properties": {"id": string, "object": {"const": "chat.completion"}, "created": integer,
                                           "model": string, "choices": {"type": "array"}, "usage": {

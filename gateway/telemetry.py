@@ -51,6 +51,13 @@ class _Metrics:
                                  ["from_backend", "to_backend", "cause"])
         self.paid_fallback = Counter("api_gateway_paid_fallback_cost", "USD paid for answers a local model was "
                                      "decided for and could not give (PAID_FALLBACK=cloud)", ["model"])
+        self.tool_calls = Counter("api_gateway_tool_calls", "Tool calls in answers sent, by the model that made them",
+                                  ["model"])
+        self.exclusions = Counter("api_gateway_capability_exclusions", "Routing decisions where models were left "
+                                  "out for a capability the request needs (tools, vision, json_schema)",
+                                  ["capability"])
+        self.invalid_answers = Counter("api_gateway_invalid_answers", "Structured answers that failed the check "
+                                       "(tool name, arguments, JSON schema) and were not sent", ["model"])
         self.in_flight = Gauge("api_gateway_in_flight_requests", "Chat requests being served now",
                                multiprocess_mode="livesum")
 
@@ -99,6 +106,8 @@ class Telemetry:
     def decision(self, decision: Decision) -> None:
         self._labels(self.m.decisions, self._tier(decision.tier), decision.strategy, decision.reason_code).inc()
         self.m.score.observe(decision.score)
+        for capability in decision.exclusions:  # from CAPABILITIES: bounded
+            self._labels(self.m.exclusions, capability).inc()
 
     def outcome(self, outcome: Outcome, cloud_cost: float) -> None:
         model = self._model(outcome.model)
@@ -111,9 +120,13 @@ class Telemetry:
             self._labels(self.m.paid_fallback, model).inc(outcome.cost)
         self._labels(self.m.tokens, model, "input").inc(usage.input_tokens)
         self._labels(self.m.tokens, model, "output").inc(usage.output_tokens)
+        if outcome.completion.tool_calls:
+            self._labels(self.m.tool_calls, model).inc(len(outcome.completion.tool_calls))
         for attempt in outcome.attempts:
             if attempt.outcome != "skipped":
                 self._labels(self.m.upstream, self._backend(attempt.backend)).observe(attempt.latency_seconds)
+            if attempt.error_type == "invalid_answer":
+                self._labels(self.m.invalid_answers, self._model(attempt.model)).inc()
         decided = outcome.decision
         if decided is not None and not outcome.cached and outcome.model != decided.model:
             cause = next((a.error_type for a in outcome.attempts if a.outcome != "ok" and a.error_type), "unknown")

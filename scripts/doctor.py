@@ -189,7 +189,35 @@ def check_ollama(env: dict[str, str], tier: Tier) -> list[Finding]:
         return [Finding("warn", f"Ollama at {url} lacks tier {tier.number}'s model(s) {', '.join(missing)}: "
                                 "requests for them fall back or are refused",
                         "; ".join(f"ollama pull {m}" for m in missing))]
-    return [Finding("ok", f"Ollama at {url} has tier {tier.number}'s models ({', '.join(tier.model_ids)})")]
+    return [Finding("ok", f"Ollama at {url} has tier {tier.number}'s models ({', '.join(tier.model_ids)})")] + \
+        check_capabilities(url, tier, env.get("MODEL_PRESET") or "classic")
+
+
+def check_capabilities(url: str, tier: Tier, preset: str) -> list[Finding]:
+    """What the tier's local models can do beyond text, as Ollama reports it (/api/show): which requests with
+    tools or images stay local, and a preset model that does not do what the preset promises."""
+    able: dict[str, set[str]] = {"tools": set(), "vision": set()}
+    for m in tier.models:
+        try:
+            request = urllib.request.Request(f"{url}/api/show", data=json.dumps({"model": m.get("id") or m["name"]})
+                                             .encode(), headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=3) as reply:
+                reported = set(json.load(reply).get("capabilities") or [])
+        except (OSError, ValueError):
+            continue
+        for c in set(m.get("capabilities") or []) & {"tools", "vision"}:
+            if c not in reported:
+                return [Finding("warn", f"{m['name']} is configured to {c} but Ollama says it cannot",
+                                f"ollama pull {m.get('id') or m['name']} (a newer version), or pick another model")]
+        for c in able:
+            if c in reported:
+                able[c].add(m["name"])
+    if not able["tools"]:
+        return [Finding("warn", f"model preset {preset}: no local model calls tools or reads images, so agent and "
+                                "tool requests go to Claude (or are refused without it)",
+                        "MODEL_PRESET=tools in .env, then ./deploy-all.sh local (pulls qwen3 / qwen3-vl)")]
+    return [Finding("ok", f"model preset {preset}: tools by {', '.join(sorted(able['tools']))}; images by "
+                          f"{', '.join(sorted(able['vision'])) or 'no local model'}")]
 
 
 def check_redis(env: dict[str, str]) -> list[Finding]:
@@ -283,9 +311,10 @@ def main() -> int:
     # Local mode publishes only the gateway; docker mode also Grafana, n8n and Prometheus.
     findings = env_findings + check_ports(env, None if args.mode == "docker" else ("GATEWAY_PORT",))
     if args.mode == "local":
-        findings = check_ollama(env, load(args.tier)) + check_redis(env) + findings + check_edge()
+        findings = check_ollama(env, load(args.tier, preset=env.get("MODEL_PRESET"))) + check_redis(env) + findings \
+            + check_edge()
     if args.mode == "docker":
-        tier = load(args.tier)
+        tier = load(args.tier, preset=env.get("MODEL_PRESET"))
         findings = check_docker() + check_disk(tier) + check_memory(tier) + check_gpu(tier, args.cpu) + findings
     findings += check_clock()
     marks = {"ok": "ok  ", "warn": "warn", "fail": "FAIL"}

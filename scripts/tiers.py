@@ -9,12 +9,16 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from gateway.catalog import preset_models  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ("gateway", "ollama", "redis", "prometheus", "grafana", "postgres", "n8n", "qdrant", "alertmanager",
@@ -48,14 +52,16 @@ def to_bytes(size: str) -> int:
     return int(float(m.group(1)) * {"": 1, "k": 2**10, "m": 2**20, "g": 2**30}[m.group(2)])
 
 
-def load(number: int, root: Path = ROOT) -> Tier:
+def load(number: int, root: Path = ROOT, preset: str | None = None) -> Tier:
+    """Tier `number`, its Ollama models those of MODEL_PRESET (the argument, else the environment's)."""
     raw = yaml.safe_load((root / "configs" / "tiers.yaml").read_text())["tiers"]
     if number not in raw:
         raise SystemExit(f"tier must be one of {', '.join(map(str, raw))} (got {number})")
     t = raw[number]
     catalog = yaml.safe_load((root / "configs" / "models.yaml").read_text())
     enabled = {r["name"] for r in catalog["tiers"] if int(r.get("min_deployment_tier", 1)) <= number}
-    models = tuple(m for m in catalog["models"] if m["backend"] == "ollama" and m["tier"] in enabled)
+    listed = preset_models(catalog, preset or os.environ.get("MODEL_PRESET") or "classic")
+    models = tuple(m for m in listed if m["backend"] == "ollama" and m["tier"] in enabled)
     missing = set(SERVICES) - set(t["limits"])
     if missing:
         raise SystemExit(f"configs/tiers.yaml: tier {number} has no memory limit for {', '.join(sorted(missing))}")

@@ -117,7 +117,10 @@ class OpenAIFramer:
         return event(data)
 
     def start(self, live: LiveStream) -> str:
-        return self._chunk(live, {"role": "assistant", "content": ""})
+        # A checked answer of tool calls only starts as OpenAI's do: content null, not "".
+        known = live.outcome.completion if live.outcome is not None else None
+        calls_only = known is not None and known.tool_calls and not known.text
+        return self._chunk(live, {"role": "assistant", "content": None if calls_only else ""})
 
     def delta(self, live: LiveStream, delta: StreamDelta) -> str:
         if not delta.tool_calls:

@@ -80,14 +80,15 @@ def image(value: Any, where: str, max_bytes: int) -> Image:
     return Image(media_type=media_type, data=data)
 
 
-def _arguments(value: Any, where: str) -> str:
-    """A call's arguments as JSON text: OpenAI sends a string, some clients an object."""
+def _arguments(fn: dict, where: str) -> str:
+    """A call's arguments as JSON text: OpenAI sends a string, some clients an object; absent: none."""
+    if "arguments" not in fn:
+        return "{}"
+    value = fn["arguments"]
     if isinstance(value, str):
         return value or "{}"
     if isinstance(value, dict):
         return json.dumps(value, ensure_ascii=False)
-    if value is None:
-        return "{}"
     raise BadRequest(f"{where} must be a JSON string (or an object)", param=where)
 
 
@@ -100,14 +101,15 @@ def _assistant_calls(m: dict, where: str) -> tuple[ToolCall, ...]:
         for j, c in enumerate(calls):
             at = f"{where}.tool_calls[{j}]"
             fn = c.get("function") if isinstance(c, dict) else None
-            if not isinstance(fn, dict) or not isinstance(c.get("id"), str) or not isinstance(fn.get("name"), str):
+            if not isinstance(fn, dict) or not isinstance(c.get("id"), str) or not isinstance(fn.get("name"), str) \
+                    or c.get("type", "function") != "function":
                 raise BadRequest(f"{at} must be {{id, type: function, function: {{name, arguments}}}}", param=at)
-            out.append(ToolCall(c["id"], fn["name"], _arguments(fn.get("arguments"), f"{at}.function.arguments")))
+            out.append(ToolCall(c["id"], fn["name"], _arguments(fn, f"{at}.function.arguments")))
     legacy = m.get("function_call")
     if isinstance(legacy, dict) and isinstance(legacy.get("name"), str):
         # The legacy shape has no ids: the result (role function) is matched by name.
         out.append(ToolCall(f"call_legacy_{len(out)}_{legacy['name']}", legacy["name"],
-                            _arguments(legacy.get("arguments"), f"{where}.function_call.arguments")))
+                            _arguments(legacy, f"{where}.function_call.arguments")))
     return tuple(out)
 
 
@@ -131,6 +133,11 @@ def messages(value: Any, max_image_bytes: int) -> tuple[Message, ...]:
         if not isinstance(m, dict) or not isinstance(m.get("role"), str):
             raise BadRequest(f"{where} must be an object with a string 'role'", param=where)
         role = _ROLE_ALIASES.get(m["role"], m["role"])
+        for key in ("tool_call_id", "name"):
+            if key in m and not isinstance(m[key], str):
+                raise BadRequest(f"{where}.{key} must be a string", param=f"{where}.{key}")
+        if "tool_calls" in m and role != "assistant":
+            raise InvalidParameter(f"{where}: only assistant messages carry tool_calls", param=f"{where}.tool_calls")
         if role == "function":
             out.append(_legacy_result(m, where, calls))
             continue
@@ -228,7 +235,7 @@ def tools(body: dict) -> tuple[Tool, ...]:
         if not isinstance(description, str):
             raise BadRequest(f"{where}.description must be a string", param=f"{where}.description")
         out.append(Tool(_tool_name(fn.get("name"), f"{where}.name"), description,
-                        _schema(fn.get("parameters"), f"{where}.parameters"), fn.get("strict") is True))
+                        _schema(fn.get("parameters"), f"{where}.parameters"), _flag(fn, "strict", where)))
     names = [t.name for t in out]
     if len(set(names)) != len(names):
         raise InvalidParameter(f"'{name}' has two tools of the same name", param=name)
@@ -253,7 +260,7 @@ def tool_choice(body: dict, offered: tuple[Tool, ...]) -> tuple[str | None, str 
             raise InvalidParameter(f"'{name}' is 'required' but no tools are given", param=name)
         return raw, None
     fn = raw.get("function") if isinstance(raw, dict) else None
-    if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+    if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or raw.get("type", "function") != "function":
         raise BadRequest(f"'{name}' must be a string or {{type: function, function: {{name}}}}", param=name)
     if fn["name"] not in {t.name for t in offered}:
         raise InvalidParameter(f"'{name}' names {fn['name'][:64]!r}, which is not among the tools given", param=name)
@@ -283,7 +290,15 @@ def response_format(body: dict) -> ResponseFormat | None:
         raise BadRequest("'response_format.json_schema.description' must be a string",
                          param="response_format.json_schema.description")
     schema = checked_schema(spec["schema"], "response_format.json_schema.schema")
-    return ResponseFormat("json_schema", name, schema, spec.get("strict") is True, description)
+    return ResponseFormat("json_schema", name, schema, _flag(spec, "strict", "response_format.json_schema"),
+                          description)
+
+
+def _flag(obj: dict, name: str, where: str) -> bool:
+    value = obj.get(name)
+    if value is not None and not isinstance(value, bool):
+        raise BadRequest(f"{where}.{name} must be true or false", param=f"{where}.{name}")
+    return value is True
 
 
 def parallel_tool_calls(body: dict) -> bool | None:

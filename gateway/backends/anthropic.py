@@ -22,7 +22,7 @@ import httpx2  # the SDK's HTTP client; a stream cut mid-body surfaces as its er
 
 from ..billing import Meter
 from ..catalog import ModelSpec
-from ..chat import ChatRequest, Message, StreamDelta, ToolCallDelta, Usage
+from ..chat import ChatRequest, Message, StreamDelta, ToolCallDelta, Usage, object_schema
 from ..config import BackendSettings
 from .base import Backend, BackendError, BackendHealth, retry_after_seconds, status_kind, upstream_error
 
@@ -234,7 +234,7 @@ def _turns(messages: tuple[Message, ...]) -> list[dict]:
 def _structured(params: dict, model: ModelSpec, request: ChatRequest) -> None:
     """tools, tool_choice and the JSON answer in Anthropic's shape."""
     tools = [{"name": t.name, "description": t.description,
-              "input_schema": t.parameters or {"type": "object", "properties": {}}} for t in request.tools]
+              "input_schema": object_schema(t.parameters)} for t in request.tools]
     choice: dict | None = None
     if request.tools:
         kind = {"required": "any", "none": "none"}.get(request.tool_choice or "auto", "auto")

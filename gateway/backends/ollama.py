@@ -18,7 +18,17 @@ from collections.abc import Iterator
 from .. import fastjson
 from ..billing import Meter
 from ..catalog import ModelSpec
-from ..chat import ChatRequest, Completion, Message, StreamDelta, ToolCall, ToolCallDelta, Usage, new_call_id
+from ..chat import (
+    ChatRequest,
+    Completion,
+    Message,
+    StreamDelta,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+    new_call_id,
+    object_schema,
+)
 from ..config import BackendSettings
 from .base import Backend, BackendError, BackendHealth, ModelState, http_error, token_logprobs
 from .http_pool import HttpPool, Reply
@@ -81,7 +91,7 @@ class OllamaBackend(Backend):
         if tools and request.tool_choice != "none":
             body["tools"] = [{"type": "function", "function": {
                 "name": t.name, "description": t.description,
-                "parameters": t.parameters or {"type": "object", "properties": {}}}} for t in tools]
+                "parameters": object_schema(t.parameters)}} for t in tools]
         fmt = request.response_format
         if fmt is not None:
             body["format"] = fmt.schema if fmt.type == "json_schema" else "json"

@@ -17,7 +17,17 @@ from collections.abc import Iterator
 from .. import fastjson
 from ..billing import Meter
 from ..catalog import ModelSpec
-from ..chat import ChatRequest, Completion, Message, StreamDelta, ToolCall, ToolCallDelta, Usage, new_call_id
+from ..chat import (
+    ChatRequest,
+    Completion,
+    Message,
+    StreamDelta,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+    new_call_id,
+    object_schema,
+)
 from ..config import BackendSettings
 from .base import Backend, BackendError, BackendHealth, ModelState, http_error, token_logprobs
 from .http_pool import HttpPool, Reply
@@ -168,7 +178,7 @@ def _structured(body: dict, request: ChatRequest) -> None:
     if request.tools:
         body["tools"] = [{"type": "function", "function": {
             "name": t.name, "description": t.description,
-            "parameters": t.parameters or {"type": "object", "properties": {}},
+            "parameters": object_schema(t.parameters),
             **({"strict": True} if t.strict else {})}} for t in request.tools]
         if request.forced_tool:
             body["tool_choice"] = {"type": "function", "function": {"name": request.forced_tool}}

@@ -5,6 +5,12 @@ and requires an anthropic-version header. Streaming follows the event sequence o
 message_start (input usage), content_block_start, ping, content_block_delta (text_delta)...,
 content_block_stop, message_delta (CUMULATIVE output_tokens; several with Script.usage_updates), message_stop;
 `error` events can arrive after the 200 status line. `bills` records what the real API would charge.
+
+Tools as the real API takes and gives them: `tool_use` blocks (object input, toolu_ ids) after any text,
+stop_reason tool_use, streamed as content_block_start (input {}) then `input_json_delta` fragments; the
+request is refused (400, the API's own wording) for the rules translators break: an empty text block, a
+tool_use not answered by tool_result blocks at the start of the next user turn, a tool_result for no
+tool_use, a tool without an object input_schema, an image of another media type.
 """
 
 from __future__ import annotations
@@ -14,7 +20,9 @@ import json
 import time
 import uuid
 
-from .server import FakeServer, Script, pieces, words
+from .server import FakeServer, Script, call_arguments, pieces, words
+
+IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
                404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error", 500: "api_error",
@@ -58,20 +66,34 @@ class FakeAnthropic(FakeServer):
         if body["model"] in self.no_sampling and "temperature" in body:
             return self.error(h, 400, "temperature is not supported for this model")
         input_tokens = words(body.get("system") or "") + sum(words(_text(m["content"])) for m in body["messages"])
-        reply = pieces(script.reply)
+        scripted_calls = script.tool_calls or []
+        forced = (body.get("tool_choice") or {}).get("name") if (body.get("tool_choice") or {}).get("type") == \
+            "tool" else None
+        if forced and not scripted_calls:  # a forced tool is always called: the scripted reply is its input
+            try:
+                scripted_calls = [{"name": forced, "arguments": json.loads(script.reply)}]
+            except ValueError:
+                scripted_calls = [{"name": forced, "arguments": {}}]
+            script = Script(**{**script.__dict__, "reply": ""})
+        reply = pieces(script.reply) if script.reply else []
         stop = "end_turn"
         if len(reply) > body["max_tokens"]:
             reply, stop = reply[: body["max_tokens"]], "max_tokens"
+        calls = [{"type": "tool_use", "id": "toolu_" + uuid.uuid4().hex[:24], "name": c["name"],
+                  "input": call_arguments(c)} for c in scripted_calls] if body.get("tools") else []
+        if calls and stop == "end_turn":
+            stop = "tool_use"
         msg_id = "msg_" + uuid.uuid4().hex[:24]
         if not body.get("stream"):
             self.bill(h, input_tokens, body["model"])[1] = len(reply)
+            text = [{"type": "text", "text": "".join(reply)}] if reply else []
             return self.send(h, 200, {
                 "id": msg_id, "type": "message", "role": "assistant", "model": body["model"],
-                "content": [{"type": "text", "text": "".join(reply)}], "stop_reason": stop, "stop_sequence": None,
+                "content": text + calls, "stop_reason": stop, "stop_sequence": None,
                 "usage": {"input_tokens": input_tokens, "output_tokens": len(reply),
                           "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
             }, script.content_type or "application/json", script.headers)
-        return self._stream(h, body, script, msg_id, input_tokens, reply, stop)
+        return self._stream(h, body, script, msg_id, input_tokens, reply, stop, calls)
 
     @staticmethod
     def _invalid(body) -> str | None:
@@ -89,9 +111,47 @@ class FakeAnthropic(FakeServer):
                 return f"messages.{i}.role: Input should be 'user' or 'assistant'"
         if msgs[0]["role"] != "user":
             return "messages: first message must use the \"user\" role"
+        return FakeAnthropic._invalid_blocks(body)
+
+    @staticmethod
+    def _invalid_blocks(body) -> str | None:
+        for i, t in enumerate(body.get("tools") or []):
+            schema = t.get("input_schema") if isinstance(t, dict) else None
+            if not isinstance(t.get("name"), str) or not isinstance(schema, dict) or schema.get("type") != "object":
+                return f"tools.{i}.input_schema: Input should be an object schema"
+        choice = body.get("tool_choice")
+        if choice is not None and choice.get("type") not in ("auto", "any", "tool", "none"):
+            return "tool_choice.type: Input should be 'auto', 'any', 'tool' or 'none'"
+        pending: list[str] = []  # tool_use ids of the last assistant turn, to be answered next
+        for i, m in enumerate(body["messages"]):
+            blocks = m["content"] if isinstance(m["content"], list) else [{"type": "text", "text": m["content"]}]
+            for j, b in enumerate(blocks):
+                if b.get("type") == "text" and not b.get("text"):
+                    return f"messages.{i}.content.{j}.text: text content blocks must be non-empty"
+                if b.get("type") == "image" and b.get("source", {}).get("type") == "base64" and \
+                        b["source"].get("media_type") not in IMAGE_TYPES:
+                    return f"messages.{i}.content.{j}.source.media_type: Input should be one of {IMAGE_TYPES}"
+            if m["role"] == "user":
+                results = []
+                for b in blocks:
+                    if b.get("type") != "tool_result":
+                        break
+                    results.append(b.get("tool_use_id"))
+                if any(b.get("type") == "tool_result" for b in blocks[len(results):]):
+                    return (f"messages.{i}: tool_result blocks must come first in the user message, before any "
+                            "other content")
+                if pending and sorted(results) != sorted(pending):
+                    return (f"messages.{i}: `tool_use` ids were found without `tool_result` blocks immediately "
+                            f"after: {', '.join(sorted(set(pending) - set(results)))}. Each `tool_use` block must "
+                            "have a corresponding `tool_result` block in the next message.")
+                if results and not pending:
+                    return f"messages.{i}.content.0: unexpected `tool_use_id` found in `tool_result` blocks"
+                pending = []
+            else:
+                pending = [b.get("id") for b in blocks if b.get("type") == "tool_use"]
         return None
 
-    def _stream(self, h, body, script: Script, msg_id, input_tokens, reply, stop):
+    def _stream(self, h, body, script: Script, msg_id, input_tokens, reply, stop, calls=()):
         def event(name, data):
             self.write_chunk(h, f"event: {name}\ndata: {json.dumps(data)}\n\n".encode())
 
@@ -103,8 +163,9 @@ class FakeAnthropic(FakeServer):
         event("message_start", {"type": "message_start", "message": {
             "id": msg_id, "type": "message", "role": "assistant", "model": body["model"], "content": [],
             "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": input_tokens, "output_tokens": 1}}})
-        event("content_block_start", {"type": "content_block_start", "index": 0,
-                                       "content_block": {"type": "text", "text": ""}})
+        if reply or not calls:
+            event("content_block_start", {"type": "content_block_start", "index": 0,
+                                           "content_block": {"type": "text", "text": ""}})
         event("ping", {"type": "ping"})
         # Intermediate message_delta events (usage_updates > 1) repeat the CUMULATIVE count so far.
         every = max(1, len(reply) // max(1, script.usage_updates))
@@ -123,7 +184,18 @@ class FakeAnthropic(FakeServer):
                                         "usage": usage(i + 1)})
             if script.chunk_delay:
                 time.sleep(script.chunk_delay)
-        event("content_block_stop", {"type": "content_block_stop", "index": 0})
+        if reply or not calls:
+            event("content_block_stop", {"type": "content_block_stop", "index": 0})
+        for n, call in enumerate(calls, start=1 if reply else 0):
+            event("content_block_start", {"type": "content_block_start", "index": n, "content_block": {
+                "type": "tool_use", "id": call["id"], "name": call["name"], "input": {}}})
+            text = json.dumps(call["input"])
+            cuts = [0, len(text) // 3, 2 * len(text) // 3, len(text)]  # fragments that are not JSON alone
+            for a, b in itertools.pairwise(cuts):
+                if b > a:
+                    event("content_block_delta", {"type": "content_block_delta", "index": n,
+                                                  "delta": {"type": "input_json_delta", "partial_json": text[a:b]}})
+            event("content_block_stop", {"type": "content_block_stop", "index": n})
         event("message_delta", {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},
                                 "usage": usage(len(reply))})
         event("message_stop", {"type": "message_stop"})
@@ -134,5 +206,6 @@ def _text(content) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return " ".join(b.get("text", "") for b in content if isinstance(b, dict))
+        return " ".join(b.get("text", "") if b.get("type") == "text" else _text(b.get("content", ""))
+                        for b in content if isinstance(b, dict))
     return ""

@@ -1,19 +1,28 @@
-"""A fake Ollama: /api/chat (NDJSON streaming by default), /api/tags, /api/ps, /api/version.
+"""A fake Ollama: /api/chat (NDJSON streaming by default), /api/tags, /api/ps, /api/show, /api/version.
 
 Follows the native API: stream defaults to true, token counts only on the final line
 (prompt_eval_count / eval_count), durations in nanoseconds, 404 {"error"} for a model not pulled,
 errors inside a 200 stream as an {"error": ...} line, per-token `logprobs` only when the request sets
-"logprobs": true (0.12.11+).
+"logprobs": true (0.12.11+). Tools as Ollama 0.12.10+ sends them: each call whole, object arguments, an id
+(`call_` + 8), in its own NDJSON line when streamed, done_reason still "stop"; a model without the `tools`
+capability refuses tools ("... does not support tools"), one without `vision` refuses images; /api/show
+reports capabilities (and /api/tags too with `caps_in_tags`, as recent versions do).
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import secrets
 import time
 from datetime import UTC, datetime, timedelta
 
-from .server import FakeServer, Script, pieces, token_logprobs, words
+from .server import FakeServer, Script, call_arguments, pieces, token_logprobs, words
+
+# What `ollama show` reports for the models the tests pull (ollama.com library pages).
+CAPABILITIES = {"tinyllama": ["completion"], "phi": ["completion"], "mistral": ["completion", "tools"],
+                "qwen3": ["completion", "tools", "thinking"], "llama3.2": ["completion", "tools"],
+                "qwen3-vl": ["completion", "vision", "tools", "thinking"], "granite4": ["completion", "tools"]}
 
 
 class FakeOllama(FakeServer):
@@ -23,10 +32,18 @@ class FakeOllama(FakeServer):
         self.loaded = set(loaded)
         self.vram = 0  # size_vram /api/ps reports for loaded models: > 0 means on the GPU
         self.health_delay = 0.0  # seconds /api/tags and /api/ps take: > the health timeout is a stuck server
+        self.capabilities = {k: list(v) for k, v in CAPABILITIES.items()}
+        self.caps_in_tags = False  # recent versions list capabilities on /api/tags too
 
     def reset(self) -> None:
         super().reset()
         self.vram, self.health_delay = 0, 0.0
+        self.capabilities = {k: list(v) for k, v in CAPABILITIES.items()}
+        self.caps_in_tags = False
+
+    def caps(self, model: str) -> list[str]:
+        name = model.removesuffix(":latest")
+        return self.capabilities.get(name, self.capabilities.get(name.split(":")[0], ["completion"]))
 
     def handle(self, h, method, path, body):
         if path in ("/api/tags", "/api/ps") and self.health_delay:
@@ -36,7 +53,15 @@ class FakeOllama(FakeServer):
         if method == "GET" and path == "/api/tags":
             return self.send(h, 200, {"models": [
                 {"name": f"{m}:latest", "model": f"{m}:latest", "size": 637_700_138, "digest": "sha256:" + "0" * 64,
-                 "details": {"parameter_size": "1B", "quantization_level": "Q4_0"}} for m in sorted(self.installed)]})
+                 "details": {"parameter_size": "1B", "quantization_level": "Q4_0"}}
+                | ({"capabilities": self.caps(m)} if self.caps_in_tags else {}) for m in sorted(self.installed)]})
+        if method == "POST" and path == "/api/show":
+            model = str((body or {}).get("model", "")).removesuffix(":latest")
+            if model not in self.installed:
+                return self.send(h, 404, {"error": f"model '{model}' not found"})
+            return self.send(h, 200, {"modelfile": "", "template": "{{ .Prompt }}", "details": {"family": "llama"},
+                                      "model_info": {}, "capabilities": self.caps(model),
+                                      "modified_at": datetime.now(UTC).isoformat()})
         if method == "GET" and path == "/api/ps":
             expires = (datetime.now(UTC) + timedelta(minutes=5)).isoformat()
             return self.send(h, 200, {"models": [
@@ -66,6 +91,11 @@ class FakeOllama(FakeServer):
                              script.content_type or "application/json", script.headers)
         if model not in self.installed:
             return self.send(h, 404, {"error": f'model "{model}" not found, try pulling it first'})
+        full = f"registry.ollama.ai/library/{model}:latest"
+        if body.get("tools") and "tools" not in self.caps(model):
+            return self.send(h, 400, {"error": f"{full} does not support tools"})
+        if any(m.get("images") for m in body["messages"] if isinstance(m, dict)) and "vision" not in self.caps(model):
+            return self.send(h, 400, {"error": f"{full} does not support images"})
         self.loaded.add(model)
         prompt_tokens = sum(words(m.get("content", "")) for m in body["messages"] if isinstance(m, dict))
         limit = (body.get("options") or {}).get("num_predict")
@@ -83,10 +113,18 @@ class FakeOllama(FakeServer):
             del final["prompt_eval_count"], final["eval_count"]
         # Ollama 0.12.11+: a top-level list, one entry per token, only when asked
         scored = token_logprobs(script, reply_pieces) if body.get("logprobs") is True else None
+        calls = [self._call(c, i, script) for i, c in enumerate(script.tool_calls or [])] if body.get("tools") else []
+        if not reply_pieces[-1] and calls:
+            reply_pieces = []  # reply="": calls only
+        if calls:
+            final["eval_count"] = len(reply_pieces) + sum(len(json.dumps(c["function"]["arguments"]).split())
+                                                          for c in calls)
         if body.get("stream", True) is False:
             if script.endless:
                 return self.endless_json(h, script)
             final["message"] = {"role": "assistant", "content": "".join(reply_pieces)}
+            if calls:
+                final["message"]["tool_calls"] = calls
             if scored:
                 final["logprobs"] = scored
             return self.send(h, 200, final, script.content_type or "application/json", script.headers)
@@ -104,6 +142,17 @@ class FakeOllama(FakeServer):
             self.write_chunk(h, json.dumps(line).encode() + b"\n")
             if script.chunk_delay:
                 time.sleep(script.chunk_delay)
+        for call in calls:  # each call whole, in a line of its own (0.8.0+)
+            line = {"model": body["model"], "created_at": datetime.now(UTC).isoformat(),
+                    "message": {"role": "assistant", "content": "", "tool_calls": [call]}, "done": False}
+            self.write_chunk(h, json.dumps(line).encode() + b"\n")
         final["message"] = {"role": "assistant", "content": ""}
         self.write_chunk(h, json.dumps(final).encode() + b"\n")
         return self.end_stream(h)
+
+    @staticmethod
+    def _call(call: dict, index: int, script: Script) -> dict:
+        out = {"function": {"index": index, "name": call["name"], "arguments": call_arguments(call)}}
+        if not script.no_call_ids:
+            out["id"] = "call_" + secrets.token_hex(4)
+        return out

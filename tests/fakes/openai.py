@@ -2,6 +2,11 @@
 
 Streaming is SSE `data:` chunks ending with `data: [DONE]`, with a usage chunk when
 stream_options.include_usage is set; errors are {"error": {message, type, param, code}}.
+
+Tools as OpenAI sends them: `tool_calls` with JSON-string arguments and content null, finish_reason
+tool_calls; streamed as indexed deltas (id, type and name with an empty arguments string on a call's first
+piece, then argument fragments), parallel calls' fragments interleaved. A tool message that answers no
+earlier call is refused as OpenAI refuses it.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ import json
 import time
 import uuid
 
-from .server import FakeServer, pieces, token_logprobs, words
+from .server import FakeServer, call_text, pieces, token_logprobs, words
 
 ERROR_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 404: "invalid_request_error",
                429: "rate_limit_exceeded", 500: "server_error", 503: "server_error"}
@@ -54,12 +59,20 @@ class FakeOpenAI(FakeServer):
         if body["model"] in self.completion_tokens_only and "max_tokens" in body:
             return self.error(h, 400, "Unsupported parameter: 'max_tokens' is not supported with this model. "
                               "Use 'max_completion_tokens' instead.", param="max_tokens", code="unsupported_parameter")
-        prompt_tokens = sum(words(m.get("content") or "") for m in body["messages"] if isinstance(m, dict))
-        reply = pieces(script.reply)
+        problem = _invalid_tools(body)
+        if problem:
+            return self.error(h, 400, problem, param="messages")
+        prompt_tokens = sum(words(_text(m.get("content"))) for m in body["messages"] if isinstance(m, dict))
+        reply = pieces(script.reply) if script.reply else []
+        calls = [{"id": "call_" + uuid.uuid4().hex[:24], "type": "function",
+                  "function": {"name": c["name"], "arguments": call_text(c)}}
+                 for c in (script.tool_calls or [])] if body.get("tools") else []
         finish = "stop"
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
         if isinstance(limit, int) and 0 < limit < len(reply):
             reply, finish = reply[:limit], "length"
+        elif calls:
+            finish = "tool_calls"
         cid, created = "chatcmpl-" + uuid.uuid4().hex[:24], int(time.time())
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(reply),
                  "total_tokens": prompt_tokens + len(reply)}
@@ -70,9 +83,12 @@ class FakeOpenAI(FakeServer):
             if script.endless:
                 return self.endless_json(h, script)
             bill[1] = len(reply)
+            message = {"role": "assistant", "content": "".join(reply) if reply or not calls else None}
+            if calls:
+                message["tool_calls"] = calls
             return self.send(h, 200, {
                 "id": cid, "object": "chat.completion", "created": created, "model": body["model"],
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(reply)},
+                "choices": [{"index": 0, "message": message,
                              "finish_reason": finish, "logprobs": {"content": scored} if scored else None}],
                 "usage": usage}, script.content_type or "application/json", script.headers)
 
@@ -96,8 +112,40 @@ class FakeOpenAI(FakeServer):
             bill[1] += 1
             if script.chunk_delay:
                 time.sleep(script.chunk_delay)
+        for n, call in enumerate(calls):  # each call's first piece: index, id, type, name, arguments ""
+            chunk({"tool_calls": [{"index": n, "id": call["id"], "type": "function",
+                                   "function": {"name": call["function"]["name"], "arguments": ""}}]})
+        fragments = [[c["function"]["arguments"][i:i + 7] for i in range(0, len(c["function"]["arguments"]), 7)]
+                     for c in calls]
+        for step in range(max((len(f) for f in fragments), default=0)):  # parallel calls interleaved
+            for n, frags in enumerate(fragments):
+                if step < len(frags):
+                    chunk({"tool_calls": [{"index": n, "function": {"arguments": frags[step]}}]})
         chunk({}, finish)
         if (body.get("stream_options") or {}).get("include_usage") and not script.omit_counts:
             chunk(None, usage_=usage, choices=False)
         self.write_chunk(h, b"data: [DONE]\n\n")
         return self.end_stream(h)
+
+
+def _text(content) -> str:
+    if isinstance(content, list):
+        return " ".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return content if isinstance(content, str) else ""
+
+
+def _invalid_tools(body: dict) -> str | None:
+    answered: set[str] = set()
+    for i, m in enumerate(body["messages"]):
+        if not isinstance(m, dict):
+            return f"messages[{i}] must be an object"
+        if m.get("role") == "assistant":
+            answered = set()
+            for c in m.get("tool_calls") or []:
+                if not isinstance(c.get("function", {}).get("arguments"), str):
+                    return f"Invalid type for 'messages[{i}].tool_calls[0].function.arguments': expected a string"
+                answered.add(c.get("id"))
+        elif m.get("role") == "tool" and m.get("tool_call_id") not in answered:
+            return ("Invalid parameter: messages with role 'tool' must be a response to a preceeding message with "
+                    "'tool_calls'.")
+    return None

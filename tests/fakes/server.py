@@ -41,6 +41,12 @@ class Script:
     # Leave out the optional token counts (Ollama's prompt_eval_count/eval_count, OpenAI's usage chunk,
     # Anthropic's message_delta output_tokens), as some servers and versions do.
     omit_counts: bool = False
+    # Tool calls the model makes after `reply` (use reply="" for calls only): [{"name", "arguments"}], the
+    # arguments an object (or, for OpenAI's string field, any text: malformed JSON). Each fake sends them
+    # in its own protocol's shape.
+    tool_calls: list[dict] | None = None
+    # Ollama before 0.12.10: tool calls without ids.
+    no_call_ids: bool = False
 
 
 @dataclass
@@ -227,6 +233,23 @@ class FakeServer:
             self.send(h, script.status, script.raw_body, script.content_type or "application/json", script.headers)
             return True
         return False
+
+
+def call_arguments(call: dict) -> dict:
+    """A scripted call's arguments as an object (the Ollama and Anthropic shape)."""
+    args = call.get("arguments", {})
+    if isinstance(args, str):
+        try:
+            return json.loads(args)
+        except ValueError:
+            return {"_unparsable": args}
+    return args
+
+
+def call_text(call: dict) -> str:
+    """A scripted call's arguments as JSON text (the OpenAI shape), malformed when scripted so."""
+    args = call.get("arguments", {})
+    return args if isinstance(args, str) else json.dumps(args)
 
 
 def words(text: str) -> int:
