@@ -80,7 +80,10 @@ def _call_problem(request: ChatRequest, call: ToolCall) -> str | None:
 
 
 def _schema_problem(schema: dict, value: object, what: str) -> str | None:
-    error = next(iter(Draft202012Validator(schema).iter_errors(value)), None)
+    try:
+        error = next(iter(Draft202012Validator(schema).iter_errors(value)), None)
+    except Exception:  # noqa: BLE001 - a schema the validator cannot evaluate (an unresolvable $ref, a
+        return None    # pathological pattern): the upstream had it too; the answer goes unchecked
     if error is None:
         return None
     where = "/".join(str(p) for p in error.absolute_path) or "the top level"

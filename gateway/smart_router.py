@@ -200,7 +200,8 @@ class Decision:
     strategy: str = "auto"
     explicit: bool = False
     # A bounded label for metrics: complexity, explicit_model, explicit_tier, cloud_first, local_only,
-    # budget, budget_conserve, paid_paused, unavailable or local_unavailable.
+    # budget, budget_conserve, paid_paused, unavailable, capability (the tier's models lack what the request
+    # needs) or local_unavailable.
     reason_code: str = "complexity"
     # The capabilities that kept models out of the plan (a bounded label for metrics), e.g. ("tools",).
     exclusions: tuple[str, ...] = ()
@@ -399,7 +400,7 @@ def _by_complexity(p: _Planner, score: float, factors: dict) -> Decision:
     if not models or models[0].tier != tiers[wanted].name:
         p.unavailable_note(list(p.cat.models_in(tiers[wanted].name)))
         if p.code == "complexity":
-            p.code = "unavailable"
+            p.code = "capability" if p.excluded else "unavailable"
         if models:
             reason += f", answered by tier {models[0].tier}"
     return _decision(p, models, score, factors, reason)
@@ -492,8 +493,8 @@ def _keep_local(p: _Planner, models: list[ModelSpec]) -> list[ModelSpec]:
 
 def _decision(p: _Planner, models: list[ModelSpec], score: float, factors: dict, reason: str) -> Decision:
     models = _keep_local(p, models)
-    if not models and p.excluded and not any(
-            p.lacks(m) is None for m in p.cat.models if m.backend in p.ctx.configured_backends):
+    if not models and p.excluded and not any(p.lacks(m) is None for m in p.cat.models if m.backend in p.ctx.
+                                             configured_backends and p.enabled(p.cat.tier(m.tier))):
         raise _no_capable_model(p)
     if not models:
         detail = "; ".join(dict.fromkeys(p.notes)) or "no model has a configured backend"

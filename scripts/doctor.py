@@ -189,8 +189,8 @@ def check_ollama(env: dict[str, str], tier: Tier) -> list[Finding]:
         return [Finding("warn", f"Ollama at {url} lacks tier {tier.number}'s model(s) {', '.join(missing)}: "
                                 "requests for them fall back or are refused",
                         "; ".join(f"ollama pull {m}" for m in missing))]
-    return [Finding("ok", f"Ollama at {url} has tier {tier.number}'s models ({', '.join(tier.model_ids)})")] + \
-        check_capabilities(url, tier, env.get("MODEL_PRESET") or "classic")
+    found = Finding("ok", f"Ollama at {url} has tier {tier.number}'s models ({', '.join(tier.model_ids)})")
+    return [found, *check_capabilities(url, tier, env.get("MODEL_PRESET") or "classic")]
 
 
 def check_capabilities(url: str, tier: Tier, preset: str) -> list[Finding]:

@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from gateway.catalog import preset_models  # noqa: E402
+from gateway.catalog import preset_models
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ("gateway", "ollama", "redis", "prometheus", "grafana", "postgres", "n8n", "qdrant", "alertmanager",

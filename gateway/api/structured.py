@@ -195,6 +195,8 @@ def checked_schema(value: dict, where: str) -> dict:
         Draft202012Validator.check_schema(value)
     except SchemaError as exc:
         raise InvalidParameter(f"{where} is not a valid JSON Schema: {exc.message[:200]}", param=where) from exc
+    except RecursionError as exc:
+        raise InvalidParameter(f"{where} is nested too deeply", param=where) from exc
     return value
 
 
