@@ -9,7 +9,11 @@ socket it reads from), with the production settings of scripts/bench/bench_gatew
 upstream and a private redis-server (separate processes, not counted). Per request = (I(2N) - I(N)) / N,
 which takes start-up and warm-up out.
 
-    python scripts/bench/bench_instructions.py [--baseline REF] [-n 200]
+With --tools, this tree also answers a request with two tools (the tools preset's local model, which calls
+one): what parsing, routing by capability, translating to Ollama and back and checking the call against its
+schema cost beyond a plain request.
+
+    python scripts/bench/bench_instructions.py [--baseline REF] [-n 200] [--tools]
 
 Needs valgrind and redis-server.
 """
@@ -37,13 +41,17 @@ sys.path.insert(0, sys.argv[1])
 from gateway import create_app
 tree, up, redis_url, target, n = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
 app = create_app({"OLLAMA_URL": up, "REDIS_URL": redis_url, "GATEWAY_API_KEYS": "@KEY@", "LOG_LEVEL": "WARNING",
-                  "ANTHROPIC_API_KEY": "", "METRICS_TRUSTED_NETWORKS": "127.0.0.1"})
+                  "ANTHROPIC_API_KEY": "", "METRICS_TRUSTED_NETWORKS": "127.0.0.1",
+                  "MODEL_PRESET": "tools" if target in ("tools", "plain") else "classic"})
 client = app.test_client()
 headers = {"X-API-Key": "@KEY@"}
 run = uuid.uuid4().hex  # a miss is a miss in every run
+TOOLS = [{"type": "function", "function": {"name": n, "description": "The weather in a city", "parameters": {
+    "type": "object", "properties": {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["C", "F"]}},
+    "required": ["city"]}}} for n in ("get_weather", "get_forecast")]
 def body(i):
     prompt = "What is Python?" if target == "hit" else f"What is Python? {run}-{i}"
-    return {"prompt": prompt, "temperature": 0}
+    return {"prompt": prompt, "temperature": 0} | ({"tools": TOOLS} if target == "tools" else {})
 for i in range(20):  # warm-up: connections, first-call costs, the hit target's cached answer
     assert client.post("/api/v1/chat", json=body(-1 - i), headers=headers).status_code == 200
 for i in range(n):
@@ -69,6 +77,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", metavar="REF", help="also the gateway of this git commit")
     parser.add_argument("-n", type=int, default=200, help="requests in the first run (the second sends twice)")
+    parser.add_argument("--tools", action="store_true", help="also a request with tools (this tree only)")
     args = parser.parse_args()
     for tool in ("valgrind", "redis-server"):
         if shutil.which(tool) is None:
@@ -81,12 +90,18 @@ def main() -> int:
             trees.append((args.baseline, stack.enter_context(source_tree(args.baseline))))
         rows = {name: {t: per_request(tree, up, redis_url, t, args.n) for t in ("miss", "hit")}
                 for name, tree in trees}
+        if args.tools:  # the tools preset: a plain miss and a tools miss on the same models
+            tools = {t: per_request(ROOT, up, redis_url, t, args.n) for t in ("plain", "tools")}
     print(f"instructions per request (callgrind, {args.n} and {2 * args.n} requests, in-process)")
     for name, row in rows.items():
         print(f"  {name:<20} miss {row['miss'] / 1e6:8.3f} M   cache hit {row['hit'] / 1e6:8.3f} M")
     if args.baseline:
         now, base = rows["this tree"], rows[args.baseline]
         print("  change vs baseline   " + "   ".join(f"{t} {now[t] / base[t] - 1:+.1%}" for t in ("miss", "hit")))
+    if args.tools:
+        plain, with_tools = tools["plain"], tools["tools"]
+        print(f"  tools preset         plain miss {plain / 1e6:8.3f} M   with 2 tools {with_tools / 1e6:8.3f} M"
+              f"   ({with_tools / plain - 1:+.1%}: parse, route by capability, translate, check)")
     return 0
 
 

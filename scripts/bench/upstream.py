@@ -12,13 +12,18 @@ import asyncio
 import json
 import time
 
-MODELS = ("tinyllama", "phi", "mistral")
+MODELS = ("tinyllama", "phi", "mistral", "qwen3:0.6b", "qwen3-vl:2b")
 REPLY = "Hello from the benchmark upstream."
 
 
 def _ollama_chat(body: dict) -> dict:
+    message = {"role": "assistant", "content": REPLY}
+    if body.get("tools"):  # a request with tools: a call of the first one, whole, as Ollama answers
+        tool = body["tools"][0]["function"]["name"]
+        message = {"role": "assistant", "content": "", "tool_calls": [
+            {"id": "call_bench01", "function": {"index": 0, "name": tool, "arguments": {"city": "Paris"}}}]}
     return {"model": body.get("model", "tinyllama"), "created_at": "2026-11-22T00:00:00Z",
-            "message": {"role": "assistant", "content": REPLY}, "done": True, "done_reason": "stop",
+            "message": message, "done": True, "done_reason": "stop",
             "total_duration": 1000, "prompt_eval_count": 12, "eval_count": 8}
 
 
@@ -52,7 +57,8 @@ def _openai_chat(body: dict) -> dict:
             "usage": {"prompt_tokens": 12, "completion_tokens": 8, "total_tokens": 20}}
 
 
-TAGS = json.dumps({"models": [{"name": f"{m}:latest", "model": f"{m}:latest", "size": 1} for m in MODELS]}).encode()
+TAGS = json.dumps({"models": [{"name": m if ":" in m else f"{m}:latest", "model": m, "size": 1, "capabilities": [
+    "completion", "tools"] if m.startswith("qwen3") else ["completion"]} for m in MODELS]}).encode()
 PS = json.dumps({"models": []}).encode()
 OPENAI_MODELS = json.dumps({"object": "list", "data": [{"id": m, "object": "model", "owned_by": "bench"}
                                                        for m in MODELS]}).encode()

@@ -18,14 +18,15 @@ from tests.fakes import Script
 pytestmark = pytest.mark.integration
 
 
-def blocks(language: str) -> list[str]:
+def blocks(language: str, section: str = "Using it") -> list[str]:
     readme = (ROOT / "README.md").read_text()
-    section = readme.split("\n## Using it\n", 1)[1].split("\n## ", 1)[0]
-    return re.findall(rf"^```{language}\n(.*?)^```$", section, re.M | re.S)
+    text = readme.split(f"\n## {section}\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(rf"^```{language}\n(.*?)^```$", text, re.M | re.S)
 
 
 def test_the_readme_has_snippets_to_run():
     assert len(blocks("bash")) == 1 and len(blocks("python")) == 1
+    assert len(blocks("python", "Tools, JSON and images")) == 1
 
 
 def test_the_shell_snippet(gunicorn, ollama, claude):
@@ -56,3 +57,19 @@ def test_the_python_snippet(gunicorn, ollama):
     assert "one two three four five" in streamed and "completion_tokens=" in streamed
     sent = ollama.calls("/api/chat")
     assert len(sent) == 2 and sent[1].body["stream"] is True
+
+
+def test_the_tools_snippet(gunicorn, ollama):
+    """The tools preset's local model calls the tool; the result goes back; it answers."""
+    ollama.installed |= {"qwen3:0.6b", "qwen3-vl:2b"}
+    url, _, _ = gunicorn(MODEL_PRESET="tools")
+    ollama.queue(Script(reply="", tool_calls=[{"name": "get_weather", "arguments": {"city": "Paris"}}]),
+                 Script(reply="It is sunny in Paris."))
+    code = blocks("python", "Tools, JSON and images")[0].replace("localhost:8080", url.removeprefix("http://"))
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "KEY": "integration-key"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ['qwen3-small tool_calls get_weather {"city": "Paris"}', "It is sunny in Paris."]
+    second = ollama.calls("/api/chat")[1].body["messages"]
+    assert second[-1] == {"role": "tool", "content": "sunny, 21 C", "tool_name": "get_weather",
+                          "tool_call_id": second[-2]["tool_calls"][0]["id"]}
