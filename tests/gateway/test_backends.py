@@ -15,7 +15,7 @@ from gateway.backends.anthropic import AnthropicBackend
 from gateway.backends.ollama import OllamaBackend
 from gateway.backends.openai_compat import OpenAICompatBackend
 from gateway.catalog import ModelSpec
-from gateway.chat import ChatRequest, Message, Usage
+from gateway.chat import ChatRequest, Message, Tool, ToolCallBuilder, Usage
 from gateway.config import BackendSettings
 from tests.conftest import ANTHROPIC_KEY
 from tests.fakes import Script
@@ -264,3 +264,48 @@ def test_fake_ollama_streams_ndjson_by_default(ollama):
                                                   [{"token": "b", "logprob": -2.0, "bytes": [98]}], None]
     r = requests.post(f"{ollama.url}/api/chat", json={"model": "llama9", "messages": []}, timeout=5)
     assert r.status_code == 404 and "not found" in r.json()["error"]
+
+
+# ------------------------------------------------------------------ tool calls, streamed and not, per backend
+TOOL_REQ = ChatRequest(messages=(Message("user", "weather in Paris and Oslo?"),),
+                       tools=(Tool("get_weather", "", {"type": "object", "properties": {"city": {"type": "string"}}}),))
+QWEN = ModelSpec("qwen3-small", "ollama", "qwen3:0.6b", "local-small", 32768, 0, 0)
+FREE_COMPAT = ModelSpec("vllm", "openai_compat", "compat-model", "local-large", 128_000, 0, 0)
+TWO = [{"name": "get_weather", "arguments": {"city": "Paris"}}, {"name": "get_weather", "arguments": {"city": "Oslo"}}]
+
+
+@pytest.mark.parametrize(("name", "model", "fake"), [("ollama", QWEN, "ollama"), ("anthropic", SONNET, "claude"),
+                                                     ("openai_compat", COMPAT, "compat")])
+@pytest.mark.parametrize("ids", [True, False], ids=["ids", "no_ids"])
+def test_streamed_tool_calls_join_into_whole_calls(backends, request, name, model, fake, ids):
+    """Ollama: each call whole in its own NDJSON line (without ids before 0.12.10: made here); Anthropic:
+    input_json_delta fragments per block; OpenAI: indexed deltas of parallel calls, interleaved."""
+    upstream = request.getfixturevalue(fake)
+    if name == "ollama":
+        upstream.installed.add("qwen3:0.6b")
+    upstream.default = Script(reply="Checking.", tool_calls=TWO, no_call_ids=not ids)
+    deltas = list(backends[name].stream(model, TOOL_REQ, max_tokens=100))
+    builder = ToolCallBuilder()
+    for d in deltas:
+        for piece in d.tool_calls or ():
+            builder.add(piece)
+    calls = builder.calls(lambda: "unused")
+    assert [(c.name, c.parsed["city"]) for c in calls] == [("get_weather", "Paris"), ("get_weather", "Oslo")]
+    assert all(c.id.startswith(("call_", "toolu_")) for c in calls) and calls[0].id != calls[1].id
+    assert "".join(d.text for d in deltas) == "Checking." and deltas[-1].finish_reason == "tool_calls"
+    if name == "anthropic":  # fragments: no piece is the whole arguments text
+        assert max(len(p.arguments) for d in deltas for p in d.tool_calls or ()) < len('{"city": "Paris"}')
+
+
+def test_a_free_openai_compatible_model_answers_tool_calls_in_one_body(backends, compat):
+    compat.default = Script(reply="", tool_calls=TWO)
+    done = backends["openai_compat"].complete(FREE_COMPAT, TOOL_REQ, max_tokens=100)
+    assert compat.calls("/v1/chat/completions")[-1].body["stream"] is False
+    assert [c.parsed for c in done.tool_calls] == [{"city": "Paris"}, {"city": "Oslo"}]
+    assert done.text == "" and done.finish_reason == "tool_calls"
+
+
+def test_ollama_refusing_tools_for_a_model_is_a_rejected_request(backends, ollama):
+    with pytest.raises(BackendError) as err:
+        backends["ollama"].complete(TINY, TOOL_REQ, max_tokens=10)
+    assert err.value.kind == "bad_request" and "does not support tools" in err.value.upstream_message
