@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from scripts import tiers
 from tests.conftest import ROOT, free_port
 
 GOOD_ENV = "\n".join(f"{k}=generated-{k.lower()}-0123456789abcdef" for k in (
@@ -122,6 +123,38 @@ def test_local_mode_checks_what_local_mode_needs(doctor, ollama, unused_port):
     assert "ollama serve" in down.stdout
     redis = doctor("--mode", "local", env={"OLLAMA_URL": ollama.url, "REDIS_URL": f"redis://127.0.0.1:{unused_port}/0"})
     assert redis.returncode == 1 and "REDIS_URL names 127.0.0.1" in redis.stdout
+
+
+def test_local_mode_says_what_the_local_models_can_do_beyond_text(doctor, ollama):
+    """classic: no local tool caller at tier 2 (agent traffic goes to Claude), with the fix; tools: the preset's
+    models, pulled, and what Ollama reports they can do; a model that does not do what the preset says: warn."""
+    classic = doctor("--mode", "local", env={"OLLAMA_URL": ollama.url, "REDIS_URL": ""})
+    assert "model preset classic: no local model calls tools" in classic.stdout
+    assert "fix: MODEL_PRESET=tools in .env" in classic.stdout
+    env = {"OLLAMA_URL": ollama.url, "REDIS_URL": "", "MODEL_PRESET": "tools"}
+    pull = doctor("--mode", "local", env=env)
+    assert "fix: ollama pull qwen3:0.6b; ollama pull qwen3-vl:2b" in pull.stdout
+    ollama.installed |= {"qwen3:0.6b", "qwen3-vl:2b"}
+    tools = doctor("--mode", "local", env=env)
+    assert tools.returncode == 0 and "has tier 2's models (qwen3:0.6b, qwen3-vl:2b)" in tools.stdout
+    assert "model preset tools: tools by qwen3-small, qwen3-vl-small; images by qwen3-vl-small" in tools.stdout
+    ollama.capabilities["qwen3-vl"] = ["completion", "tools"]  # an old build without the vision projector
+    stale = doctor("--mode", "local", env=env)
+    assert "[warn] qwen3-vl-small is configured to vision but Ollama says it cannot" in stale.stdout
+
+
+def test_the_preset_decides_which_models_each_tier_pulls():
+    def pulled(tier: int, preset: str) -> list[str]:
+        out = subprocess.run([sys.executable, "scripts/tiers.py", "models", str(tier)], cwd=ROOT, text=True,
+                             capture_output=True, env={**os.environ, "MODEL_PRESET": preset}, check=True)
+        return out.stdout.split()
+
+    assert pulled(2, "classic") == ["tinyllama", "phi"]
+    assert pulled(1, "tools") == ["qwen3:0.6b"] and pulled(3, "tools") == ["qwen3:0.6b", "qwen3-vl:2b", "qwen3-vl:8b"]
+    # chosen by size: every preset model fits in its deployment tier's Ollama memory limit (configs/tiers.yaml)
+    for number in (1, 2, 3, 4):
+        tier = tiers.load(number, preset="tools")
+        assert max(float(m["ram_gb"]) for m in tier.models) <= tier.limit_gib("ollama"), number
 
 
 def test_deploy_all_doctor_local_runs_the_local_checks(tmp_path, unused_port):
