@@ -10,7 +10,7 @@ from functools import lru_cache
 
 from .backends.errors import KINDS
 from .catalog import BACKENDS
-from .chat import ROLES, STRATEGIES, TOOL_CHOICES
+from .chat import CAPABILITIES, ROLES, STRATEGIES, TOOL_CHOICES
 
 REF = "#/components/schemas/"
 
@@ -141,7 +141,8 @@ def _schemas() -> dict:
             "alternatives": {"type": "array", "items": _ref("Choice")}}},
         "ModelsResponse": {"type": "object", "required": ["models"], "properties": {
             "models": {"type": "array", "items": {"type": "object", "required": [
-                "name", "backend", "tier", "available", "warm", "circuit", "price_in_per_mtok", "price_out_per_mtok"]}},
+                "name", "backend", "tier", "available", "warm", "circuit", "price_in_per_mtok", "price_out_per_mtok"],
+                "properties": {"capabilities": {"type": "array", "items": {"enum": list(CAPABILITIES)}}}}},
             "prices_as_of": string, "deployment_tier": integer}},
         "StatsResponse": {"type": "object", "required": ["requests", "local_share"], "additionalProperties": True},
         "BudgetResponse": {"type": "object", "required": [

@@ -113,6 +113,7 @@ def models():
     settings, up = svc.settings, svc.upstreams
     missing = up.missing_models()
     enabled_tiers = {t.name for t in settings.catalog.tiers if t.min_deployment_tier <= settings.deployment_tier}
+    reported = up.capabilities()  # what Ollama says of its pulled models wins over configs/models.yaml
     out = []
     for m in settings.catalog.models:
         configured = m.backend in up.backends
@@ -125,6 +126,7 @@ def models():
             "warm": state.warm if state else None,
             "circuit": up.breakers[m.backend].state if configured else "unconfigured",
             "context_window": m.context_window,
+            "capabilities": sorted(reported.get(m.name, m.capabilities)),
             "price_in_per_mtok": m.price_in_per_mtok,
             "price_out_per_mtok": m.price_out_per_mtok,
         })

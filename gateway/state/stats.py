@@ -43,6 +43,14 @@ def _fields(outcome: Outcome, local: bool, key_id: str | None) -> dict[str, int]
               "tokens:input": usage.input_tokens, "tokens:output": usage.output_tokens}
     if key_id:
         fields[f"key:{key_id}"] = 1
+    if outcome.completion.tool_calls:
+        fields["tools:calls"] = len(outcome.completion.tool_calls)
+        fields["tools:answers"] = 1
+    for capability in getattr(outcome.decision, "exclusions", ()):
+        fields[f"excluded:{capability}"] = 1
+    invalid = sum(a.error_type == "invalid_answer" for a in outcome.attempts)
+    if invalid:
+        fields["tools:invalid_answers"] = invalid
     return fields
 
 
@@ -65,6 +73,12 @@ def snapshot(counters: dict[str, float], scope: str) -> dict:
         "cache": {"hits": hits, "misses": misses, "bypassed": int(counters.get("cache:bypass", 0)),
                   "hit_ratio": round(hits / (hits + misses), 4) if hits + misses else 0.0},
         "tokens": {"input": int(counters.get("tokens:input", 0)), "output": int(counters.get("tokens:output", 0))},
+        # answers with tool calls, the calls, structured answers refused by the check; requests whose
+        # decision left models out for a capability (tools, vision, json_schema)
+        "tools": {"answers_with_calls": int(counters.get("tools:answers", 0)),
+                  "calls": int(counters.get("tools:calls", 0)),
+                  "invalid_answers": int(counters.get("tools:invalid_answers", 0))},
+        "capability_exclusions": group("excluded:"),
     }
 
 

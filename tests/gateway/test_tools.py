@@ -259,6 +259,32 @@ def test_decision_log_and_metrics_record_tool_calls_and_exclusions(client, claud
     entry = client.get("/api/v1/decisions?limit=1").get_json()["decisions"][0]
     assert entry["needs"] == ["tools"] and entry["excluded_for"] == ["tools"] and entry["tool_calls"] == 2
     assert [a - b for a, b in zip(counts(), before, strict=True)] == [2, 1, 1]
+    stats = client.get("/api/v1/stats").get_json()
+    assert stats["tools"] == {"answers_with_calls": 1, "calls": 2, "invalid_answers": 0}
+    assert stats["capability_exclusions"] == {"tools": 1}
+    listed = {m["name"]: m["capabilities"] for m in client.get("/api/v1/models").get_json()["models"]}
+    assert listed["tinyllama"] == ["json_schema"] and listed["mistral"] == ["json_schema", "tools"]  # Ollama: format
+    assert listed["claude-sonnet"] == ["json_schema", "tools", "vision"]
+
+
+def test_legacy_functions_map_onto_tools_and_answer_in_their_own_shape(make_app, claude):
+    client = make_app().test_client()
+    claude.default = Script(reply="", tool_calls=CALL)
+    functions = [WEATHER["function"]]
+    r = client.post("/v1/chat/completions", json={"model": "auto", "messages": ask(), "functions": functions,
+                                                  "function_call": {"name": "get_weather"}})
+    choice = r.get_json()["choices"][0]
+    assert choice["finish_reason"] == "function_call" and "tool_calls" not in choice["message"]
+    assert choice["message"]["function_call"] == {"name": "get_weather", "arguments": '{"city": "Paris"}'}
+    assert claude.calls("/v1/messages")[-1].body["tool_choice"] == {"type": "tool", "name": "get_weather"}
+    claude.default = Script(reply="Sunny.")
+    r = client.post("/v1/chat/completions", json={"model": "auto", "functions": functions, "messages": [
+        *ask(), {"role": "assistant", "content": None, "function_call": choice["message"]["function_call"]},
+        {"role": "function", "name": "get_weather", "content": "sun"}]})
+    assert r.get_json()["choices"][0]["message"]["content"] == "Sunny."
+    turns = claude.calls("/v1/messages")[-1].body["messages"]
+    assert turns[1]["content"][0]["type"] == "tool_use" and turns[2]["content"][0]["type"] == "tool_result"
+    assert turns[2]["content"][0]["tool_use_id"] == turns[1]["content"][0]["id"]
 
 
 # ------------------------------------------------------------------ bad input
