@@ -343,6 +343,10 @@ def _explicit_tier(p: _Planner, tier: TierSpec, score: float, factors: dict) -> 
                                f"this gateway runs deployment tier {p.ctx.deployment_tier}", param="model")
     allow_paid = p.strategy != "local-only"
     first = p.tier_models(tier, allow_paid)
+    if not first and p.excluded:
+        raise BadRequest(f"no model of tier {tier.name!r} can take this request ({'; '.join(dict.fromkeys(p.notes))});"
+                         " ask for 'auto' or a tier with a capable model", param=_FIELD[next(iter(p.excluded))],
+                         error_type="capability_unavailable")
     if not first:
         p.unavailable_note(list(p.cat.models_in(tier.name)))
         raise ServiceUnavailable(f"no usable model in tier {tier.name!r}"

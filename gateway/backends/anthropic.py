@@ -218,15 +218,15 @@ def _turns(messages: tuple[Message, ...]) -> list[dict]:
         for n, c in enumerate(m.tool_calls):
             order[_id(c.id)] = n
             blocks.append({"type": "tool_use", "id": _id(c.id), "name": c.name, "input": c.parsed or {}})
+        if not blocks:
+            continue  # an empty turn: Anthropic refuses empty text; its neighbours merge if they share a role
         if turns and turns[-1]["role"] == m.role:
             turns[-1]["content"] += blocks
         else:
             turns.append({"role": m.role, "content": blocks})
     for turn in turns:
         turn.pop("_results", None)
-        if not turn["content"]:
-            turn["content"] = [{"type": "text", "text": "(empty)"}]  # Anthropic refuses empty turns
-        elif len(turn["content"]) == 1 and turn["content"][0]["type"] == "text":
+        if len(turn["content"]) == 1 and turn["content"][0]["type"] == "text":
             turn["content"] = turn["content"][0]["text"]  # plain text stays a string, as before
     return turns
 

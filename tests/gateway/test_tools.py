@@ -73,10 +73,12 @@ def test_no_capable_model_is_a_400_that_says_which_capability_and_how_to_enable_
     assert ollama.calls("/api/chat") == []
 
 
-def test_a_named_model_that_lacks_the_capability_is_refused_not_stripped(client, ollama):
-    r, body = chat(client, model="tinyllama", tools=[WEATHER])
-    assert r.status_code == 400 and body["error"]["type"] == "capability_unavailable"
-    assert "tinyllama cannot call tools" in body["error"]["message"] and ollama.calls("/api/chat") == []
+def test_a_named_model_or_tier_that_lacks_the_capability_is_refused_not_stripped(client, ollama):
+    for target in ("tinyllama", "local-small"):
+        r, body = chat(client, model=target, tools=[WEATHER])
+        assert r.status_code == 400 and body["error"]["type"] == "capability_unavailable"
+        assert "tinyllama cannot call tools" in body["error"]["message"] and body["error"]["param"] == "tools"
+    assert ollama.calls("/api/chat") == []
 
 
 def test_what_ollama_reports_about_a_pulled_model_wins_over_the_catalog(make_app, ollama):
