@@ -17,9 +17,10 @@ import json
 import re
 from dataclasses import replace
 
-from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
 
 from .chat import ChatRequest, Completion, ToolCall, new_call_id
+from .schemas import validator
 
 _FENCE = re.compile(r"^```(?:json)?\s*\n?(.*?)\n?```$", re.DOTALL)
 
@@ -81,7 +82,7 @@ def _call_problem(request: ChatRequest, call: ToolCall) -> str | None:
 
 def _schema_problem(schema: dict, value: object, what: str) -> str | None:
     try:
-        error = next(iter(Draft202012Validator(schema).iter_errors(value)), None)
+        error = best_match(validator(schema).iter_errors(value))
     except Exception:  # noqa: BLE001 - a schema the validator cannot evaluate (an unresolvable $ref, a
         return None    # pathological pattern): the upstream had it too; the answer goes unchecked
     if error is None:

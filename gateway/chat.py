@@ -109,36 +109,26 @@ class ChatRequest:
     parallel_tool_calls: bool | None = None
     response_format: ResponseFormat | None = None
 
-    @cached_property
+    @property
     def needs(self) -> frozenset[str]:
         """The capabilities a model must have to answer this request (CAPABILITIES)."""
-        needs = set()
-        if (self.tools and self.tool_choice != "none") or any(m.tool_calls or m.role == "tool"
-                                                              for m in self.messages):
-            needs.add("tools")
-        if any(m.images for m in self.messages):
-            needs.add("vision")
-        if self.response_format is not None and self.response_format.type == "json_schema":
-            needs.add("json_schema")
-        return frozenset(needs)
+        return self._traits().needs
 
-    @cached_property
+    @property
     def image_urls(self) -> bool:
         """Some image is an http(s) URL: only backends that fetch images themselves can take it."""
-        return any(i.url for m in self.messages for i in m.images)
+        return self._traits().image_urls
 
-    @cached_property
-    def structured_size(self) -> int:
-        """Bytes of what goes upstream besides the messages' text: tool schemas, calls in the history."""
-        size = sum(len(json.dumps(t.parameters or {})) + len(t.name) + len(t.description) for t in self.tools)
-        size += sum(len(c.arguments) + len(c.name) + len(c.id) for m in self.messages for c in m.tool_calls)
-        if self.response_format is not None and self.response_format.schema is not None:
-            size += len(json.dumps(self.response_format.schema))
-        return size
-
-    @cached_property
+    @property
     def image_count(self) -> int:
-        return sum(len(m.images) for m in self.messages)
+        return self._traits().images
+
+    def _traits(self) -> _Traits:
+        """Worked out once per request, on first use (no lock: any thread would find the same)."""
+        found = self.__dict__.get("_traits_")
+        if found is None:
+            found = self.__dict__["_traits_"] = _traits(self)
+        return found
 
     @property
     def prompt(self) -> str:
@@ -153,17 +143,58 @@ class ChatRequest:
         """An upper bound on input tokens for budget reservations: no tokenizer makes a token out of less
         than one byte, plus a margin per message for the chat framing."""
         size = sum(len(m.content.encode()) for m in self.messages) + len((self.system or "").encode())
-        if self.tools or self.response_format is not None or self.image_count or "tools" in self.needs:
-            size += self.structured_size + 64 * len(self.tools) + IMAGE_TOKENS_BOUND * self.image_count
+        traits = self._traits()
+        if traits.structured_bytes or traits.images:
+            size += traits.structured_bytes + 64 * len(self.tools) + IMAGE_TOKENS_BOUND * traits.images
         return size + 16 * (len(self.messages) + 1)
 
     @property
     def input_tokens_estimate(self) -> int:
         """Rough token count of everything sent (about 4 characters a token), for cost and context fit."""
         chars = sum(len(m.content) for m in self.messages) + len(self.system or "")
-        if self.tools or self.image_count or "tools" in self.needs:
-            chars += self.structured_size + 4 * IMAGE_TOKENS_BOUND * self.image_count
+        traits = self._traits()
+        if traits.structured_bytes or traits.images:
+            chars += traits.structured_bytes + 4 * IMAGE_TOKENS_BOUND * traits.images
         return max(1, -(-chars // 4))
+
+
+@dataclass(frozen=True, slots=True)
+class _Traits:
+    needs: frozenset[str]
+    image_urls: bool
+    images: int
+    structured_bytes: int   # tool schemas, calls in the history, a response schema: sent besides the text
+
+
+_PLAIN = _Traits(frozenset(), False, 0, 0)
+
+
+def _traits(request: ChatRequest) -> _Traits:
+    images = urls = 0
+    history_tools = False
+    call_bytes = 0
+    for m in request.messages:  # one pass; a plain message costs three attribute reads
+        if m.images:
+            images += len(m.images)
+            urls += sum(1 for i in m.images if i.url)
+        if m.tool_calls or m.role == "tool":
+            history_tools = True
+            call_bytes += sum(len(c.arguments) + len(c.name) + len(c.id) for c in m.tool_calls)
+    fmt = request.response_format
+    if not (images or history_tools or request.tools or fmt is not None):
+        return _PLAIN
+    needs = set()
+    if (request.tools and request.tool_choice != "none") or history_tools:
+        needs.add("tools")
+    if images:
+        needs.add("vision")
+    if fmt is not None and fmt.type == "json_schema":
+        needs.add("json_schema")
+    size = call_bytes + sum(len(json.dumps(t.parameters or {})) + len(t.name) + len(t.description)
+                            for t in request.tools)
+    if fmt is not None and fmt.schema is not None:
+        size += len(json.dumps(fmt.schema))
+    return _Traits(frozenset(needs), urls > 0, images, size)
 
 
 @dataclass(frozen=True)

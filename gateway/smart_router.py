@@ -228,6 +228,7 @@ class _Planner:
         self.code = "complexity"
         self.local_decided = False   # the prompt was given to a local tier (PAID_FALLBACK applies)
         self.excluded: dict[str, None] = {}  # capabilities that kept a model out (ordered set)
+        self.demanding = bool(request.needs or request.image_urls)  # plain chat skips the capability check
 
     def lacks(self, m: ModelSpec) -> str | None:
         """Why `m` cannot answer this request (a capability it lacks), or None."""
@@ -250,6 +251,8 @@ class _Planner:
         if m.backend not in self.ctx.configured_backends or m.name in self.ctx.missing_models \
                 or self.tokens >= m.context_window:
             return False
+        if not self.demanding:
+            return True
         why = self.lacks(m)
         if why:
             self.notes.append(why)

@@ -14,13 +14,13 @@ import json
 import re
 from typing import Any
 
-from jsonschema import Draft202012Validator, SchemaError
-
 from ..chat import RESPONSE_FORMATS, ROLES, TOOL_CHOICES, Image, Message, ResponseFormat, Tool, ToolCall
 from ..errors import BadRequest, InvalidParameter, PayloadTooLarge
+from ..schemas import schema_problem
 
 # OpenAI's newer name for the system role; `function` is the legacy role of a function's result.
 _ROLE_ALIASES = {"developer": "system"}
+_PLAIN_ROLES = frozenset({"system", "user", "assistant"})
 _TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # The image types every backend takes (Anthropic's list; Ollama and OpenAI take these too).
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
@@ -113,8 +113,14 @@ def _assistant_calls(m: dict, where: str) -> tuple[ToolCall, ...]:
     return tuple(out)
 
 
+_FIELDS = frozenset({"tools", "functions", "tool_choice", "function_call", "parallel_tool_calls", "response_format"})
+_NONE: dict = {}
+
+
 def structured_fields(body: dict) -> dict:
     """The ChatRequest fields beyond messages: tools, tool_choice, parallel_tool_calls, response_format."""
+    if _FIELDS.isdisjoint(body):
+        return _NONE  # plain chat: nothing to parse
     offered = tools(body)
     choice, forced = tool_choice(body, offered)
     return {"tools": offered, "tool_choice": choice, "forced_tool": forced,
@@ -129,6 +135,9 @@ def messages(value: Any, max_image_bytes: int) -> tuple[Message, ...]:
     out: list[Message] = []
     calls: dict[str, ToolCall] = {}
     for i, m in enumerate(value):
+        if type(m) is dict and len(m) == 2 and type(m.get("content")) is str and m.get("role") in _PLAIN_ROLES:
+            out.append(Message(m["role"], m["content"]))  # plain text, the common case: no more checks
+            continue
         where = f"messages[{i}]"
         if not isinstance(m, dict) or not isinstance(m.get("role"), str):
             raise BadRequest(f"{where} must be an object with a string 'role'", param=where)
@@ -191,12 +200,9 @@ def _schema(value: Any, where: str) -> dict | None:
 
 def checked_schema(value: dict, where: str) -> dict:
     """A JSON Schema the validator accepts (the answer check validates against it), else 422."""
-    try:
-        Draft202012Validator.check_schema(value)
-    except SchemaError as exc:
-        raise InvalidParameter(f"{where} is not a valid JSON Schema: {exc.message[:200]}", param=where) from exc
-    except RecursionError as exc:
-        raise InvalidParameter(f"{where} is nested too deeply", param=where) from exc
+    problem = schema_problem(value)
+    if problem:
+        raise InvalidParameter(f"{where} is not a valid JSON Schema: {problem}", param=where)
     return value
 
 

@@ -66,8 +66,8 @@ class OllamaBackend(Backend):
         if not isinstance(message, dict) or not isinstance(message.get("content"), str):
             raise BackendError("malformed", "ollama: response has no message.content", status=reply.status)
         calls = tuple(ToolCall(d.id or new_call_id(), d.name or "", d.arguments)
-                      for d in _tool_calls(message.get("tool_calls"), 0))
-        meter.received(message["content"] + "".join(c.arguments for c in calls))
+                      for d in _tool_calls(message["tool_calls"], 0)) if message.get("tool_calls") else ()
+        meter.received(message["content"] + "".join(c.arguments for c in calls) if calls else message["content"])
         usage = _usage(data, request, meter)
         finish = "tool_calls" if calls else _FINISH.get(data.get("done_reason"), "stop")
         return Completion(message["content"], usage, finish,

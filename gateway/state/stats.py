@@ -48,9 +48,9 @@ def _fields(outcome: Outcome, local: bool, key_id: str | None) -> dict[str, int]
         fields["tools:answers"] = 1
     for capability in getattr(outcome.decision, "exclusions", ()):
         fields[f"excluded:{capability}"] = 1
-    invalid = sum(a.error_type == "invalid_answer" for a in outcome.attempts)
-    if invalid:
-        fields["tools:invalid_answers"] = invalid
+    for attempt in outcome.attempts:
+        if attempt.error_type == "invalid_answer":
+            fields["tools:invalid_answers"] = fields.get("tools:invalid_answers", 0) + 1
     return fields
 
 

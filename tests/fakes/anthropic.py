@@ -43,7 +43,7 @@ class FakeAnthropic(FakeServer):
         return self.send(h, status, body, content_type, headers)
 
     def handle(self, h, method, path, body):
-        if not (method == "POST" and path == "/v1/messages"):
+        if not (method == "POST" and path in ("/v1/messages", "/v1/messages/count_tokens")):
             return self.error(h, 404, f"Not found: {path}", "not_found_error")
         headers = h.headers
         bearer = headers.get("Authorization", "")
@@ -52,6 +52,12 @@ class FakeAnthropic(FakeServer):
             return self.error(h, 401, "invalid x-api-key")
         if not headers.get("anthropic-version"):
             return self.error(h, 400, "anthropic-version: header is required")
+        if path == "/v1/messages/count_tokens":  # the fakes' tokenizer: a token per word
+            if not isinstance(body, dict) or body.get("model") not in self.models:
+                return self.error(h, 404 if isinstance(body, dict) else 400, "model: not found")
+            system = body.get("system") or ""
+            return self.send(h, 200, {"input_tokens": words(system if isinstance(system, str) else _text(system))
+                                      + sum(words(_text(m["content"])) for m in body.get("messages") or [])})
         script = self.next_script()
         if self.scripted_prelude(h, script):
             return None

@@ -31,7 +31,9 @@ def test_a_valid_call_passes_unchanged():
 
 @pytest.mark.parametrize(("args", "why"), [
     ('{"city": 5}', "the arguments of get_weather do not match the schema at city (type failed)"),
-    ('{"town": "Paris"}', "the arguments of get_weather do not match the schema at the top level (required failed)"),
+    ("{}", "the arguments of get_weather do not match the schema at the top level (required failed)"),
+    ('{"city": "Paris", "when": 1}',
+     "the arguments of get_weather do not match the schema at the top level (additionalProperties failed)"),
     ('{"city": "Paris"', "the arguments of get_weather are not a JSON object"),
     ('["Paris"]', "the arguments of get_weather are not a JSON object"),
 ])
