@@ -106,6 +106,21 @@ class Catalog:
     models: tuple[ModelSpec, ...]
     routing: RoutingConfig
     prices_as_of: str = ""
+    # The Messages surface: (part of a Claude model name, the gateway target that answers it), first match wins.
+    claude_names: tuple[tuple[str, str], ...] = ()
+
+    def claude_target(self, name: str) -> str:
+        """The gateway target (auto, a tier, a model) for a model name a Messages client asked for: itself if
+        the gateway knows it, else the first `claude_names` entry it contains, else the configured model of
+        that upstream id, else the cloud tier."""
+        if name == "auto" or self.model(name) is not None or self.tier(name) is not None:
+            return name
+        lower = name.lower()
+        for part, target in self.claude_names:
+            if part in lower:
+                return target
+        same = next((m.name for m in self.models if m.id == name), None)
+        return same or ("cloud" if self.tier("cloud") is not None else "auto")
 
     def model(self, name: str) -> ModelSpec | None:
         for m in self.models:
@@ -180,7 +195,14 @@ def parse_catalog(raw: Any, source: str = "models config", preset: str = "classi
     for tier, (model, _) in routing.gpu_upgrades.items():
         if tier not in names or model not in mnames:
             raise CatalogError(f"{source}: routing.gpu_upgrade: {tier!r} -> {model!r} names an unknown tier or model")
-    return Catalog(tiers=tiers, models=models, routing=routing, prices_as_of=str(raw.get("prices_as_of", "")))
+    claude = raw.get("claude_names") or {}
+    if not isinstance(claude, dict) or not all(isinstance(v, str) for v in claude.values()):
+        raise CatalogError(f"{source}: claude_names must map parts of model names to a target (auto, a tier, a model)")
+    for part, target in claude.items():
+        if target != "auto" and target not in names and target not in mnames:
+            raise CatalogError(f"{source}: claude_names: {part!r} -> {target!r} is not auto, a tier or a model")
+    return Catalog(tiers=tiers, models=models, routing=routing, prices_as_of=str(raw.get("prices_as_of", "")),
+                   claude_names=tuple((str(k).lower(), v) for k, v in claude.items()))
 
 
 def _list(raw: dict, key: str, source: str) -> list:

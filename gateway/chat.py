@@ -88,6 +88,7 @@ class Message:
     tool_call_id: str | None = None            # tool: the call this result answers
     name: str | None = None                    # tool: the called tool's name (looked up from the call)
     is_error: bool = False                     # tool: the result is an error
+    thinking: tuple[dict, ...] = ()            # assistant: Claude's own thinking blocks, given back to Claude only
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,9 @@ class ChatRequest:
     forced_tool: str | None = None   # tool_choice naming one tool: it must be called
     parallel_tool_calls: bool | None = None
     response_format: ResponseFormat | None = None
+    # What only a backend of the client's own protocol takes as it is: {"body": {...}, "headers": {...}}
+    # (the Messages surface's Claude-only fields and anthropic-* headers, for the Anthropic backend).
+    passthrough: dict | None = None
 
     @property
     def needs(self) -> frozenset[str]:

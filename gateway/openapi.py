@@ -23,13 +23,13 @@ def _json(schema: dict, description: str) -> dict:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def _errors(*statuses: int, openai: bool = False) -> dict:
+def _errors(*statuses: int, openai: bool = False, anthropic: bool = False) -> dict:
     text = {400: "Malformed JSON, missing field or wrong type", 401: "Missing or invalid API key",
             403: "Forbidden", 404: "Unknown model, tier or route", 413: "Body or prompt too large",
             422: "A value out of range", 429: "Rate limit or budget reached (Retry-After)",
             502: "Every attempt failed on an upstream error", 503: "No backend could serve (Retry-After when known)",
             504: "Every attempt timed out"}
-    schema = _ref("OpenAIError" if openai else "Error")
+    schema = _ref("OpenAIError" if openai else "AnthropicError" if anthropic else "Error")
     return {str(s): _json(schema, text[s]) for s in statuses}
 
 
@@ -186,6 +186,37 @@ def _schemas() -> dict:
             "id": string, "object": {"const": "model"}, "created": integer, "owned_by": string}},
         "ModelList": {"type": "object", "required": ["object", "data"], "properties": {
             "object": {"const": "list"}, "data": {"type": "array", "items": _ref("Model")}}},
+        "AnthropicError": {"type": "object", "required": ["type", "error"], "properties": {
+            "type": {"const": "error"}, "error": {"type": "object", "required": ["type", "message"],
+                                                  "properties": {"type": string, "message": string}},
+            "request_id": nullable_string}},
+        "MessagesRequest": {"type": "object", "required": ["model", "messages", "max_tokens"], "properties": {
+            "model": {"type": "string", "description": "a Claude model name (mapped by claude_names in "
+                                                       "configs/models.yaml), auto, a tier or a model"},
+            "max_tokens": {"type": "integer", "minimum": 1, "description": "above MAX_OUTPUT_TOKENS: lowered to it"},
+            "messages": {"type": "array", "minItems": 1, "items": {
+                "type": "object", "required": ["role"], "properties": {"role": {"enum": ["user", "assistant"]},
+                "content": {"oneOf": [string, {"type": "array", "items": {
+                    "type": "object", "required": ["type"], "properties": {"type": string}}}]}}}},
+            "system": {"oneOf": [string, {"type": "array", "items": {"type": "object", "required": ["type"],
+                                                                     "properties": {"type": string}}}]},
+            "tools": {"type": "array", "items": {"type": "object", "required": ["name", "input_schema"], "properties": {
+                "name": string, "description": string, "input_schema": {"type": "object"},
+                "type": {"const": "custom"}}}},
+            "tool_choice": {"type": "object", "required": ["type"], "properties": {
+                "type": {"enum": ["auto", "any", "tool", "none"]}, "name": string,
+                "disable_parallel_tool_use": {"type": "boolean"}}},
+            "stop_sequences": {"type": "array", "items": string}, "stream": {"type": "boolean"},
+            "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+            "output_config": {"type": "object"}}},
+        "CountTokensRequest": {"type": "object", "required": ["model", "messages"], "properties": {
+            "model": string, "messages": {"type": "array", "minItems": 1}}},
+        "MessagesResponse": {"type": "object", "required": ["id", "type", "role", "model", "content", "stop_reason",
+                                                            "usage"], "properties": {
+            "id": string, "type": {"const": "message"}, "role": {"const": "assistant"}, "model": string,
+            "content": {"type": "array", "items": {"type": "object", "required": ["type"]}},
+            "stop_reason": {"enum": ["end_turn", "max_tokens", "stop_sequence", "tool_use"]},
+            "usage": {"type": "object", "required": ["input_tokens", "output_tokens"]}}},
         "Ready": {"type": "object", "required": ["status", "backends"], "properties": {
             "status": {"type": "string", "enum": ["ready", "unavailable"]}, "backends": {"type": "object"},
             "degraded": {"type": "array", "items": string}, "redis": {"type": "object"}}},
@@ -207,7 +238,8 @@ def _op(summary: str, responses: dict, body: str | None = None, security=None, p
 def spec() -> dict:
     # One Server-Sent Event: `event` names it on the native surface, `data` is JSON (or "[DONE]").
     sse = {"text/event-stream": {"schema": {"type": "object", "required": ["data"], "properties": {
-        "event": {"type": "string", "enum": ["start", "delta", "done", "error"]}, "data": {"type": "string"},
+        "event": {"type": "string", "description": "native: start, delta, tool_call, done, error; Messages: "
+                  "Anthropic's event names"}, "data": {"type": "string"},
         "id": {"type": "string"}, "retry": {"type": "integer"}}}}}
     chat_ok = {"description": "The answer (JSON; the decision only with `dry_run: true`), or Server-Sent "
                               "Events with `stream: true`",
@@ -243,6 +275,16 @@ def spec() -> dict:
         "/v1/chat/completions": {"post": _op("OpenAI-compatible chat completions",
                                              {"200": completion_ok, **_errors(*CHAT_ERRORS, openai=True)},
                                              "ChatCompletionRequest")},
+        "/v1/messages": {"post": _op("The Anthropic Messages API (Claude Code, the anthropic SDK); the query string "
+                                     "(?beta=true) is ignored", {"200": {
+                                         "description": "A message, or Anthropic's named events with `stream: true`",
+                                         "content": {"application/json": {"schema": _ref("MessagesResponse")}, **sse}},
+                                         **_errors(*CHAT_ERRORS, anthropic=True)}, "MessagesRequest")},
+        "/v1/messages/count_tokens": {"post": _op("Input tokens of a Messages request: Anthropic's count for Claude, "
+                                                  "an estimate otherwise (X-Gateway-Count)", {
+            "200": _json({"type": "object", "required": ["input_tokens"],
+                          "properties": {"input_tokens": {"type": "integer"}}}, "The count"), **_errors(400, 401, 404, 413, 422, 503, anthropic=True)},
+            "CountTokensRequest")},
         "/v1/models": {"get": _op("OpenAI-compatible model list: auto, the tiers, the models",
                                   {"200": _json(_ref("ModelList"), "Models"), **_errors(401, openai=True)})},
         "/v1/models/{model_id}": {"get": _op("One model, tier or auto", {

@@ -10,7 +10,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from .backends import build_backends
+from .backends import BackendError, build_backends
 from .billing import charged_usage
 from .catalog import ModelSpec
 from .chat import ChatRequest, Completion, Outcome, ToolCall, Usage
@@ -102,6 +102,18 @@ class GatewayService:
 
     def decide(self, request: ChatRequest) -> Decision:
         return decide(request, self.context(request))
+
+    def count_input_tokens(self, request: ChatRequest, decision: Decision) -> int | None:
+        """Anthropic's own count when the request would go to Claude; None (estimate it) otherwise or when the
+        count cannot be had."""
+        model = self.settings.catalog.model(decision.model)
+        backend = self.upstreams.backends.get(decision.backend)
+        if model is None or decision.backend != "anthropic" or backend is None:
+            return None
+        try:
+            return backend.count_tokens(model, request)
+        except BackendError:
+            return None
 
     # ------------------------------------------------------------------ cache
     def _cache_key(self, request: ChatRequest, decision: Decision, policy: CachePolicy,

@@ -19,7 +19,6 @@ import json
 
 from flask import Blueprint, current_app, g, jsonify, request
 
-from ..answer_check import structured
 from ..chat import Completion, Outcome, StreamDelta
 from ..dispatch import LiveStream, StreamInterrupted
 from ..errors import BadRequest
@@ -193,5 +192,3 @@ class MessagesFramer:
                                                                       f"({exc.error.kind}); the text so far is "
                                                                       "incomplete"}})
 
-
-__all__ = ["bp", "structured"]

@@ -156,7 +156,11 @@ def tool_choice(value: Any, offered: tuple[Tool, ...]) -> tuple[str | None, str 
     if not isinstance(value, dict) or value.get("type") not in ("auto", "any", "tool", "none"):
         raise InvalidParameter("tool_choice.type: Input should be 'auto', 'any', 'tool' or 'none'",
                                param="tool_choice")
-    parallel = False if value.get("disable_parallel_tool_use") is True else None
+    disable = value.get("disable_parallel_tool_use")
+    if disable is not None and not isinstance(disable, bool):
+        raise BadRequest("tool_choice.disable_parallel_tool_use: Input should be a valid boolean",
+                         param="tool_choice.disable_parallel_tool_use")
+    parallel = False if disable else None
     kind = value["type"]
     if kind == "tool":
         if value.get("name") not in {t.name for t in offered}:

@@ -2,6 +2,7 @@
 
 Native (/api, /health):  {"error": {"type", "message", ...}, "request_id"}
 OpenAI (/v1):            {"error": {"message", "type", "param", "code"}}   (code = the gateway's own type)
+Anthropic (/v1/messages): {"type": "error", "error": {"type", "message"}, "request_id"}
 Never a stack trace to the client: unexpected exceptions are logged with the request id and answered
 with a generic 500.
 """
@@ -34,9 +35,19 @@ def _openai_type(status: int) -> str:
     return "invalid_request_error" if status < 500 else "server_error"
 
 
+def _anthropic_type(status: int) -> str:
+    """Anthropic's error types, which its SDK and Claude Code act on (429 and 529 are retried)."""
+    return {401: "authentication_error", 403: "permission_error", 404: "not_found_error", 413: "request_too_large",
+            429: "rate_limit_error", 503: "overloaded_error", 529: "overloaded_error"}.get(
+        status, "invalid_request_error" if status < 500 else "api_error")
+
+
 def error_response(status: int, type_: str, message: str, headers: dict | None = None, **extra):
     g.error_type = type_
-    if request.path.startswith("/v1/"):
+    if request.path.startswith("/v1/messages"):
+        body = {"type": "error", "error": {"type": _anthropic_type(status), "message": message},
+                "request_id": getattr(g, "request_id", None)}
+    elif request.path.startswith("/v1/"):
         body = {"error": {"message": message, "type": _openai_type(status), "param": extra.get("param"),
                           "code": type_}}
     else:

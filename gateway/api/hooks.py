@@ -20,7 +20,7 @@ from ..errors import Unauthorized
 access_log = logging.getLogger("gateway.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _PROTECTED = ("/api/", "/v1/")
-_CHAT_ROUTES = ("/api/v1/chat", "/v1/chat/completions")
+_CHAT_ROUTES = ("/api/v1/chat", "/v1/chat/completions", "/v1/messages")
 
 
 def _presented_key(headers) -> str | None:

@@ -62,6 +62,10 @@ class AnthropicBackend(Backend):
         if system:
             params["system"] = "\n\n".join(system)
         _structured(params, model, request)
+        if request.passthrough:  # the Messages surface's Claude-only fields and anthropic-* headers, as they came
+            params["extra_body"] = {**params.get("extra_body", {}), **request.passthrough.get("body", {})}
+            if request.passthrough.get("headers"):
+                params["extra_headers"] = dict(request.passthrough["headers"])
         if request.temperature is not None and model.sampling_params:
             # SDK 2.x dropped the argument (Claude 5 models reject sampling parameters); older models
             # still take it in the body.
@@ -129,6 +133,16 @@ class AnthropicBackend(Backend):
             finally:
                 events.close()
         raise BackendError("connection", "anthropic: stream ended before message_stop", billable=True)
+
+    def count_tokens(self, model: ModelSpec, request: ChatRequest) -> int:
+        """Anthropic's own count of the request's input tokens (POST /v1/messages/count_tokens)."""
+        params = self._params(model, request, 1)
+        params.pop("answer_tool", None)
+        for unused in ("max_tokens", "stop_sequences", "extra_body"):
+            params.pop(unused, None)
+        with _translate():
+            counted = self.client.messages.count_tokens(**params)
+        return int(counted.input_tokens)
 
     def health(self) -> BackendHealth:
         # Readiness must not spend quota or depend on the internet: a configured key is what we check.
@@ -210,7 +224,7 @@ def _turns(messages: tuple[Message, ...]) -> list[dict]:
             else:
                 turns.append({"role": "user", "content": [block], "_results": 1})
             continue
-        blocks: list[dict] = []
+        blocks: list[dict] = [*m.thinking]  # Claude's own thinking, first, as it gave it
         if m.role == "user":
             blocks += [_image(i) for i in m.images]
         if m.content:

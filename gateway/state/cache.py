@@ -51,13 +51,18 @@ def cache_key(request: ChatRequest, model: str, strategy: str, partition: str) -
 
 
 def _message(m) -> list:
-    if not (m.images or m.tool_calls or m.role == "tool"):
+    if not (m.images or m.tool_calls or m.role == "tool" or m.thinking):
         return [m.role, m.content]  # plain text: the shape of every key so far
     return [m.role, m.content, [i.digest for i in m.images], [[c.id, c.name, c.arguments] for c in m.tool_calls],
-            m.tool_call_id, m.is_error]
+            m.tool_call_id, m.is_error, list(m.thinking)]
 
 
 def _structured(request: ChatRequest) -> dict:
+    if request.passthrough:  # Claude-only fields (thinking...) change Claude's answer
+        return {"passthrough": request.passthrough.get("body"), **_structured(
+            ChatRequest(request.messages, tools=request.tools, tool_choice=request.tool_choice,
+                        forced_tool=request.forced_tool, parallel_tool_calls=request.parallel_tool_calls,
+                        response_format=request.response_format))}
     if not (request.tools or request.response_format or request.tool_choice or request.parallel_tool_calls is not None):
         return {}
     fmt = request.response_format
