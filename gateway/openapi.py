@@ -283,7 +283,8 @@ def spec() -> dict:
         "/v1/messages/count_tokens": {"post": _op("Input tokens of a Messages request: Anthropic's count for Claude, "
                                                   "an estimate otherwise (X-Gateway-Count)", {
             "200": _json({"type": "object", "required": ["input_tokens"],
-                          "properties": {"input_tokens": {"type": "integer"}}}, "The count"), **_errors(400, 401, 404, 413, 422, 503, anthropic=True)},
+                          "properties": {"input_tokens": {"type": "integer"}}}, "The count"),
+            **_errors(400, 401, 404, 413, 422, 503, anthropic=True)},
             "CountTokensRequest")},
         "/v1/models": {"get": _op("OpenAI-compatible model list: auto, the tiers, the models",
                                   {"200": _json(_ref("ModelList"), "Models"), **_errors(401, openai=True)})},
