@@ -32,7 +32,7 @@ OTHER = "other"
 class _Metrics:
     def __init__(self) -> None:
         self.requests = Counter("api_gateway_requests_total", "Chat requests answered, by HTTP status sent",
-                                ["model", "backend", "tier", "status"])
+                                ["model", "backend", "tier", "status", "surface"])
         self.duration = Histogram("api_gateway_request_duration_seconds", "Chat request latency, whole request",
                                   ["model", "backend"], buckets=DURATION_BUCKETS)
         self.upstream = Histogram("api_gateway_upstream_duration_seconds", "Latency of each upstream attempt",
@@ -95,12 +95,13 @@ class Telemetry:
     def _backend(name: str | None) -> str:
         return name if name in BACKENDS else NONE
 
-    def request(self, outcome: Outcome | None, decision: Decision | None, status: int, seconds: float) -> None:
+    def request(self, outcome: Outcome | None, decision: Decision | None, status: int, seconds: float,
+                surface: str = "native") -> None:
         """One per chat request, when its response is complete (streams: when the stream ends)."""
         model = self._model(outcome.model if outcome else None)
         backend = self._backend(outcome.backend if outcome else None)
         tier = self._tier(outcome.tier if outcome else (decision.tier if decision else None))
-        self._labels(self.m.requests, model, backend, tier, str(status)).inc()
+        self._labels(self.m.requests, model, backend, tier, str(status), surface).inc()
         self._labels(self.m.duration, model, backend).observe(seconds)
 
     def decision(self, decision: Decision) -> None:

@@ -20,7 +20,8 @@ from ..errors import Unauthorized
 access_log = logging.getLogger("gateway.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _PROTECTED = ("/api/", "/v1/")
-_CHAT_ROUTES = ("/api/v1/chat", "/v1/chat/completions", "/v1/messages")
+# The chat routes and the surface each is (the `surface` label of api_gateway_requests_total).
+_CHAT_ROUTES = {"/api/v1/chat": "native", "/v1/chat/completions": "openai", "/v1/messages": "messages"}
 
 
 def _presented_key(headers) -> str | None:
@@ -101,12 +102,14 @@ def register_hooks(app: Flask) -> None:
         if live is not None and response.is_streamed:
             # A stream's line and metrics are written when it ends (or the client leaves).
             status = response.status_code
-            response.call_on_close(lambda: _end_stream(telemetry, fields, live, status, started))
+            surface = _CHAT_ROUTES.get(rule.rule if rule else "", "other")
+            response.call_on_close(lambda: _end_stream(telemetry, fields, live, status, started, surface))
             return response
         if getattr(ctx, "chat", False):
             telemetry.in_flight(-1)
             if outcome is not None or response.status_code >= 400:
-                telemetry.request(outcome, decision, response.status_code, time.perf_counter() - started)
+                telemetry.request(outcome, decision, response.status_code, time.perf_counter() - started,
+                                  _CHAT_ROUTES.get(rule.rule if rule else "", "other"))
         if req.path.startswith(("/health", "/metrics")) and response.status_code < 400:
             access_log.debug("request", extra={"fields": fields})
         else:
@@ -114,9 +117,9 @@ def register_hooks(app: Flask) -> None:
         return response
 
 
-def _end_stream(telemetry, fields: dict, live, status: int, started: float) -> None:
+def _end_stream(telemetry, fields: dict, live, status: int, started: float, surface: str) -> None:
     telemetry.in_flight(-1)
-    telemetry.request(live.outcome, live.decision, status, time.perf_counter() - started)
+    telemetry.request(live.outcome, live.decision, status, time.perf_counter() - started, surface)
     _log_stream(fields, live)
 
 

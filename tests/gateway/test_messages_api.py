@@ -200,3 +200,22 @@ def test_a_coding_agent_session_replayed_keeps_its_quick_calls_local(base, ollam
     assert [b["type"] for b in last.body["messages"][1]["content"]] == ["thinking", "tool_use"]
     assert last.body["messages"][2]["content"][0]["tool_use_id"] == "toolu_01"
     assert len(last.body["tools"]) == 20 and json.dumps(last.body).count("cache_control") == 0
+
+
+def test_an_overloaded_claude_is_answered_in_anthropics_shape_and_counted_by_surface(make_app, serve, claude):
+    from tests.gateway.test_observability import sample
+    base = serve(make_app(GATEWAY_API_KEYS=KEY, ANTHROPIC_MAX_RETRIES=0))
+    claude.queue(*[Script(status=529, error_type="overloaded_error")] * 2)
+    client = anthropic.Anthropic(base_url=base, api_key=KEY, max_retries=0)
+    with pytest.raises(anthropic.APIStatusError) as err:  # a gateway model by name: that model only
+        client.messages.create(model="claude-sonnet", max_tokens=10, messages=[{"role": "user", "content": "x"}])
+    assert err.value.status_code == 503 and err.value.body["error"]["type"] == "overloaded_error"
+    metrics = requests.get(f"{base}/metrics", timeout=5).text
+    assert sample(metrics, "api_gateway_requests_total", surface="messages", status="503") >= 1
+
+
+def test_the_main_model_of_a_coding_agent_is_never_handed_to_a_local_model(sdk, claude, ollama):
+    claude.queue(*[Script(status=529, error_type="overloaded_error")] * 3)
+    with pytest.raises(anthropic.APIStatusError) as err:
+        sdk.messages.create(model="claude-opus-4-1", max_tokens=10, messages=[{"role": "user", "content": "x"}])
+    assert err.value.status_code == 503 and ollama.calls("/api/chat") == []
