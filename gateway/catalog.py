@@ -24,6 +24,7 @@ DEFAULT_CAPABILITIES = {"ollama": frozenset({"json_schema"}),
                         "anthropic": frozenset({"tools", "vision", "json_schema"}),
                         "openai_compat": frozenset({"tools", "vision", "json_schema"})}
 MAX_TOKENS_PARAMS = ("max_tokens", "max_completion_tokens")
+EMBEDDING = "embedding"  # the tier name of embedding models: outside chat routing
 # The temperature each upstream samples at when a request sets none (Ollama's default; the cloud APIs' 1.0).
 DEFAULT_TEMPERATURES = {"ollama": 0.8, "anthropic": 1.0, "openai_compat": 1.0}
 FACTORS = ("length", "reasoning", "code", "question", "steps")
@@ -108,6 +109,11 @@ class Catalog:
     prices_as_of: str = ""
     # The Messages surface: (part of a Claude model name, the gateway target that answers it), first match wins.
     claude_names: tuple[tuple[str, str], ...] = ()
+    # Models that turn text into vectors (/v1/embeddings, /api/v1/embed); the first configured one is the default.
+    embedding_models: tuple[ModelSpec, ...] = ()
+
+    def embedding_model(self, name: str) -> ModelSpec | None:
+        return next((m for m in self.embedding_models if m.name == name or m.id == name), None)
 
     def claude_target(self, name: str) -> str:
         """The gateway target (auto, a tier, a model) for a model name a Messages client asked for: itself if
@@ -201,8 +207,12 @@ def parse_catalog(raw: Any, source: str = "models config", preset: str = "classi
     for part, target in claude.items():
         if target != "auto" and target not in names and target not in mnames:
             raise CatalogError(f"{source}: claude_names: {part!r} -> {target!r} is not auto, a tier or a model")
+    embedding = tuple(_model({**m, "tier": EMBEDDING}, source, {EMBEDDING}) if isinstance(m, dict) else _model(
+        m, source, set()) for m in raw.get("embedding_models") or [])
+    if set(m.name for m in embedding) & (set(mnames) | set(names)):
+        raise CatalogError(f"{source}: embedding model names must differ from chat model and tier names")
     return Catalog(tiers=tiers, models=models, routing=routing, prices_as_of=str(raw.get("prices_as_of", "")),
-                   claude_names=tuple((str(k).lower(), v) for k, v in claude.items()))
+                   claude_names=tuple((str(k).lower(), v) for k, v in claude.items()), embedding_models=embedding)
 
 
 def _list(raw: dict, key: str, source: str) -> list:

@@ -297,3 +297,27 @@ class ToolCallBuilder:
 def new_call_id() -> str:
     """An id for a tool call the upstream named none (Ollama before 0.12.10): its own shape, call_ + 8."""
     return "call_" + secrets.token_hex(4)
+
+
+@dataclass(frozen=True)
+class EmbedRequest:
+    """Texts to turn into vectors (/v1/embeddings, /api/v1/embed)."""
+    inputs: tuple[str, ...]
+    model: str = "auto"
+    dimensions: int | None = None
+    request_id: str = ""
+    api_key_id: str | None = None
+
+    @property
+    def tokens_estimate(self) -> int:
+        return sum(len(t) // 4 + 1 for t in self.inputs)
+
+    @property
+    def tokens_bound(self) -> int:
+        return sum(len(t.encode()) + 1 for t in self.inputs)
+
+
+@dataclass(frozen=True)
+class EmbedOutcome:
+    outcome: Outcome           # model, backend, usage (input tokens), cost, latency: what stats and logs read
+    vectors: list[list[float]]

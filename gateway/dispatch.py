@@ -337,6 +337,10 @@ class Dispatcher:
             delay = self.settings.retry_backoff_seconds * (2 ** retry) * random.uniform(0.5, 1.0)
         return delay if self.clock() + delay < deadline else None
 
+    def final_error(self, last: BackendError, attempts: list[Attempt]) -> GatewayError:
+        """The client's error when every attempt failed, the last with `last` (embeddings use it too)."""
+        return self._final(last, attempts)
+
     def _final(self, last: BackendError | None, attempts: list[Attempt], local_refused: bool = False) -> GatewayError:
         listed = [a.as_dict() for a in attempts]
         skipped = [a for a in attempts if a.error_type == "circuit_open"]

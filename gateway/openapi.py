@@ -217,6 +217,21 @@ def _schemas() -> dict:
             "content": {"type": "array", "items": {"type": "object", "required": ["type"]}},
             "stop_reason": {"enum": ["end_turn", "max_tokens", "stop_sequence", "tool_use"]},
             "usage": {"type": "object", "required": ["input_tokens", "output_tokens"]}}},
+        "EmbeddingsRequest": {"type": "object", "required": ["input"], "properties": {
+            "input": {"oneOf": [string, {"type": "array", "minItems": 1, "maxItems": 2048, "items": string}]},
+            "model": {"type": "string", "default": "auto", "description": "auto or an embedding model"},
+            "encoding_format": {"enum": ["float", "base64"], "default": "float"},
+            "dimensions": {"type": "integer", "minimum": 1, "maximum": 65536}, "user": string}},
+        "EmbedRequest": {"type": "object", "required": ["input"], "properties": {
+            "input": {"oneOf": [string, {"type": "array", "minItems": 1, "maxItems": 2048, "items": string}]},
+            "model": string, "dimensions": {"type": "integer", "minimum": 1, "maximum": 65536}}},
+        "EmbeddingList": {"type": "object", "required": ["object", "data", "model", "usage"], "properties": {
+            "object": {"const": "list"}, "model": string, "usage": {"type": "object"},
+            "data": {"type": "array", "items": {"type": "object", "required": ["object", "index", "embedding"]}}}},
+        "EmbedResponse": {"type": "object", "required": ["model", "backend", "embeddings", "usage"], "properties": {
+            "request_id": string, "model": string, "backend": {"enum": list(BACKENDS)}, "cost": number,
+            "embeddings": {"type": "array", "items": {"type": "array", "items": number}},
+            "usage": {"type": "object"}, "latency_seconds": number}},
         "Ready": {"type": "object", "required": ["status", "backends"], "properties": {
             "status": {"type": "string", "enum": ["ready", "unavailable"]}, "backends": {"type": "object"},
             "degraded": {"type": "array", "items": string}, "redis": {"type": "object"}}},
@@ -286,6 +301,12 @@ def spec() -> dict:
                           "properties": {"input_tokens": {"type": "integer"}}}, "The count"),
             **_errors(400, 401, 404, 413, 422, 503, anthropic=True)},
             "CountTokensRequest")},
+        "/v1/embeddings": {"post": _op("OpenAI-compatible embeddings from a configured embedding model", {
+            "200": _json(_ref("EmbeddingList"), "One vector per input, in order"),
+            **_errors(400, 401, 404, 413, 422, 429, 502, 503, 504, openai=True)}, "EmbeddingsRequest")},
+        "/api/v1/embed": {"post": _op("Embeddings, native shape", {
+            "200": _json(_ref("EmbedResponse"), "One vector per input, in order"),
+            **_errors(400, 401, 404, 413, 422, 429, 502, 503, 504)}, "EmbedRequest")},
         "/v1/models": {"get": _op("OpenAI-compatible model list: auto, the tiers, the models",
                                   {"200": _json(_ref("ModelList"), "Models"), **_errors(401, openai=True)})},
         "/v1/models/{model_id}": {"get": _op("One model, tier or auto", {

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 from .backends import BackendError, build_backends
 from .billing import charged_usage
-from .catalog import ModelSpec
-from .chat import ChatRequest, Completion, Outcome, ToolCall, Usage
+from .catalog import EMBEDDING, ModelSpec
+from .chat import Attempt, ChatRequest, Completion, EmbedOutcome, EmbedRequest, Outcome, ToolCall, Usage
 from .config import Settings
 from .dispatch import Dispatcher, LiveStream
-from .errors import TooManyRequests
+from .errors import BudgetExceeded, ServiceUnavailable, TooManyRequests, UnknownModel
 from .gpu import GpuMonitor
 from .smart_router import Decision, RoutingContext, decide
 from .state import State, StateUnavailable, build_state
@@ -47,16 +47,22 @@ class GatewayService:
         self.dispatcher = Dispatcher(settings, self.upstreams, self.state, charge=self.charge)
         self.stats = self.state.stats
         self.cloud_reference = _reference_cloud_model(settings)
-        self.telemetry = Telemetry((m.name for m in settings.catalog.models), (t.name for t in settings.catalog.tiers))
+        catalog = settings.catalog
+        self.telemetry = Telemetry((m.name for m in (*catalog.models, *catalog.embedding_models)),
+                                   (*(t.name for t in catalog.tiers), EMBEDDING))
         self.gpu = GpuMonitor(settings.gpu_sample_seconds)
 
     # ------------------------------------------------------------------ admission and routing
     def admit(self, request: ChatRequest) -> None:
         """Per-key requests and tokens per minute (429 with Retry-After)."""
+        if self.settings.rate_limit_rpm or self.settings.rate_limit_tpm:
+            self.admit_tokens(request.api_key_id, request.input_tokens_estimate)
+
+    def admit_tokens(self, key_id: str | None, estimate: int) -> None:
         if not (self.settings.rate_limit_rpm or self.settings.rate_limit_tpm):
             return
-        tokens = request.input_tokens_estimate if self.settings.rate_limit_tpm else 0
-        verdict = self.state.rate_limiter.admit(request.api_key_id or ANONYMOUS, tokens)
+        tokens = estimate if self.settings.rate_limit_tpm else 0
+        verdict = self.state.rate_limiter.admit(key_id or ANONYMOUS, tokens)
         if verdict:
             retry = 60 - int(time.time()) % 60
             what = "requests" if verdict == "rpm" else "tokens"
@@ -225,6 +231,56 @@ class GatewayService:
         self._record_spend(partial, live.request)
         self._log_decision(live.request, live.decision, partial,
                            error="stream_interrupted" if live.error else "client_disconnected")
+
+    def embed(self, request: EmbedRequest) -> EmbedOutcome:
+        """Vectors for the inputs from an embedding model (`auto`: the first configured one), with the same
+        key limits, breaker, spend and stats as chat."""
+        model = self._embedding_model(request.model)
+        backend, breaker = self.upstreams.backends[model.backend], self.upstreams.breakers[model.backend]
+        self.admit_tokens(request.api_key_id, request.tokens_estimate)
+        cost_bound = model.cost(request.tokens_bound, 0)
+        if model.paid and cost_bound:
+            left = budget_left(self.state.ledger.month_totals(), self.state.limits, request.api_key_id)[1]
+            if left is not None and left < cost_bound:
+                raise BudgetExceeded(f"the monthly budget cannot cover this request's worst case (${cost_bound:.6f})",
+                                     param="model")
+        if not breaker.allow():
+            raise ServiceUnavailable(f"{model.backend}'s circuit is open; try again shortly",
+                                     headers={"Retry-After": str(max(1, round(breaker.retry_in())))},
+                                     error_type="circuit_open")
+        started = time.perf_counter()
+        try:
+            found = backend.embed(model, list(request.inputs), request.dimensions)
+        except BackendError as exc:
+            self.dispatcher.account_failure(exc, model.backend, model.name)
+            attempt = Attempt(model.name, model.backend, "error", exc.kind, exc.status,
+                              round(time.perf_counter() - started, 4), exc.message)
+            raise self.dispatcher.final_error(exc, [attempt]) from exc
+        breaker.record_success()
+        outcome = Outcome(request.request_id, None, model.name, model.backend, EMBEDDING,
+                          Completion("", Usage(found.input_tokens, 0)), round(model.cost(found.input_tokens, 0), 8),
+                          latency_seconds=round(time.perf_counter() - started, 4))
+        self.stats.record(outcome, local=not model.paid, key_id=request.api_key_id)
+        self.telemetry.outcome(outcome, 0.0)
+        self.state.ledger.record(cost=outcome.cost, cloud_cost=outcome.cost, model=model.name, backend=model.backend,
+                                 key_id=request.api_key_id, reservation=None)
+        return EmbedOutcome(outcome, found.vectors)
+
+    def _embedding_model(self, name: str) -> ModelSpec:
+        catalog, configured = self.settings.catalog, self.upstreams.backends
+        if name in ("auto", ""):
+            usable = [m for m in catalog.embedding_models if m.backend in configured]
+            if not usable:
+                raise ServiceUnavailable("no embedding model has a configured backend (embedding_models in "
+                                         "configs/models.yaml)", error_type="no_embedding_model")
+            return usable[0]
+        model = catalog.embedding_model(name)
+        if model is None:
+            known = ", ".join(["auto", *(m.name for m in catalog.embedding_models)])
+            raise UnknownModel(f"{name[:100]!r} is not an embedding model; known: {known}", param="model")
+        if model.backend not in configured:
+            raise ServiceUnavailable(f"embedding model {model.name!r} needs its {model.backend} backend configured")
+        return model
 
     # ------------------------------------------------------------------ recording
     def record(self, outcome: Outcome, request: ChatRequest) -> None:

@@ -61,7 +61,8 @@ def load(number: int, root: Path = ROOT, preset: str | None = None) -> Tier:
     catalog = yaml.safe_load((root / "configs" / "models.yaml").read_text())
     enabled = {r["name"] for r in catalog["tiers"] if int(r.get("min_deployment_tier", 1)) <= number}
     listed = preset_models(catalog, preset or os.environ.get("MODEL_PRESET") or "classic")
-    models = tuple(m for m in listed if m["backend"] == "ollama" and m["tier"] in enabled)
+    models = tuple(m for m in listed if m["backend"] == "ollama" and m["tier"] in enabled) + tuple(
+        m for m in catalog.get("embedding_models") or [] if m["backend"] == "ollama")  # retrieval, every tier
     missing = set(SERVICES) - set(t["limits"])
     if missing:
         raise SystemExit(f"configs/tiers.yaml: tier {number} has no memory limit for {', '.join(sorted(missing))}")

@@ -14,6 +14,7 @@ import re
 
 from flask import Blueprint, current_app, g, jsonify, request
 
+from ..catalog import EMBEDDING
 from ..chat import Outcome, StreamDelta
 from ..dispatch import LiveStream, StreamInterrupted
 from ..errors import Forbidden, InvalidParameter
@@ -115,18 +116,20 @@ def models():
     enabled_tiers = {t.name for t in settings.catalog.tiers if t.min_deployment_tier <= settings.deployment_tier}
     reported = up.capabilities()  # what Ollama says of its pulled models wins over configs/models.yaml
     out = []
-    for m in settings.catalog.models:
+    for m in (*settings.catalog.models, *settings.catalog.embedding_models):
         configured = m.backend in up.backends
         state = up.model_state(m) if configured else None
+        embedding = m.tier == EMBEDDING
         out.append({
             "name": m.name, "id": m.id, "backend": m.backend, "tier": m.tier,
+            "kind": "embedding" if embedding else "chat",
             "configured": configured,
-            "routable": configured and m.tier in enabled_tiers,
+            "routable": configured and (embedding or m.tier in enabled_tiers),
             "available": bool(state and state.available) and m.name not in missing,
             "warm": state.warm if state else None,
             "circuit": up.breakers[m.backend].state if configured else "unconfigured",
             "context_window": m.context_window,
-            "capabilities": sorted(reported.get(m.name, m.capabilities)),
+            "capabilities": [] if embedding else sorted(reported.get(m.name, m.capabilities)),
             "price_in_per_mtok": m.price_in_per_mtok,
             "price_out_per_mtok": m.price_out_per_mtok,
         })

@@ -170,6 +170,8 @@ def _model_list(svc: GatewayService) -> list[dict]:
     entries = [{"id": "auto", "object": "model", "created": created, "owned_by": OWNER}]
     entries += [{"id": t.name, "object": "model", "created": created, "owned_by": OWNER} for t in catalog.tiers]
     entries += [{"id": m.name, "object": "model", "created": created, "owned_by": m.backend} for m in catalog.models]
+    entries += [{"id": m.name, "object": "model", "created": created, "owned_by": m.backend, "kind": "embedding"}
+                for m in catalog.embedding_models]
     return entries
 
 

@@ -40,6 +40,12 @@ class BackendHealth:
     models: dict[str, ModelState] = field(default_factory=dict)  # by upstream model id
 
 
+@dataclass(frozen=True)
+class Embeddings:
+    vectors: list[list[float]]
+    input_tokens: int
+
+
 class Backend(ABC):
     name: ClassVar[str]
     timeout: float  # seconds a whole answer may take (the backend's *_TIMEOUT)
@@ -91,6 +97,10 @@ class Backend(ABC):
 
     def model_state(self, health: BackendHealth, model: ModelSpec) -> ModelState:
         return health.models.get(model.id, ModelState(available=health.ok))
+
+    def embed(self, model: ModelSpec, inputs: list[str], dimensions: int | None) -> Embeddings:
+        """One vector per input, in order, with the input tokens the upstream counted."""
+        raise BackendError("bad_request", f"{self.name}: no embeddings")
 
     def capabilities(self, health: BackendHealth, model: ModelSpec) -> frozenset[str] | None:
         """What the upstream reports the model can do (None: it does not say; configs/models.yaml stands)."""

@@ -30,7 +30,7 @@ from ..chat import (
     object_schema,
 )
 from ..config import BackendSettings
-from .base import Backend, BackendError, BackendHealth, ModelState, http_error, token_logprobs
+from .base import Backend, BackendError, BackendHealth, Embeddings, ModelState, http_error, token_logprobs
 from .http_pool import HttpPool, Reply
 
 _FINISH = {"stop": "stop", "length": "length"}
@@ -166,6 +166,27 @@ class OllamaBackend(Backend):
                 models[_base(m["name"])] = ModelState(True, _base(m["name"]) in warm, _capabilities(reported),
                                                       str(m.get("digest") or ""))
         return BackendHealth(True, f"{len(models)} models installed, {len(warm)} loaded", models)
+
+    def embed(self, model: ModelSpec, inputs: list[str], dimensions: int | None) -> Embeddings:
+        """/api/embed (Ollama 0.2.6+; `dimensions` 0.11.11+): L2-normalised vectors, an input longer than the
+        model's context is truncated by Ollama."""
+        body: dict = {"model": model.id, "input": inputs, "keep_alive": self.keep_alive}
+        if dimensions:
+            body["dimensions"] = dimensions
+        reply = self.http.request("POST", "/api/embed", body)
+        if reply.status == 404:
+            reply.close()
+            raise BackendError("model_not_found", f"model {model.id!r} is not installed on Ollama "
+                               f"(run: ollama pull {model.id})", status=404)
+        if not reply.ok:
+            raise http_error(self.name, reply)
+        data = reply.json(total_timeout=self.timeout)
+        vectors = data.get("embeddings") if isinstance(data, dict) else None
+        if not isinstance(vectors, list) or len(vectors) != len(inputs) or not all(
+                isinstance(v, list) and v for v in vectors):
+            raise BackendError("malformed", "ollama: /api/embed answered no vector per input")
+        counted = data.get("prompt_eval_count")
+        return Embeddings(vectors, counted if _count(counted) else sum(len(t) // 4 + 1 for t in inputs))
 
     def capabilities(self, health: BackendHealth, model: ModelSpec) -> frozenset[str] | None:
         """What the pulled model can do as Ollama reports it (None: not pulled, or not reported), asked of

@@ -29,7 +29,7 @@ from ..chat import (
     object_schema,
 )
 from ..config import BackendSettings
-from .base import Backend, BackendError, BackendHealth, ModelState, http_error, token_logprobs
+from .base import Backend, BackendError, BackendHealth, Embeddings, ModelState, http_error, token_logprobs
 from .http_pool import HttpPool, Reply
 
 
@@ -136,6 +136,26 @@ class OpenAICompatBackend(Backend):
             raise BackendError("connection", "openai_compat: stream ended before [DONE]", billable=True)
         finally:
             lines.close()
+
+    def embed(self, model: ModelSpec, inputs: list[str], dimensions: int | None) -> Embeddings:
+        """/embeddings, asking for floats (the gateway encodes base64 itself when its client asks)."""
+        body: dict = {"model": model.id, "input": inputs, "encoding_format": "float"}
+        if dimensions:
+            body["dimensions"] = dimensions
+        reply = self.http.request("POST", "/embeddings", body)
+        if not reply.ok:
+            raise http_error(self.name, reply)
+        data = reply.json(total_timeout=self.timeout)
+        try:
+            rows = sorted(data["data"], key=lambda r: r["index"])
+            vectors = [r["embedding"] for r in rows]
+        except (KeyError, TypeError) as exc:
+            raise BackendError("malformed", "openai_compat: /embeddings answered no data[].embedding") from exc
+        if len(vectors) != len(inputs) or not all(isinstance(v, list) and v for v in vectors):
+            raise BackendError("malformed", "openai_compat: /embeddings answered no vector per input")
+        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+        counted = usage.get("prompt_tokens")
+        return Embeddings(vectors, counted if _count(counted) else sum(len(t) // 4 + 1 for t in inputs))
 
     def health(self) -> BackendHealth:
         try:

@@ -111,9 +111,10 @@ def test_missing_env_blocks_docker_but_only_warns_for_local(doctor, ollama):
 def test_local_mode_checks_what_local_mode_needs(doctor, ollama, unused_port):
     """No Docker finding at all; your Ollama must answer and should have the tier's models; Redis must answer
     where REDIS_URL names one."""
+    ollama.installed.add("nomic-embed-text")
     good = doctor("--mode", "local", env={"OLLAMA_URL": ollama.url, "REDIS_URL": ""}, docker={"engine": False})
     assert good.returncode == 0, good.stdout
-    assert "Docker" not in good.stdout and "has tier 2's models (tinyllama, phi)" in good.stdout
+    assert "Docker" not in good.stdout and "has tier 2's models (tinyllama, phi, nomic-embed-text)" in good.stdout
     ollama.installed = {"tinyllama"}
     missing = doctor("--mode", "local", env={"OLLAMA_URL": ollama.url, "REDIS_URL": ""})
     assert missing.returncode == 0 and "[warn]" in missing.stdout and "fix: ollama pull phi" in missing.stdout
@@ -128,6 +129,7 @@ def test_local_mode_checks_what_local_mode_needs(doctor, ollama, unused_port):
 def test_local_mode_says_what_the_local_models_can_do_beyond_text(doctor, ollama):
     """classic: no local tool caller at tier 2 (agent traffic goes to Claude), with the fix; tools: the preset's
     models, pulled, and what Ollama reports they can do; a model that does not do what the preset says: warn."""
+    ollama.installed.add("nomic-embed-text")
     classic = doctor("--mode", "local", env={"OLLAMA_URL": ollama.url, "REDIS_URL": ""})
     assert "model preset classic: no local model calls tools" in classic.stdout
     assert "fix: MODEL_PRESET=tools in .env" in classic.stdout
@@ -136,7 +138,7 @@ def test_local_mode_says_what_the_local_models_can_do_beyond_text(doctor, ollama
     assert "fix: ollama pull qwen3:0.6b; ollama pull qwen3-vl:2b" in pull.stdout
     ollama.installed |= {"qwen3:0.6b", "qwen3-vl:2b"}
     tools = doctor("--mode", "local", env=env)
-    assert tools.returncode == 0 and "has tier 2's models (qwen3:0.6b, qwen3-vl:2b)" in tools.stdout
+    assert tools.returncode == 0 and "has tier 2's models (qwen3:0.6b, qwen3-vl:2b, nomic-embed-text)" in tools.stdout
     assert "model preset tools: tools by qwen3-small, qwen3-vl-small; images by qwen3-vl-small" in tools.stdout
     ollama.capabilities["qwen3-vl"] = ["completion", "tools"]  # an old build without the vision projector
     stale = doctor("--mode", "local", env=env)
@@ -149,8 +151,10 @@ def test_the_preset_decides_which_models_each_tier_pulls():
                              capture_output=True, env={**os.environ, "MODEL_PRESET": preset}, check=True)
         return out.stdout.split()
 
-    assert pulled(2, "classic") == ["tinyllama", "phi"]
-    assert pulled(1, "tools") == ["qwen3:0.6b"] and pulled(3, "tools") == ["qwen3:0.6b", "qwen3-vl:2b", "qwen3-vl:8b"]
+    embed = "nomic-embed-text"  # the embedding model, at every tier
+    assert pulled(2, "classic") == ["tinyllama", "phi", embed]
+    assert pulled(1, "tools") == ["qwen3:0.6b", embed]
+    assert pulled(3, "tools") == ["qwen3:0.6b", "qwen3-vl:2b", "qwen3-vl:8b", embed]
     # chosen by size: every preset model fits in its deployment tier's Ollama memory limit (configs/tiers.yaml)
     for number in (1, 2, 3, 4):
         tier = tiers.load(number, preset="tools")

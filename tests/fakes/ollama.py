@@ -11,6 +11,7 @@ reports capabilities (and /api/tags too with `caps_in_tags`, as recent versions 
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import secrets
@@ -19,10 +20,23 @@ from datetime import UTC, datetime, timedelta
 
 from .server import FakeServer, Script, call_arguments, pieces, token_logprobs, words
 
+
+def vector(text: str, size: int) -> list[float]:
+    """A deterministic unit vector for a text: the same text, the same vector."""
+    raw = [((hash_bytes(text) >> (8 * i)) & 0xFF) + 1.0 for i in range(size)]
+    norm = sum(x * x for x in raw) ** 0.5
+    return [x / norm for x in raw]
+
+
+def hash_bytes(text: str) -> int:
+    return int.from_bytes(hashlib.sha256(text.encode()).digest(), "little")
+
+
 # What `ollama show` reports for the models the tests pull (ollama.com library pages).
 CAPABILITIES = {"tinyllama": ["completion"], "phi": ["completion"], "mistral": ["completion", "tools"],
                 "qwen3": ["completion", "tools", "thinking"], "llama3.2": ["completion", "tools"],
-                "qwen3-vl": ["completion", "vision", "tools", "thinking"], "granite4": ["completion", "tools"]}
+                "qwen3-vl": ["completion", "vision", "tools", "thinking"], "granite4": ["completion", "tools"],
+                "nomic-embed-text": ["embedding"]}
 
 
 class FakeOllama(FakeServer):
@@ -76,6 +90,8 @@ class FakeOllama(FakeServer):
             return self.end_stream(h)
         if method == "POST" and path == "/api/chat":
             return self._chat(h, body, self.next_script())
+        if method == "POST" and path == "/api/embed":
+            return self._embed(h, body, self.next_script())
         return self.send(h, 404, {"error": "404 page not found"}, "text/plain")
 
     def _chat(self, h, body, script: Script):
@@ -149,6 +165,24 @@ class FakeOllama(FakeServer):
         final["message"] = {"role": "assistant", "content": ""}
         self.write_chunk(h, json.dumps(final).encode() + b"\n")
         return self.end_stream(h)
+
+    def _embed(self, h, body, script: Script):
+        """Ollama's /api/embed: one L2-normalised vector per input (8 dimensions here, `dimensions` fewer), the
+        input tokens counted; a model without the embedding capability refuses."""
+        if self.scripted_prelude(h, script):
+            return None
+        if script.status >= 400:
+            return self.send(h, script.status, {"error": script.error_message})
+        model = str((body or {}).get("model", "")).removesuffix(":latest")
+        if model not in self.installed:
+            return self.send(h, 404, {"error": f'model "{model}" not found, try pulling it first'})
+        if "embedding" not in self.caps(model):
+            return self.send(h, 400, {"error": "this model does not support embeddings"})
+        texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        size = min(int(body.get("dimensions") or 8), 8)
+        return self.send(h, 200, {"model": body["model"], "embeddings": [vector(t, size) for t in texts],
+                                  "total_duration": 1000, "load_duration": 10,
+                                  "prompt_eval_count": sum(words(t) for t in texts)})
 
     @staticmethod
     def _call(call: dict, index: int, script: Script) -> dict:

@@ -31,6 +31,13 @@ class FakeOpenAI(FakeServer):
         # Like OpenAI's reasoning models: the output limit only as max_completion_tokens; max_tokens is a 400.
         self.completion_tokens_only = set(completion_tokens_only)
 
+    def _embeddings(self, h, body):
+        if not isinstance(body, dict) or body.get("model") not in self.models or "input" not in body:
+            return self.error(h, 404, "The model does not exist", code="model_not_found")
+        rows, tokens = _embedding_rows(body)
+        return self.send(h, 200, {"object": "list", "data": rows, "model": body["model"],
+                                  "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+
     def error(self, h, status, message, type_=None, headers=None, content_type="application/json", code=None,
               param=None):
         body = {"error": {"message": message, "type": type_ or ERROR_TYPES.get(status, "server_error"),
@@ -44,6 +51,8 @@ class FakeOpenAI(FakeServer):
             return self.send(h, 200, {"object": "list", "data": [
                 {"id": m, "object": "model", "created": 1_700_000_000, "owned_by": "fake"}
                 for m in sorted(self.models)]})
+        if method == "POST" and path == "/v1/embeddings":
+            return self._embeddings(h, body)
         if not (method == "POST" and path == "/v1/chat/completions"):
             return self.error(h, 404, f"Unknown request URL: {method} {path}", code="unknown_url")
         script = self.next_script()
@@ -126,6 +135,22 @@ class FakeOpenAI(FakeServer):
             chunk(None, usage_=usage, choices=False)
         self.write_chunk(h, b"data: [DONE]\n\n")
         return self.end_stream(h)
+
+
+def _embedding_rows(body: dict) -> tuple[list[dict], int]:
+    import base64
+    import struct
+
+    from .ollama import vector
+    texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+    size = min(int(body.get("dimensions") or 8), 8)
+    rows = []
+    for i, t in enumerate(texts):
+        v = vector(t, size)
+        encoded = base64.b64encode(struct.pack(f"<{size}f", *v)).decode() if body.get(
+            "encoding_format", "float") == "base64" else v
+        rows.append({"object": "embedding", "index": i, "embedding": encoded})
+    return rows, sum(words(t) for t in texts)
 
 
 def _text(content) -> str:

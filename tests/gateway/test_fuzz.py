@@ -41,6 +41,7 @@ OPERATIONS = [(path, method) for path, ops in spec()["paths"].items() for method
 @pytest.fixture(scope="module")
 def fuzz_schema():
     ollama, claude = FakeOllama(), FakeAnthropic(ANTHROPIC_KEY)
+    ollama.installed.add("nomic-embed-text")
     app = create_app({"OLLAMA_URL": ollama.url, "ANTHROPIC_API_KEY": ANTHROPIC_KEY, "ANTHROPIC_BASE_URL": claude.url,
                       "GATEWAY_API_KEYS": "fuzz-key", "LOG_LEVEL": "ERROR", "CACHE_TTL_SECONDS": "0",
                       "OLLAMA_TIMEOUT": "5", "ANTHROPIC_TIMEOUT": "5", "REQUEST_DEADLINE_SECONDS": "10"})
