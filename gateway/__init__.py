@@ -17,7 +17,7 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
 
     `config` may be a Settings, a mapping read like the environment (tests), or None (os.environ).
     """
-    from .api import anthropic, embeddings, native, openai, ops
+    from .api import anthropic, embeddings, native, openai, ops, responses
     from .api.client_address import ClientAddress
     from .api.errors import register_error_handlers
     from .api.hooks import register_hooks
@@ -39,6 +39,7 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
     app.register_blueprint(native.bp)
     app.register_blueprint(openai.bp)
     app.register_blueprint(anthropic.bp)
+    app.register_blueprint(responses.bp)
     app.register_blueprint(embeddings.openai_bp)
     app.register_blueprint(embeddings.native_bp)
     app.register_blueprint(ops.bp)

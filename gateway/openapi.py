@@ -217,6 +217,27 @@ def _schemas() -> dict:
             "content": {"type": "array", "items": {"type": "object", "required": ["type"]}},
             "stop_reason": {"enum": ["end_turn", "max_tokens", "stop_sequence", "tool_use"]},
             "usage": {"type": "object", "required": ["input_tokens", "output_tokens"]}}},
+        "ResponsesRequest": {"type": "object", "required": ["input"], "properties": {
+            "model": {"type": "string", "default": "auto"},
+            "input": {"oneOf": [string, {"type": "array", "minItems": 1, "items": {"type": "object"}}],
+                      "description": "a string, or message / function_call / function_call_output items"},
+            "instructions": string, "max_output_tokens": {"type": "integer", "minimum": 1},
+            "temperature": {"type": "number", "minimum": 0, "maximum": 2}, "stream": {"type": "boolean"},
+            "store": {"type": "boolean", "description": "accepted; nothing is stored"},
+            "tools": {"type": "array", "items": {"type": "object", "required": ["name"], "properties": {
+                "type": {"const": "function"}, "name": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+                "description": string, "parameters": {"type": "object"}, "strict": {"type": "boolean"}}}},
+            "tool_choice": {"oneOf": [{"enum": list(TOOL_CHOICES)}, {"type": "object", "required": ["type", "name"],
+                                                                    "properties": {"type": {"const": "function"},
+                                                                                   "name": string}}]},
+            "parallel_tool_calls": {"type": "boolean"},
+            "text": {"type": "object", "properties": {"format": {"type": "object"}}},
+            "previous_response_id": {"type": "string", "description": "refused: 400 previous_response_not_found "
+                                                                      "(responses are not stored)"}}},
+        "ResponseObject": {"type": "object", "required": ["id", "object", "created_at", "model", "status", "output"],
+                           "properties": {"id": string, "object": {"const": "response"}, "created_at": integer,
+                                          "model": string, "status": string, "output": {"type": "array"},
+                                          "usage": {"type": ["object", "null"]}}},
         "EmbeddingsRequest": {"type": "object", "required": ["input"], "properties": {
             "input": {"oneOf": [string, {"type": "array", "minItems": 1, "maxItems": 2048, "items": string}]},
             "model": {"type": "string", "default": "auto", "description": "auto or an embedding model"},
@@ -301,6 +322,11 @@ def spec() -> dict:
                           "properties": {"input_tokens": {"type": "integer"}}}, "The count"),
             **_errors(400, 401, 404, 413, 422, 503, anthropic=True)},
             "CountTokensRequest")},
+        "/v1/responses": {"post": _op("The OpenAI Responses API (n8n's OpenAI Chat Model node, the openai SDK, "
+                                      "LangChain's use_responses_api); nothing is stored", {
+            "200": {"description": "A response, or its typed events with `stream: true`",
+                    "content": {"application/json": {"schema": _ref("ResponseObject")}, **sse}},
+            **_errors(*CHAT_ERRORS, openai=True)}, "ResponsesRequest")},
         "/v1/embeddings": {"post": _op("OpenAI-compatible embeddings from a configured embedding model", {
             "200": _json(_ref("EmbeddingList"), "One vector per input, in order"),
             **_errors(400, 401, 404, 413, 422, 429, 502, 503, 504, openai=True)}, "EmbeddingsRequest")},

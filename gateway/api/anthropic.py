@@ -24,7 +24,7 @@ from ..dispatch import LiveStream, StreamInterrupted
 from ..errors import BadRequest
 from ..service import GatewayService
 from . import anthropic_parse as parse
-from .render import gateway_headers
+from .render import gateway_headers, header_safe
 from .sse import event, start_stream
 from .validate import build_request, cache_policy, json_object, typed
 
@@ -108,7 +108,7 @@ def messages():
     told = _dropped(backend, dropped)
     if told:
         resp.headers["X-Gateway-Dropped"] = told
-    resp.headers["X-Gateway-Requested-Model"] = asked[:100]
+    resp.headers["X-Gateway-Requested-Model"] = header_safe(asked, 100)  # the client's text: never raw
     return resp
 
 

@@ -22,6 +22,7 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _PROTECTED = ("/api/", "/v1/")
 # The chat routes and the surface each is (the `surface` label of api_gateway_requests_total).
 _CHAT_ROUTES = {"/api/v1/chat": "native", "/v1/chat/completions": "openai", "/v1/messages": "messages",
+                "/v1/responses": "responses",
                 "/v1/embeddings": "embeddings", "/api/v1/embed": "embeddings"}
 
 

@@ -9,6 +9,11 @@ from ..smart_router import Decision
 _UNSAFE = re.compile(r"[^\x20-\x7e]")
 
 
+def header_safe(text: str, limit: int = 300) -> str:
+    """Client-given or upstream text fit for a header: printable ASCII only, bounded."""
+    return _UNSAFE.sub("?", text)[:limit]
+
+
 def routing_body(decision: Decision, reason: str | None = None) -> dict:
     """`reason`: the decision's, amended when another model answered (Outcome.reason, LiveStream.reason)."""
     return {

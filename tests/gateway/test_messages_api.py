@@ -219,3 +219,12 @@ def test_the_main_model_of_a_coding_agent_is_never_handed_to_a_local_model(sdk, 
     with pytest.raises(anthropic.APIStatusError) as err:
         sdk.messages.create(model="claude-opus-4-1", max_tokens=10, messages=[{"role": "user", "content": "x"}])
     assert err.value.status_code == 503 and ollama.calls("/api/chat") == []
+
+
+def test_a_model_name_with_a_newline_is_echoed_safely(base, claude):
+    """Found by fuzzing: the requested name goes back in a header, where a newline was a 500."""
+    claude.default = Script(reply="ok")
+    r = requests.post(f"{base}/v1/messages", headers={"x-api-key": KEY}, json={
+        "model": "claude-x\nSet-Cookie: a=b", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]})
+    assert r.status_code == 200 and r.headers["x-gateway-requested-model"] == "claude-x?Set-Cookie: a=b"
+    assert "set-cookie" not in r.headers
