@@ -1,0 +1,131 @@
+"""n8n's AI Agent with its OpenAI Chat Model node, in a real n8n 2.8.4, pointed at the gateway: at the node's
+defaults (Responses API on: POST {base}/responses) and with the toggle off (chat completions), a Calculator
+tool attached. The agent's model call goes through the gateway to a local model of the tools preset (a fake
+Ollama), which calls the tool; n8n runs it and sends the result back; the model answers with it.
+
+Select with `pytest -m n8n`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import requests
+
+from tests.fakes import Script
+from tests.integration.test_n8n_workflows import KEY, WORKFLOWS, N8n, cached_tool
+
+pytestmark = [pytest.mark.integration, pytest.mark.n8n, pytest.mark.timeout(300)]
+
+
+def agent_workflow(workflow_id: str, responses_api: bool | None, agent_version: float) -> dict:
+    """Manual trigger -> AI Agent with the OpenAI Chat Model (v1.3; `None`: the toggle left at its
+    default) and the Calculator tool."""
+    model_params: dict = {"model": {"__rl": True, "mode": "id", "value": "auto"}, "options": {}}
+    if responses_api is not None:
+        model_params["responsesApiEnabled"] = responses_api
+    return {
+        "id": workflow_id, "name": f"Agent {workflow_id}", "active": False, "settings": {}, "connections": {
+            "Start": {"main": [[{"node": "AI Agent", "type": "main", "index": 0}]]},
+            "OpenAI Chat Model": {"ai_languageModel": [[{"node": "AI Agent", "type": "ai_languageModel",
+                                                         "index": 0}]]},
+            "Calculator": {"ai_tool": [[{"node": "AI Agent", "type": "ai_tool", "index": 0}]]}},
+        "nodes": [
+            {"id": "n1", "name": "Start", "type": "n8n-nodes-base.manualTrigger", "typeVersion": 1,
+             "position": [0, 0], "parameters": {}},
+            {"id": "n2", "name": "AI Agent", "type": "@n8n/n8n-nodes-langchain.agent", "typeVersion": agent_version,
+             "position": [200, 0], "parameters": {"promptType": "define", "text": "What is 6 times 7?",
+                                                  "options": {}}},
+            {"id": "n3", "name": "OpenAI Chat Model", "type": "@n8n/n8n-nodes-langchain.lmChatOpenAi",
+             "typeVersion": 1.3, "position": [200, 200], "parameters": model_params,
+             "credentials": {"openAiApi": {"id": "gatewayCred01", "name": "Hybrid AI gateway"}}},
+            {"id": "n4", "name": "Calculator", "type": "@n8n/n8n-nodes-langchain.toolCalculator", "typeVersion": 1,
+             "position": [400, 200], "parameters": {}},
+        ]}
+
+
+@pytest.fixture
+def n8n_home(tmp_path) -> N8n:
+    return N8n(cached_tool("n8n"), tmp_path / "n8n")
+
+
+@pytest.fixture
+def n8n_served(tmp_path) -> N8n:
+    """An n8n home with the shipped workflows too: N8n.serve waits on the orchestrate webhook."""
+    instance = N8n(cached_tool("n8n"), tmp_path / "n8n-served")
+    out = instance.cli("import:workflow", "--separate", f"--input={WORKFLOWS}")
+    assert out.returncode == 0, out.stdout + out.stderr
+    return instance
+
+
+def import_into(n8n: N8n, tmp_path, url: str, flow: dict) -> None:
+    credential = [{"id": "gatewayCred01", "name": "Hybrid AI gateway", "type": "openAiApi",
+                   "data": {"apiKey": KEY, "url": f"{url}/v1"}}]
+    for name, data in (("cred.json", credential), ("flow.json", flow)):
+        (tmp_path / name).write_text(json.dumps(data))
+    for command, name in (("import:credentials", "cred.json"), ("import:workflow", "flow.json")):
+        out = n8n.cli(command, f"--input={tmp_path / name}")
+        assert out.returncode == 0, out.stdout + out.stderr
+
+
+def check_round_trip(ollama, log, route: str, result_kept: bool) -> None:
+    """The agent's two model calls reached the local model through `route`: the first offered the Calculator,
+    the second carried the call and the tool's result back."""
+    first, second = ollama.calls("/api/chat")[-2:]
+    assert [t["function"]["name"] for t in first.body["tools"]] == ["Calculator"]
+    assert first.body["model"] == "qwen3:0.6b"  # a simple prompt: the local model of the tools preset
+    call = next(m for m in second.body["messages"] if m.get("tool_calls"))["tool_calls"][0]
+    result = next(m for m in second.body["messages"] if m["role"] == "tool")
+    assert call["function"]["name"] == "Calculator" and call["function"]["arguments"]["input"] == "6 * 7"
+    assert result["tool_name"] == "Calculator" and result["tool_call_id"] == call["id"]
+    if result_kept:
+        assert result["content"] == "42"
+    routes = [json.loads(line).get("route") for line in log.read_text().splitlines() if '"route"' in line]
+    assert routes.count(route) == 2, routes
+
+
+def script_the_model(ollama) -> None:
+    ollama.installed |= {"qwen3:0.6b", "qwen3-vl:2b"}
+    ollama.queue(Script(reply="", tool_calls=[{"name": "Calculator", "arguments": {"input": "6 * 7"}}]),
+                 Script(reply="6 times 7 is 42."))
+
+
+def test_agent_2_over_chat_completions_runs_the_tool_with_n8n_execute(n8n_home, gunicorn, ollama, tmp_path):
+    """The OpenAI Chat Model with "Use Responses API" off: n8n's Agent 2.2 (it refuses the Responses API)."""
+    url, _, log = gunicorn(MODEL_PRESET="tools")
+    import_into(n8n_home, tmp_path, url, agent_workflow("hybridAgentTest1", False, 2.2))
+    script_the_model(ollama)
+    nodes = n8n_home.execute("hybridAgentTest1")
+    assert nodes["AI Agent"][0][0]["output"] == "6 times 7 is 42."
+    check_round_trip(ollama, log, "/v1/chat/completions", result_kept=True)
+
+
+@pytest.mark.parametrize("responses_api", [None, False], ids=["responses_default", "chat_completions"])
+def test_agent_3_at_the_model_nodes_defaults_answers_a_webhook(n8n_served, gunicorn, ollama, tmp_path,
+                                                               responses_api):
+    """The current Agent (3) behind a webhook in a running n8n, the OpenAI Chat Model at its defaults (Responses
+    API on), and with the toggle off."""
+    url, _, log = gunicorn(MODEL_PRESET="tools")
+    flow = agent_workflow("hybridAgentHook1", responses_api, 3)
+    flow["nodes"][0] = {"id": "n1", "name": "Start", "type": "n8n-nodes-base.webhook", "typeVersion": 2,
+                        "position": [0, 0], "webhookId": "5f0c3d1e-agent-test",
+                        "parameters": {"httpMethod": "POST", "path": "agent-test", "responseMode": "responseNode",
+                                       "options": {}}}
+    flow["nodes"][1]["parameters"]["text"] = "={{ $json.body.question }}"
+    flow["nodes"].append({"id": "n5", "name": "Respond", "type": "n8n-nodes-base.respondToWebhook",
+                          "typeVersion": 1.1, "position": [400, 0], "parameters": {"respondWith": "firstIncomingItem",
+                                                                                   "options": {}}})
+    flow["connections"]["AI Agent"] = {"main": [[{"node": "Respond", "type": "main", "index": 0}]]}
+    import_into(n8n_served, tmp_path, url, flow)
+    for workflow_id in ("hybridAgentHook1", "hybridOrchestrat"):
+        out = n8n_served.cli("publish:workflow", f"--id={workflow_id}")
+        assert out.returncode == 0, out.stdout + out.stderr
+    script_the_model(ollama)
+    with n8n_served.serve(tmp_path / "n8n.log", GATEWAY_URL=url, GATEWAY_API_KEY=KEY) as n8n_url:
+        r = requests.post(f"{n8n_url}/webhook/agent-test", json={"question": "What is 6 times 7?"}, timeout=120)
+    assert r.status_code == 200, r.text
+    assert r.json()["output"] == "6 times 7 is 42."
+    # n8n's Agent 3 runs tools as engine requests; with the Calculator they hand the model an empty result ('""')
+    # whichever API the model node uses (Agent 2.2 hands it "42", test above): n8n's side, not the gateway's.
+    check_round_trip(ollama, log, "/v1/responses" if responses_api is None else "/v1/chat/completions",
+                     result_kept=False)
