@@ -153,5 +153,7 @@ def test_bad_input_in_openai_error_shape(base_url, ollama, body, status, param):
 def test_v1_errors_without_auth_and_for_unknown_routes(base_url):
     r = requests.get(f"{base_url}/models", timeout=5)
     assert r.status_code == 401 and r.json()["error"]["type"] == "authentication_error"
-    r = requests.get(f"{base_url}/embeddings", headers={"Authorization": f"Bearer {KEY}"}, timeout=5)
+    r = requests.get(f"{base_url}/assistants", headers={"Authorization": f"Bearer {KEY}"}, timeout=5)
     assert r.status_code == 404 and set(r.json()["error"]) == {"message", "type", "param", "code"}
+    r = requests.get(f"{base_url}/embeddings", headers={"Authorization": f"Bearer {KEY}"}, timeout=5)
+    assert r.status_code == 405 and "POST" in r.headers["Allow"] and r.json()["error"]["code"] == "method_not_allowed"
