@@ -97,8 +97,8 @@ class OllamaBackend(Backend):
             body["format"] = fmt.schema if fmt.type == "json_schema" else "json"
         return body
 
-    def _post(self, model: ModelSpec, body: dict) -> Reply:
-        reply = self.http.request("POST", "/api/chat", body)
+    def _post(self, model: ModelSpec, body: dict, path: str = "/api/chat") -> Reply:
+        reply = self.http.request("POST", path, body)
         if reply.status == 404:
             reply.close()
             raise BackendError("model_not_found", f"model {model.id!r} is not installed on Ollama "
@@ -173,14 +173,7 @@ class OllamaBackend(Backend):
         body: dict = {"model": model.id, "input": inputs, "keep_alive": self.keep_alive}
         if dimensions:
             body["dimensions"] = dimensions
-        reply = self.http.request("POST", "/api/embed", body)
-        if reply.status == 404:
-            reply.close()
-            raise BackendError("model_not_found", f"model {model.id!r} is not installed on Ollama "
-                               f"(run: ollama pull {model.id})", status=404)
-        if not reply.ok:
-            raise http_error(self.name, reply)
-        data = reply.json(total_timeout=self.timeout)
+        data = self._post(model, body, "/api/embed").json(total_timeout=self.timeout)
         vectors = data.get("embeddings") if isinstance(data, dict) else None
         if not isinstance(vectors, list) or len(vectors) != len(inputs) or not all(
                 isinstance(v, list) and v for v in vectors):
