@@ -11,6 +11,7 @@ YES=0
 VOLUMES=0
 LOCAL=0
 JSON=
+PRETTY=0
 EXTERNAL_OLLAMA=""
 PULL=0
 SKIP_DOCTOR=0
@@ -38,7 +39,9 @@ Commands:
   key             print a gateway key to use (the first of GATEWAY_API_KEYS): export KEY=$(./deploy-all.sh key)
   status | ps      each service with its health, local processes, and the gateway's readiness (a line per
                   backend, coloured on a terminal; --json: the raw answer); exit 3 when it does not answer
-  logs [SERVICE]  follow the logs (one service or all of compose; local mode: gateway, edge or redis)
+  dashboards      local mode: Prometheus (and Grafana, if installed) on loopback, with the stack's rules
+  logs [SERVICE]  follow the logs (one service or all of compose; local mode: gateway, edge or redis);
+                  --pretty: the gateway's JSON lines as one readable line each (scripts/logview.py)
   down [--volumes]  stop and remove the containers; --volumes also deletes the data (asks first)
   backup [DIR]    Redis, Grafana, n8n's database and .env into one dated archive (--local: local mode)
   restore FILE    restore an archive into the stopped stack (--local: local mode)
@@ -333,9 +336,20 @@ cmd_logs() {
   local service="${1:-}"
   if local_running; then
     case "${service:-gateway}" in
-      gateway | edge | redis) run tail -n 100 -f "$RUN_DIR/${service:-gateway}.log" ;;
-      *) die "local mode runs gateway, edge and redis: ./deploy-all.sh logs gateway|edge|redis" ;;
+      gateway | edge | redis | prometheus | grafana) ;;
+      *) die "local mode runs gateway, edge and redis (and prometheus, grafana): ./deploy-all.sh logs gateway|edge|redis" ;;
     esac
+    if [ "$PRETTY" -eq 1 ]; then
+      [ "$DRY_RUN" -eq 1 ] && { printf '+ tail -n 100 -f %s | logview\n' "$RUN_DIR/${service:-gateway}.log"; return; }
+      tail -n 100 -f "$RUN_DIR/${service:-gateway}.log" | "$(python_bin)" scripts/logview.py
+    else
+      run tail -n 100 -f "$RUN_DIR/${service:-gateway}.log"
+    fi
+    return
+  fi
+  if [ "$PRETTY" -eq 1 ]; then
+    [ "$DRY_RUN" -eq 1 ] && { printf '+ docker compose logs -f --no-log-prefix %s | logview\n' "${service:-api-gateway}"; return; }
+    docker compose logs -f --tail=100 --no-log-prefix "${service:-api-gateway}" | "$(python_bin)" scripts/logview.py
     return
   fi
   run docker compose logs -f --tail=100 ${service:+"$service"}
@@ -371,9 +385,36 @@ cmd_reload() {
   [ "$DRY_RUN" -eq 1 ] || wait_healthy "$(gateway_url)" || die "the gateway did not come back (./deploy-all.sh logs)"
 }
 
+# Local mode's dashboards: the native Prometheus (and Grafana, when installed) on loopback, scraping the local
+# gateway with the stack's own configuration and alert rules (scripts/local_dashboards.py).
+cmd_dashboards() {
+  local_running || [ "$DRY_RUN" -eq 1 ] || die "dashboards is for local mode (./deploy-all.sh local first); the docker stack runs Grafana on GRAFANA_PORT"
+  command -v prometheus >/dev/null 2>&1 || die "prometheus is not installed (apt-get install prometheus)"
+  local prom_port="${PROMETHEUS_PORT:-9090}" config
+  config="$("$(python_bin)" scripts/local_dashboards.py prometheus "$RUN_DIR" "127.0.0.1:${GATEWAY_PORT:-8080}" \
+    "${PROMETHEUS_SCRAPE_INTERVAL:-15s}")" || die "could not write the Prometheus configuration"
+  info "starting Prometheus on 127.0.0.1:$prom_port (alert rules of configs/prometheus)"
+  start_bg prometheus prometheus --config.file="$config" --storage.tsdb.path="$RUN_DIR/prometheus/data" \
+    --web.listen-address="127.0.0.1:$prom_port"
+  local grafana
+  grafana="$(command -v grafana-server || command -v grafana || true)"
+  if [ -n "$grafana" ]; then
+    local provisioning home="${GRAFANA_HOME:-/usr/share/grafana}"
+    provisioning="$("$(python_bin)" scripts/local_dashboards.py grafana "$RUN_DIR" "http://127.0.0.1:$prom_port")"
+    info "starting Grafana on 127.0.0.1:${GRAFANA_PORT:-3000} (admin, GRAFANA_ADMIN_PASSWORD from .env)"
+    start_bg grafana env GF_PATHS_PROVISIONING="$provisioning" GF_PATHS_DATA="$RUN_DIR/grafana/data" \
+      GF_SERVER_HTTP_ADDR=127.0.0.1 GF_SERVER_HTTP_PORT="${GRAFANA_PORT:-3000}" \
+      GF_SECURITY_ADMIN_PASSWORD="${GRAFANA_ADMIN_PASSWORD:-}" "$grafana" --homepath "$home"
+  else
+    info "Grafana is not installed: the dashboards' queries run in Prometheus' own UI (Graph), or install grafana"
+  fi
+  info "Prometheus: http://127.0.0.1:$prom_port; stop with ./deploy-all.sh stop"
+}
+
 cmd_stop() {
   local pidfile pid name
-  for pidfile in "$RUN_DIR"/edge.pid "$RUN_DIR"/gateway.pid "$RUN_DIR"/redis.pid; do
+  for pidfile in "$RUN_DIR"/grafana.pid "$RUN_DIR"/prometheus.pid "$RUN_DIR"/edge.pid "$RUN_DIR"/gateway.pid \
+      "$RUN_DIR"/redis.pid; do
     [ -f "$pidfile" ] || continue
     pid="$(cat "$pidfile")"
     name="$(basename "$pidfile" .pid)"
@@ -487,6 +528,7 @@ main() {
       --yes | -y) YES=1 ;;
       --local) LOCAL=1 ;;
       --json) JSON=1 ;;
+      --pretty) PRETTY=1 ;;
       --mac) EXTERNAL_OLLAMA="http://host.docker.internal:11434" ;;
       --external-ollama) shift; EXTERNAL_OLLAMA="${1:?--external-ollama needs a URL}" ;;
       --pull) PULL=1 ;;
@@ -511,6 +553,7 @@ main() {
       "$(python_bin)" scripts/doctor.py --mode "$local_or_docker" --tier "$tier" ;;
     local) check_tier "$tier"; cmd_local "$tier" ;;
     stop) cmd_stop ;;
+    dashboards) cmd_dashboards ;;
     reload) cmd_reload ;;
     key)
       [ -n "${GATEWAY_API_KEYS:-}" ] || die "no GATEWAY_API_KEYS in .env or the environment (./install.sh generates them)"

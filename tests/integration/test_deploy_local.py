@@ -100,8 +100,9 @@ def test_local_mode_up_answer_and_stop(ollama, tmp_path):
             return subprocess.run(["./deploy-all.sh", *args, "--dry-run"], cwd=ROOT, env=env, capture_output=True,
                                   text=True, timeout=60)
         assert f"+ tail -n 100 -f {tmp_path}/edge.log" in dry("logs", "edge").stdout
-        bad = dry("logs", "grafana")
+        bad = dry("logs", "n8n")
         assert bad.returncode != 0 and "local mode runs gateway, edge and redis" in bad.stderr
+        assert f"+ tail -n 100 -f {tmp_path}/gateway.log | logview" in dry("logs", "--pretty").stdout
         down = dry("down")
         assert "local mode is running: stopping it" in down.stdout + down.stderr and "docker" not in down.stdout
         backup = dry("backup")
@@ -204,3 +205,44 @@ def test_reload_applies_the_configuration_without_dropping_a_request(ollama, tmp
         assert r.status_code == 200 and r.json()["response"] == "still here"
     finally:
         deploy("stop")
+
+
+def test_dashboards_in_local_mode(ollama, tmp_path):
+    """`./deploy-all.sh dashboards`: the native Prometheus on loopback, scraping the local gateway with its
+    METRICS_TOKEN and the stack's alert rules; `stop` stops it with the rest."""
+    port, prom = free_port(), free_port()
+    env = local_env(ollama, tmp_path, port, GATEWAY_API_KEYS="local-key", REDIS_PASSWORD="local-redis",
+                    GATEWAY_ADMIN_KEYS="local-admin", METRICS_TOKEN="local-metrics-token", PROMETHEUS_PORT=str(prom),
+                    PROMETHEUS_SCRAPE_INTERVAL="1s")
+    up = subprocess.run(["./deploy-all.sh", "local", "2"], cwd=ROOT, env=env, capture_output=True, text=True,
+                        timeout=120)
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        dash = subprocess.run(["./deploy-all.sh", "dashboards"], cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=60)
+        assert dash.returncode == 0, dash.stdout + dash.stderr
+        assert f"Prometheus: http://127.0.0.1:{prom}" in dash.stdout + dash.stderr
+        requests.post(f"http://127.0.0.1:{port}/api/v1/chat", json={"prompt": "What is Python?"},
+                      headers={"X-API-Key": "local-key"}, timeout=10)
+        api = f"http://127.0.0.1:{prom}/api/v1"
+        deadline, found = time.monotonic() + 60, []
+        while time.monotonic() < deadline and not found:
+            time.sleep(1)
+            try:
+                found = requests.get(f"{api}/query", params={"query": 'api_gateway_requests_total{status="200"}'},
+                                     timeout=5).json()["data"]["result"]
+            except requests.RequestException:
+                continue
+        assert found and found[0]["metric"]["job"] == "api-gateway"
+        up_now = requests.get(f"{api}/query", params={"query": 'up{job="api-gateway"}'}, timeout=5).json()
+        assert up_now["data"]["result"][0]["value"][1] == "1"  # the token was accepted
+        rules = requests.get(f"{api}/rules", timeout=5).json()["data"]["groups"]
+        assert sum(len(g["rules"]) for g in rules) >= 10  # the stack's alert rules
+        assert "local-metrics-token" not in (tmp_path / "prometheus" / "prometheus.yml").read_text()
+        assert oct((tmp_path / "prometheus" / "metrics_token").stat().st_mode & 0o777) == "0o600"
+        pid = int((tmp_path / "prometheus.pid").read_text())
+    finally:
+        down = subprocess.run(["./deploy-all.sh", "stop"], cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=60)
+    assert down.returncode == 0, down.stderr
+    assert not alive(pid)
