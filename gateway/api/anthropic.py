@@ -65,7 +65,7 @@ def _parse(body: dict, svc: GatewayService, counting: bool = False):
         ["cache_control"] if _marks(body) else [])
     req = build_request(
         svc.settings, messages, model=svc.settings.catalog.claude_target(name), strategy=None,
-        system=parse._text_blocks(body["system"], "system") if body.get("system") is not None else None,
+        system=parse.text_blocks(body["system"], "system") if body.get("system") is not None else None,
         max_tokens=max_tokens, max_tokens_name="max_tokens",
         temperature=typed(body, "temperature", (int, float), "a number"),
         stop=tuple(stop or ())[:4], dry_run=False, stream=typed(body, "stream", bool, "true or false") or False,

@@ -28,7 +28,7 @@ CLAUDE_ONLY = ("thinking", "metadata", "context_management", "service_tier", "co
 IGNORED_MARKS = ("cache_control",)
 
 
-def _text_blocks(value: Any, where: str) -> str:
+def text_blocks(value: Any, where: str) -> str:
     """`system` or a tool result's content: a string or a list of blocks, of which text is kept."""
     if isinstance(value, str):
         return value
@@ -105,7 +105,7 @@ def messages(value: Any, max_image_bytes: int) -> tuple[tuple[Message, ...], boo
                     raise InvalidParameter(f"{at}.tool_use_id: unexpected `tool_use_id` found in `tool_result` "
                                            "blocks: it matches no tool_use of an earlier assistant turn",
                                            param=f"{at}.tool_use_id")
-                result = _text_blocks(b.get("content") if b.get("content") is not None else "", f"{at}.content")
+                result = text_blocks(b.get("content") if b.get("content") is not None else "", f"{at}.content")
                 out.append(Message("tool", result, tool_call_id=call.id, name=call.name,
                                    is_error=b.get("is_error") is True))
             elif kind in ("thinking", "redacted_thinking") and role == "assistant":
