@@ -26,7 +26,7 @@ def blocks(language: str, section: str = "Using it") -> list[str]:
 
 def test_the_readme_has_snippets_to_run():
     assert len(blocks("bash")) == 1 and len(blocks("python")) == 1
-    assert len(blocks("python", "Tools, JSON and images")) == 1
+    assert len(blocks("python", "Tools, JSON and images")) == 1 and len(blocks("bash", "Tools, JSON and images")) == 1
 
 
 def test_the_shell_snippet(gunicorn, ollama, claude):
@@ -73,3 +73,17 @@ def test_the_tools_snippet(gunicorn, ollama):
     second = ollama.calls("/api/chat")[1].body["messages"]
     assert second[-1] == {"role": "tool", "content": "sunny, 21 C", "tool_name": "get_weather",
                           "tool_call_id": second[-2]["tool_calls"][0]["id"]}
+
+
+def test_the_tools_shell_snippet(gunicorn, ollama):
+    """The native JSON-schema request: answered by the tools preset's local model, its format sent to Ollama."""
+    ollama.installed |= {"qwen3:0.6b", "qwen3-vl:2b"}
+    url, _, _ = gunicorn(MODEL_PRESET="tools")
+    ollama.default = Script(reply='{"city": "Paris"}')
+    script = blocks("bash", "Tools, JSON and images")[0].replace("localhost:8080", url.removeprefix("http://"))
+    out = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=ROOT, capture_output=True, text=True,
+                         timeout=60, env={**os.environ, "KEY": "integration-key"})
+    assert out.returncode == 0, out.stderr
+    answer = json.loads(out.stdout)
+    assert answer["model"] == "qwen3-small" and json.loads(answer["response"]) == {"city": "Paris"}
+    assert ollama.calls("/api/chat")[0].body["format"]["required"] == ["city"]
