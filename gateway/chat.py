@@ -123,10 +123,6 @@ class ChatRequest:
         """Some image is an http(s) URL: only backends that fetch images themselves can take it."""
         return self._traits().image_urls
 
-    @property
-    def image_count(self) -> int:
-        return self._traits().images
-
     def _traits(self) -> _Traits:
         """Worked out once per request, on first use (no lock: any thread would find the same)."""
         found = self.__dict__.get("_traits_")
@@ -289,9 +285,6 @@ class ToolCallBuilder:
     def calls(self, make_id) -> tuple[ToolCall, ...]:
         """The whole calls; `make_id()` names a call the upstream gave no id."""
         return tuple(ToolCall(c[1] or make_id(), c[2] or "", "".join(c[3]) or "{}") for c in self._calls)
-
-    def __bool__(self) -> bool:
-        return bool(self._calls)
 
 
 def new_call_id() -> str:

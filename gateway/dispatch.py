@@ -286,13 +286,19 @@ class Dispatcher:
         A request that named a model or tier gets 429 (or 503 with Redis down) instead of a silent
         switch; an auto-routed one moves on to the next model in its plan.
         """
+        return self.reserve(request.api_key_id, model, model.cost(request.input_tokens_bound,
+                                                                  self.max_tokens(request, model)),
+                            insisted=request.model not in ("auto", ""))
+
+    def reserve(self, key_id: str | None, model: ModelSpec, amount: float, insisted: bool = True
+                ) -> Reservation | None:
+        """Reserve `amount` for a call to `model` (embeddings use it too): None when there is nothing to guard;
+        refused: 429 (503 with Redis down) if `insisted`, else _Skip to the next model of a plan."""
         limits = self.state.limits
         if not model.paid or (limits.monthly_usd is None and limits.per_key_monthly_usd is None):
             return None
-        amount = model.cost(request.input_tokens_bound, self.max_tokens(request, model))
-        insisted = request.model not in ("auto", "")
         try:
-            reservation = self.state.ledger.reserve(request.api_key_id, amount, self.settings.longest_call_seconds,
+            reservation = self.state.ledger.reserve(key_id, amount, self.settings.longest_call_seconds,
                                                     model=model.name, backend=model.backend)
         except StateUnavailable as exc:
             if self.settings.redis_failure_policy == "allow":

@@ -16,7 +16,7 @@ from .catalog import EMBEDDING, ModelSpec
 from .chat import Attempt, ChatRequest, Completion, EmbedOutcome, EmbedRequest, Outcome, ToolCall, Usage
 from .config import Settings
 from .dispatch import Dispatcher, LiveStream
-from .errors import BudgetExceeded, ServiceUnavailable, TooManyRequests, UnknownModel
+from .errors import ServiceUnavailable, TooManyRequests, UnknownModel
 from .gpu import GpuMonitor
 from .smart_router import Decision, RoutingContext, decide
 from .state import State, StateUnavailable, build_state
@@ -238,20 +238,21 @@ class GatewayService:
         model = self._embedding_model(request.model)
         backend, breaker = self.upstreams.backends[model.backend], self.upstreams.breakers[model.backend]
         self.admit_tokens(request.api_key_id, request.tokens_estimate)
-        cost_bound = model.cost(request.tokens_bound, 0)
-        if model.paid and cost_bound:
-            left = budget_left(self.state.ledger.month_totals(), self.state.limits, request.api_key_id)[1]
-            if left is not None and left < cost_bound:
-                raise BudgetExceeded(f"the monthly budget cannot cover this request's worst case (${cost_bound:.6f})",
-                                     param="model")
         if not breaker.allow():
             raise ServiceUnavailable(f"{model.backend}'s circuit is open; try again shortly",
                                      headers={"Retry-After": str(max(1, round(breaker.retry_in())))},
                                      error_type="circuit_open")
+        try:  # the worst case held against the budget, atomically, as for chat
+            reservation = self.dispatcher.reserve(request.api_key_id, model, model.cost(request.tokens_bound, 0))
+        except BaseException:
+            breaker.release()
+            raise
         started = time.perf_counter()
         try:
             found = backend.embed(model, list(request.inputs), request.dimensions)
         except BackendError as exc:
+            if reservation is not None:
+                self.state.ledger.release(reservation)
             self.dispatcher.account_failure(exc, model.backend, model.name)
             attempt = Attempt(model.name, model.backend, "error", exc.kind, exc.status,
                               round(time.perf_counter() - started, 4), exc.message)
@@ -263,7 +264,10 @@ class GatewayService:
         self.stats.record(outcome, local=not model.paid, key_id=request.api_key_id)
         self.telemetry.outcome(outcome, 0.0)
         self.state.ledger.record(cost=outcome.cost, cloud_cost=outcome.cost, model=model.name, backend=model.backend,
-                                 key_id=request.api_key_id, reservation=None)
+                                 key_id=request.api_key_id, reservation=reservation)
+        if self.settings.rate_limit_tpm:  # the estimate was counted on admission: the real count replaces it
+            self.state.rate_limiter.add_tokens(request.api_key_id or ANONYMOUS,
+                                               found.input_tokens - request.tokens_estimate)
         return EmbedOutcome(outcome, found.vectors)
 
     def _embedding_model(self, name: str) -> ModelSpec:

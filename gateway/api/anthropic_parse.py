@@ -24,8 +24,6 @@ from .structured import IMAGE_TYPES, checked_schema, image
 # Fields only Claude understands: passed to Anthropic as they are, dropped (and reported) for other backends.
 CLAUDE_ONLY = ("thinking", "metadata", "context_management", "service_tier", "container", "mcp_servers",
                "top_k", "top_p")
-# Accepted and ignored everywhere (a later step gives prompt caching its due).
-IGNORED_MARKS = ("cache_control",)
 
 
 def text_blocks(value: Any, where: str) -> str:

@@ -58,17 +58,16 @@ def _message(m) -> list:
 
 
 def _structured(request: ChatRequest) -> dict:
+    """The fields beyond plain chat; none for plain chat, so its keys keep their shape."""
+    fields: dict = {}
+    if request.tools or request.response_format or request.tool_choice or request.parallel_tool_calls is not None:
+        fmt = request.response_format
+        fields = {"tools": [[t.name, t.description, t.parameters, t.strict] for t in request.tools],
+                  "tool_choice": [request.tool_choice, request.forced_tool], "parallel": request.parallel_tool_calls,
+                  "format": [fmt.type, fmt.name, fmt.schema, fmt.strict] if fmt else None}
     if request.passthrough:  # Claude-only fields (thinking...) change Claude's answer
-        return {"passthrough": request.passthrough.get("body"), **_structured(
-            ChatRequest(request.messages, tools=request.tools, tool_choice=request.tool_choice,
-                        forced_tool=request.forced_tool, parallel_tool_calls=request.parallel_tool_calls,
-                        response_format=request.response_format))}
-    if not (request.tools or request.response_format or request.tool_choice or request.parallel_tool_calls is not None):
-        return {}
-    fmt = request.response_format
-    return {"tools": [[t.name, t.description, t.parameters, t.strict] for t in request.tools],
-            "tool_choice": [request.tool_choice, request.forced_tool], "parallel": request.parallel_tool_calls,
-            "format": [fmt.type, fmt.name, fmt.schema, fmt.strict] if fmt else None}
+        fields["passthrough"] = request.passthrough.get("body")
+    return fields
 
 
 class Cache(Protocol):

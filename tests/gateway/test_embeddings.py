@@ -65,7 +65,9 @@ def test_langchain_openai_embeddings(base, ollama):
     assert emb.embed_query("alpha") == pytest.approx(docs[0])
 
 
-def test_an_openai_compatible_embedding_model_and_its_cost(make_app, serve, compat, tmp_path):
+@pytest.fixture
+def paid_embeddings(make_app, serve, compat, tmp_path):
+    """A gateway whose embedding model is a paid OpenAI-compatible one ($0.02 per million tokens)."""
     import yaml
 
     from tests.conftest import ROOT
@@ -74,8 +76,15 @@ def test_an_openai_compatible_embedding_model_and_its_cost(make_app, serve, comp
                                 "context_window": 8191, "price_in_per_mtok": 0.02, "price_out_per_mtok": 0}]
     path = tmp_path / "models.yaml"
     path.write_text(yaml.safe_dump(raw))
-    base = serve(make_app(GATEWAY_API_KEYS=KEY, MODELS_CONFIG=str(path), OPENAI_COMPAT_URL=f"{compat.url}/v1",
-                          OPENAI_COMPAT_API_KEY="sk-compat-test"))
+
+    def _make(**env):
+        return serve(make_app(GATEWAY_API_KEYS=KEY, MODELS_CONFIG=str(path), OPENAI_COMPAT_URL=f"{compat.url}/v1",
+                              OPENAI_COMPAT_API_KEY="sk-compat-test", **env))
+    return _make
+
+
+def test_an_openai_compatible_embedding_model_and_its_cost(paid_embeddings, compat):
+    base = paid_embeddings()
     out = openai.OpenAI(base_url=f"{base}/v1", api_key=KEY, max_retries=0).embeddings.create(
         model="te3", input=["one two three"])
     assert out.model == "te3" and len(out.data[0].embedding) == 8
@@ -116,9 +125,36 @@ def test_models_lists_the_embedding_model_with_its_kind(base):
         m for m in listed if m["id"] == "nomic-embed-text").items()
 
 
-def test_stats_count_embedding_requests_per_key(base, ollama):
+def test_stats_count_embedding_requests_per_key(make_app, serve, ollama):
+    ollama.installed.add("nomic-embed-text")
+    base = serve(make_app(GATEWAY_API_KEYS=f"{KEY},other-key"))
     ollama.default = Script()
     for _ in range(2):
         requests.post(f"{base}/api/v1/embed", json={"input": "x"}, headers={"X-API-Key": KEY}, timeout=10)
     stats = requests.get(f"{base}/api/v1/stats", headers={"X-API-Key": KEY}, timeout=5).json()
     assert stats["by_model"]["nomic-embed-text"] == 2 and stats["by_tier"]["embedding"] == 2
+    other = requests.get(f"{base}/api/v1/stats", headers={"X-API-Key": "other-key"}, timeout=5).json()
+    assert other["requests"] == 0  # another key sees none of them
+
+
+def test_a_paid_embedding_model_is_held_to_the_budget(paid_embeddings, compat):
+    """The worst case (a token per byte) is reserved first: over the budget it is a 429 and nothing is sent."""
+    base = paid_embeddings(BUDGET_MONTHLY_USD="0.000001")
+    r = requests.post(f"{base}/v1/embeddings", json={"model": "te3", "input": "x" * 10_000},
+                      headers={"X-API-Key": KEY}, timeout=10)
+    assert r.status_code == 429 and r.json()["error"]["code"] == "budget_exceeded"
+    assert compat.calls("/v1/embeddings") == []
+    small = requests.post(f"{base}/v1/embeddings", json={"model": "te3", "input": "one two"},
+                          headers={"X-API-Key": KEY}, timeout=10)
+    assert small.status_code == 200
+    budget = requests.get(f"{base}/api/v1/budget", headers={"X-API-Key": KEY}, timeout=5).json()
+    assert budget["spent_usd"] == pytest.approx(2 * 0.02 / 1e6) and budget["reserved_usd"] == 0
+
+
+def test_embeddings_count_against_the_keys_rate_limit(make_app, serve, ollama, same_minute):
+    ollama.installed.add("nomic-embed-text")
+    base = serve(make_app(GATEWAY_API_KEYS=KEY, RATE_LIMIT_RPM=1))
+    first = requests.post(f"{base}/api/v1/embed", json={"input": "x"}, headers={"X-API-Key": KEY}, timeout=10)
+    second = requests.post(f"{base}/api/v1/embed", json={"input": "x"}, headers={"X-API-Key": KEY}, timeout=10)
+    assert first.status_code == 200 and second.status_code == 429 and second.headers["Retry-After"]
+    assert len(ollama.calls("/api/embed")) == 1
