@@ -329,3 +329,28 @@ def test_bad_tool_input_is_a_4xx_naming_the_field_with_nothing_logged_of_it(make
     assert error["param"] == param and r.headers["X-Request-ID"]
     assert ollama.calls("/api/chat") == []
     assert not any("secret question" in line or "call_nowhere" in line for line in gateway_logs)
+
+
+def test_a_paid_answer_that_fails_the_check_is_still_charged(make_app, claude):
+    """Claude answered (and billed) a call that does not fit the schema: it is not sent, but it is paid for."""
+    client = make_app().test_client()
+    claude.default = Script(reply="", tool_calls=[{"name": "get_weather", "arguments": {"town": "Paris"}}])
+    r, body = chat(client, model="claude-haiku", tools=[WEATHER])
+    assert r.status_code == 502 and body["error"]["type"] == "invalid_answer"
+    cost = body["error"]["attempts"][0]["cost"]
+    assert cost > 0 and claude.billed(1.0, 5.0) == pytest.approx(cost)  # claude-haiku's prices
+    spent = client.get("/api/v1/stats").get_json()["spend_this_month"]["by_model"]["claude-haiku"]
+    assert spent == pytest.approx(cost)
+
+
+def test_claude_only_fields_are_part_of_the_cache_key(make_app, claude):
+    """The same Messages request with and without `thinking` is two answers, never one from the cache."""
+    client = make_app(CACHE_TTL_SECONDS=60).test_client()
+    claude.default = Script(reply="ok")
+    ask_ = {"model": "claude-sonnet", "max_tokens": 20, "temperature": 0,
+            "messages": [{"role": "user", "content": "hi"}]}
+    client.post("/v1/messages", json=ask_)
+    thinking = client.post("/v1/messages", json={**ask_, "thinking": {"type": "enabled", "budget_tokens": 1024}})
+    again = client.post("/v1/messages", json={**ask_, "thinking": {"type": "enabled", "budget_tokens": 1024}})
+    assert thinking.headers["X-Gateway-Cached"] == "false" and again.headers["X-Gateway-Cached"] == "true"
+    assert len(claude.calls("/v1/messages")) == 2
