@@ -430,7 +430,7 @@ class LiveStream:
         self.text: list[str] = []
         self.outcome: Outcome | None = None
         self.error: BackendError | None = None
-        self.recorded = False
+        self.recorded = False  # a live stream is recorded when it ends (ReplayStream: when it was made)
         self.first_token_seconds = round(dispatcher.clock() - started, 4)
         self._decided_paid = dispatcher._paid(decision.model)
         self.reason = answered_reason(decision, self.model, self.attempts, self._decided_paid)

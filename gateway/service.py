@@ -213,7 +213,7 @@ class GatewayService:
 
     def _finish_stream(self, live: LiveStream, policy: CachePolicy) -> None:
         live.close()
-        if live.outcome is not None and (live.outcome.cached or live.recorded):
+        if live.recorded:
             return  # a replayed answer (a cache hit, a checked structured one), recorded when it was made
         if live.outcome is not None:
             self.record(live.outcome, live.request)
