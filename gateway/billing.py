@@ -31,6 +31,7 @@ class Meter:
     pieces: int = 0                    # pieces of text received (each is at least one token)
     chars: int = 0
     streamed: bool = False             # read as a stream: progress (pieces) would have shown
+    cache: tuple[int, int, int] = (0, 0, 0)  # of input_tokens: cache reads, writes (5m), writes (1h)
 
     def received(self, text: str) -> None:
         if text:
@@ -55,7 +56,8 @@ def charged_usage(meter: Meter, billable: bool, input_bound: int, output_cap: in
     """
     if meter.known:
         inputs = meter.input_tokens if meter.input_tokens is not None else input_bound
-        return Usage(inputs, min(meter.output_received, output_cap) if output_cap else meter.output_received)
+        cache = meter.cache if meter.input_tokens is not None else (0, 0, 0)
+        return Usage(inputs, min(meter.output_received, output_cap) if output_cap else meter.output_received, *cache)
     if billable:
         return Usage(input_bound, output_cap)
     return None

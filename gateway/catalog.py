@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from .chat import CAPABILITIES
+from .chat import CAPABILITIES, Usage
 
 BACKENDS = ("ollama", "anthropic", "openai_compat")
 # What a model can do when configs/models.yaml does not say (`capabilities:`). Ollama constrains any model's
@@ -50,6 +50,13 @@ class ModelSpec:
     capabilities: frozenset[str] = frozenset()  # of CAPABILITIES: tools, vision, json_schema
     # anthropic: the model takes a JSON schema natively (output_config.format); else the forced-tool method
     structured_output: bool = False
+    # Prompt caching (Anthropic): prices of cached input, and the shortest prefix the provider caches
+    # (0: the gateway never marks one). Unset cache prices are the input price (nothing cached, nothing saved).
+    price_cache_read_per_mtok: float | None = None
+    price_cache_write_per_mtok: float | None = None
+    price_cache_write_1h_per_mtok: float | None = None
+    min_cache_tokens: int = 0
+    batch_discount: float = 0.0  # share off every price through the provider's batch API (Anthropic: 0.5)
 
     @cached_property  # asked several times per request
     def paid(self) -> bool:
@@ -57,13 +64,39 @@ class ModelSpec:
         return self.price_in_per_mtok > 0 or self.price_out_per_mtok > 0
 
     def cost(self, input_tokens: int, output_tokens: int) -> float:
-        """USD for the given token counts at this model's prices."""
+        """USD for the given token counts at this model's list prices (no cache, no batch)."""
         return (input_tokens * self.price_in_per_mtok + output_tokens * self.price_out_per_mtok) / 1e6
+
+    def worst_cost(self, input_tokens: int, output_tokens: int) -> float:
+        """The most these counts can cost: every input token at its dearest price (a cache write costs more
+        than plain input). What a budget reservation holds."""
+        dearest = max(self.price_in_per_mtok, self.price_cache_write_per_mtok or 0.0,
+                      self.price_cache_write_1h_per_mtok or 0.0)
+        return (input_tokens * dearest + output_tokens * self.price_out_per_mtok) / 1e6
+
+    def usage_cost(self, usage: Usage, batch: bool = False) -> float:
+        """USD for one call's usage: cache reads and writes at their prices, the batch discount if it went
+        through the batch API (the discounts stack, as Anthropic bills them)."""
+        if usage.cached:
+            inp = self.price_in_per_mtok
+            uncached = usage.input_tokens - usage.cache_read_tokens - usage.cache_write_tokens \
+                - usage.cache_write_1h_tokens
+            cost = (uncached * inp + usage.output_tokens * self.price_out_per_mtok
+                    + usage.cache_read_tokens * _or(self.price_cache_read_per_mtok, inp)
+                    + usage.cache_write_tokens * _or(self.price_cache_write_per_mtok, inp)
+                    + usage.cache_write_1h_tokens * _or(self.price_cache_write_1h_per_mtok, inp)) / 1e6
+        else:
+            cost = self.cost(usage.input_tokens, usage.output_tokens)
+        return cost * (1 - self.batch_discount) if batch else cost
 
     def output_limit(self, max_tokens: int) -> int:
         """The max_tokens a call to this model is sent with: the request's, capped at the model's own
         limit. The budget reserves at this same figure, so what is sent is what is reserved."""
         return min(max_tokens, self.max_output_tokens) if self.max_output_tokens else max_tokens
+
+
+def _or(price: float | None, default: float) -> float:
+    return default if price is None else price
 
 
 @dataclass(frozen=True)
@@ -255,6 +288,11 @@ def _model(m: Any, source: str, tiers: set[str]) -> ModelSpec:
             default_temperature=float(m.get("default_temperature", DEFAULT_TEMPERATURES[m["backend"]])),
             capabilities=_capabilities(m, source),
             structured_output=bool(m.get("structured_output", False)),
+            price_cache_read_per_mtok=_price(m, "price_cache_read_per_mtok"),
+            price_cache_write_per_mtok=_price(m, "price_cache_write_per_mtok"),
+            price_cache_write_1h_per_mtok=_price(m, "price_cache_write_1h_per_mtok"),
+            min_cache_tokens=int(m.get("min_cache_tokens", 0)),
+            batch_discount=float(m.get("batch_discount", 0.0)),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise CatalogError(
@@ -262,9 +300,18 @@ def _model(m: Any, source: str, tiers: set[str]) -> ModelSpec:
         ) from exc
     if spec.context_window <= 0 or spec.price_in_per_mtok < 0 or spec.price_out_per_mtok < 0:
         raise CatalogError(f"{source}: model {name!r}: context_window > 0 and prices >= 0 required")
+    cache_prices = (spec.price_cache_read_per_mtok, spec.price_cache_write_per_mtok, spec.price_cache_write_1h_per_mtok)
+    if any(p is not None and p < 0 for p in cache_prices) or spec.min_cache_tokens < 0 \
+            or not 0 <= spec.batch_discount < 1:
+        raise CatalogError(f"{source}: model {name!r}: cache prices and min_cache_tokens >= 0, "
+                           "batch_discount in [0, 1)")
     if spec.max_tokens_param not in MAX_TOKENS_PARAMS:
         raise CatalogError(f"{source}: model {name!r}: max_tokens_param must be one of {', '.join(MAX_TOKENS_PARAMS)}")
     return spec
+
+
+def _price(m: dict, field: str) -> float | None:
+    return None if m.get(field) is None else float(m[field])
 
 
 def _capabilities(m: dict, source: str) -> frozenset[str]:

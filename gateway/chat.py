@@ -89,6 +89,7 @@ class Message:
     name: str | None = None                    # tool: the called tool's name (looked up from the call)
     is_error: bool = False                     # tool: the result is an error
     thinking: tuple[dict, ...] = ()            # assistant: Claude's own thinking blocks, given back to Claude only
+    cache: str = ""                            # the client's prompt-cache mark after this message: "5m" or "1h"
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,12 @@ class ChatRequest:
     # What only a backend of the client's own protocol takes as it is: {"body": {...}, "headers": {...}}
     # (the Messages surface's Claude-only fields and anthropic-* headers, for the Anthropic backend).
     passthrough: dict | None = None
+    # Prompt caching (Anthropic): the client's own marks on the system prompt and the tools ("5m"/"1h"; a
+    # message's is Message.cache), and whether the gateway may mark long prefixes itself. Neither changes the
+    # answer: both stay out of the response cache's key.
+    cache_system: str = ""
+    cache_tools: str = ""
+    prompt_cache: bool = True
 
     @property
     def needs(self) -> frozenset[str]:
@@ -199,8 +206,17 @@ def _traits(request: ChatRequest) -> _Traits:
 
 @dataclass(frozen=True)
 class Usage:
+    """Token counts of one call. input_tokens counts every input token; the cache counts are the parts of it
+    the provider read from or wrote to its prompt cache (billed at their own prices: ModelSpec.usage_cost)."""
     input_tokens: int = 0
     output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0       # written for the default lifetime (Anthropic: 5 minutes)
+    cache_write_1h_tokens: int = 0    # written for an hour (a client's {"ttl": "1h"} mark)
+
+    @property
+    def cached(self) -> bool:
+        return bool(self.cache_read_tokens or self.cache_write_tokens or self.cache_write_1h_tokens)
 
 
 @dataclass(frozen=True)

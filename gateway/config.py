@@ -33,6 +33,7 @@ class BackendSettings:
     timeout: float = 60.0          # seconds to wait for the answer (read timeout)
     connect_timeout: float = 3.0
     max_retries: int = 1           # retries after the first try, for retryable failures only
+    prompt_caching: bool = False   # anthropic: mark long stable prefixes cacheable (PROMPT_CACHING, on by default)
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,8 @@ class Settings:
             anthropic=BackendSettings(
                 url=r.url("ANTHROPIC_BASE_URL", None), api_key=r.text("ANTHROPIC_API_KEY", None),
                 timeout=r.number("ANTHROPIC_TIMEOUT", 120.0, low=0.1), connect_timeout=connect,
-                max_retries=int(r.number("ANTHROPIC_MAX_RETRIES", 2, low=0, high=10))),
+                max_retries=int(r.number("ANTHROPIC_MAX_RETRIES", 2, low=0, high=10)),
+                prompt_caching=r.flag("PROMPT_CACHING", True)),
             openai_compat=BackendSettings(
                 url=r.url("OPENAI_COMPAT_URL", None), api_key=r.text("OPENAI_COMPAT_API_KEY", None),
                 timeout=r.number("OPENAI_COMPAT_TIMEOUT", 120.0, low=0.1), connect_timeout=connect,

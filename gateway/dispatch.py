@@ -251,7 +251,7 @@ class Dispatcher:
             self._release(reservation)
             return 0.0
         usage = completion.usage
-        cost = round(model.cost(usage.input_tokens, usage.output_tokens), 8)
+        cost = round(model.usage_cost(usage), 8)
         self.charge(request, model, backend, usage, cost, reservation)
         return cost
 
@@ -263,7 +263,7 @@ class Dispatcher:
         if usage is None or not model.paid:
             self._release(reservation)
             return 0.0
-        cost = round(model.cost(usage.input_tokens, usage.output_tokens), 8)
+        cost = round(model.usage_cost(usage), 8)
         self.charge(request, model, backend, usage, cost, reservation)
         return cost
 
@@ -286,8 +286,8 @@ class Dispatcher:
         A request that named a model or tier gets 429 (or 503 with Redis down) instead of a silent
         switch; an auto-routed one moves on to the next model in its plan.
         """
-        return self.reserve(request.api_key_id, model, model.cost(request.input_tokens_bound,
-                                                                  self.max_tokens(request, model)),
+        return self.reserve(request.api_key_id, model, model.worst_cost(request.input_tokens_bound,
+                                                                        self.max_tokens(request, model)),
                             insisted=request.model not in ("auto", ""))
 
     def reserve(self, key_id: str | None, model: ModelSpec, amount: float, insisted: bool = True
@@ -376,8 +376,7 @@ def _outcome(request: ChatRequest, decision: Decision, model: ModelSpec, backend
              attempts: list[Attempt], latency: float, decided_paid: bool) -> Outcome:
     usage = completion.usage
     return Outcome(request_id=request.request_id, decision=decision, model=model.name, backend=backend,
-                   tier=model.tier, completion=completion, cost=round(model.cost(usage.input_tokens,
-                                                                                 usage.output_tokens), 8),
+                   tier=model.tier, completion=completion, cost=round(model.usage_cost(usage), 8),
                    attempts=attempts, latency_seconds=round(latency, 4),
                    reason=answered_reason(decision, model, attempts, decided_paid),
                    paid_fallback=_paid_fallback(decision, model, attempts, decided_paid))

@@ -226,7 +226,7 @@ class GatewayService:
                               self.dispatcher.max_tokens(live.request, live.model)) or Usage()
         partial = Outcome(live.request.request_id, live.decision, live.model.name, live.backend, live.model.tier,
                           Completion("".join(live.text), usage, "interrupted"),
-                          cost=round(live.model.cost(usage.input_tokens, usage.output_tokens), 8),
+                          cost=round(live.model.usage_cost(usage), 8),
                           attempts=live.attempts, reservation=live.reservation)
         self._record_spend(partial, live.request)
         self._log_decision(live.request, live.decision, partial,
@@ -304,9 +304,23 @@ class GatewayService:
         self.telemetry.outcome(outcome, cloud_cost)
         # A cache hit costs nothing but would have cost the cloud price: it counts as savings too. With Redis
         # down the write is lost and logged; the reservation, if any, expires on its own.
+        levers = self._levers(outcome)
+        for lever, usd in (levers or {}).items():
+            self.telemetry.lever_saved(lever, usd)
         self.state.ledger.record(cost=outcome.cost, cloud_cost=cloud_cost, model=outcome.model,
                                  backend=outcome.backend, key_id=request.api_key_id, reservation=outcome.reservation,
-                                 tag="paid_fallback" if outcome.paid_fallback and not outcome.cached else "")
+                                 tag="paid_fallback" if outcome.paid_fallback and not outcome.cached else "",
+                                 saved=levers)
+
+    def _levers(self, outcome: Outcome) -> dict[str, float] | None:
+        """What prompt caching saved on a paid answer (negative when it only wrote: a write costs more than
+        plain input), apart from what routing it locally would have: the same model's list price."""
+        usage = outcome.completion.usage
+        if outcome.cached or not usage.cached:
+            return None
+        model = self.settings.catalog.model(outcome.model)
+        return {"prompt_cache": round(model.cost(usage.input_tokens, usage.output_tokens) - outcome.cost, 8)} \
+            if model is not None else None
 
     def charge(self, request: ChatRequest, model: ModelSpec, backend: str, usage: Usage, cost: float,
                reservation: Reservation | None) -> None:
@@ -334,6 +348,10 @@ class GatewayService:
             entry["excluded_for"] = list(decision.exclusions)
         if outcome is not None and outcome.completion.tool_calls:
             entry["tool_calls"] = len(outcome.completion.tool_calls)
+        if outcome is not None and outcome.completion.usage.cached:
+            usage = outcome.completion.usage
+            entry.update(cache_read_tokens=usage.cache_read_tokens,
+                         cache_write_tokens=usage.cache_write_tokens + usage.cache_write_1h_tokens)
         if outcome is not None:
             entry.update(tier=outcome.tier, model=outcome.model, backend=outcome.backend, cost=round(outcome.cost, 8),
                          latency_seconds=round(outcome.latency_seconds, 4), cached=outcome.cached,
@@ -364,7 +382,8 @@ class GatewayService:
             body["spend_this_month"] = {
                 "month": month, "spent_usd": round(spent, 8), "cloud_only_usd": round(cloud_only, 8),
                 "savings_usd": round(cloud_only - spent, 8),
-                "savings_share": round(1 - spent / cloud_only, 4) if cloud_only else 0.0}
+                "savings_share": round(1 - spent / cloud_only, 4) if cloud_only else 0.0,
+                "saved_by": _saved_by(totals, cloud_only - spent, f":{key_id}")}
             body["budget"] = budget_status(totals, self.state.limits, month, key_id)
             return body
         body = snapshot(self.stats.counters(), self.stats.scope)
@@ -374,6 +393,7 @@ class GatewayService:
             "month": month, "spent_usd": round(spent, 8), "cloud_only_usd": round(cloud_only, 8),
             "savings_usd": round(cloud_only - spent, 8),
             "savings_share": round(1 - spent / cloud_only, 4) if cloud_only else 0.0,
+            "saved_by": _saved_by(totals, cloud_only - spent, ""),
             "by_model": _group(totals, "model:"), "by_backend": _group(totals, "backend:"),
             "by_key": _group(totals, "key:"),
             # paid answers to prompts decided for a local model whose call failed (PAID_FALLBACK=cloud)
@@ -391,6 +411,13 @@ class GatewayService:
     def close(self) -> None:
         self.upstreams.close()
         self.state.close()
+
+
+def _saved_by(totals: dict[str, float], savings: float, suffix: str) -> dict[str, float]:
+    """The savings split by lever: prompt caching and the batch discount (each against the same model's list
+    price), and local routing and answer caching (against the cloud reference: the rest)."""
+    levers = {name: round(totals.get(f"saved:{name}{suffix}", 0.0), 8) for name in ("prompt_cache", "batch")}
+    return {"local_routing": round(savings - sum(levers.values()), 8), **levers}
 
 
 def _group(totals: dict[str, float], prefix: str) -> dict[str, float]:

@@ -456,7 +456,7 @@ def _paid_blocked(p: _Planner, first_paid: ModelSpec | None) -> str | None:
         return ctx.paid_block_reason
     if first_paid is None or ctx.budget_remaining_usd is None:
         return None
-    worst = first_paid.cost(p.req.input_tokens_bound, p.out_tokens)
+    worst = first_paid.worst_cost(p.req.input_tokens_bound, p.out_tokens)
     if ctx.budget_remaining_usd < worst:
         return (f"budget: ${ctx.budget_remaining_usd:.4f} left this month < worst case ${worst:.4f} "
                 f"for {first_paid.name}")

@@ -42,6 +42,10 @@ class _Metrics:
         self.cost = Counter("api_gateway_cost", "Spend in USD from real token counts", ["model"])
         self.savings = Counter("api_gateway_savings", "USD saved against sending everything to the cloud model")
         self.tokens = Counter("api_gateway_tokens", "Tokens by model and direction", ["model", "direction"])
+        self.prompt_cache = Counter("api_gateway_prompt_cache_tokens", "Input tokens the provider read from or wrote "
+                                    "to its prompt cache (part of the input tokens)", ["model", "kind"])
+        self.lever_savings = Counter("api_gateway_lever_savings", "USD saved by a provider price lever, against the "
+                                     "same model's list price (prompt_cache: negative on writes; batch)", ["lever"])
         self.cache = Counter("api_gateway_cache", "Response cache lookups", ["result"])
         self.decisions = Counter("api_gateway_routing_decisions", "Routing decisions",
                                  ["tier", "strategy", "reason"])
@@ -121,6 +125,10 @@ class Telemetry:
             self._labels(self.m.paid_fallback, model).inc(outcome.cost)
         self._labels(self.m.tokens, model, "input").inc(usage.input_tokens)
         self._labels(self.m.tokens, model, "output").inc(usage.output_tokens)
+        if usage.cached:
+            self._labels(self.m.prompt_cache, model, "read").inc(usage.cache_read_tokens)
+            self._labels(self.m.prompt_cache, model, "write").inc(usage.cache_write_tokens
+                                                                 + usage.cache_write_1h_tokens)
         if outcome.completion.tool_calls:
             self._labels(self.m.tool_calls, model).inc(len(outcome.completion.tool_calls))
         for attempt in outcome.attempts:
@@ -132,6 +140,12 @@ class Telemetry:
         if decided is not None and not outcome.cached and outcome.model != decided.model:
             cause = next((a.error_type for a in outcome.attempts if a.outcome != "ok" and a.error_type), "unknown")
             self._labels(self.m.fallbacks, self._backend(decided.backend), self._backend(outcome.backend), cause).inc()
+
+    def lever_saved(self, lever: str, usd: float) -> None:
+        """lever: prompt_cache or batch (bounded). Counters only go up: a net loss (a cache write never read
+        again) shows in the spend, not here."""
+        if usd > 0:
+            self._labels(self.m.lever_savings, lever).inc(usd)
 
     def charge(self, model: str, cost: float) -> None:
         """What a failed paid try was charged (gateway/billing.py): spend like any other."""

@@ -15,11 +15,9 @@ mid-answer. Errors are Anthropic's shape: {"type": "error", "error": {"type", "m
 
 from __future__ import annotations
 
-import json
-
 from flask import Blueprint, current_app, g, jsonify, request
 
-from ..chat import Completion, Outcome, StreamDelta
+from ..chat import Completion, Outcome, StreamDelta, Usage
 from ..dispatch import LiveStream, StreamInterrupted
 from ..errors import BadRequest
 from ..service import GatewayService
@@ -61,8 +59,10 @@ def _parse(body: dict, svc: GatewayService, counting: bool = False):
     if {k: v for k, v in config.items() if k != "format"}:
         extra["output_config"] = {k: v for k, v in config.items() if k != "format"}
     headers = {h: request.headers[h] for h in ("anthropic-version", "anthropic-beta") if request.headers.get(h)}
+    tools_ttl = parse.cache_ttl(body.get("tools"), "tools")
+    system_ttl = parse.cache_ttl(body.get("system"), "system")
     dropped = sorted(extra) + (["thinking blocks"] if thinking else []) + (
-        ["cache_control"] if _marks(body) else [])
+        ["cache_control"] if tools_ttl or system_ttl or any(m.cache for m in messages) else [])
     req = build_request(
         svc.settings, messages, model=svc.settings.catalog.claude_target(name), strategy=None,
         system=parse.text_blocks(body["system"], "system") if body.get("system") is not None else None,
@@ -72,20 +72,14 @@ def _parse(body: dict, svc: GatewayService, counting: bool = False):
         request_id=g.request_id, api_key_id=g.api_key_id,
         structured_fields={"tools": offered, "tool_choice": choice, "forced_tool": forced,
                            "parallel_tool_calls": parallel, "response_format": fmt,
-                           "passthrough": {"body": extra, "headers": headers} if extra or headers else None})
+                           "passthrough": {"body": extra, "headers": headers} if extra or headers else None,
+                           "cache_system": system_ttl, "cache_tools": tools_ttl})
     return req, name, dropped
 
 
-def _marks(body: dict) -> bool:
-    """Whether the body carries cache_control marks anywhere (system, messages, tools)."""
-    return '"cache_control"' in json.dumps([body.get("system"), body.get("messages"), body.get("tools")])
-
-
 def _dropped(outcome_backend: str, dropped: list[str]) -> str:
-    """What the answering backend did not get: Claude-only fields for a local model; cache marks always."""
-    if outcome_backend == "anthropic":
-        return ", ".join(d for d in dropped if d == "cache_control")
-    return ", ".join(dropped)
+    """What the answering backend did not get: Claude-only fields and cache marks, for any other backend."""
+    return "" if outcome_backend == "anthropic" else ", ".join(dropped)
 
 
 @bp.post("/messages")
@@ -128,11 +122,18 @@ def message_body(request_id: str, model: str, completion: Completion) -> dict:
     content: list[dict] = [{"type": "text", "text": completion.text}] if completion.text else []
     content += [{"type": "tool_use", "id": c.id, "name": c.name, "input": c.parsed or {}}
                 for c in completion.tool_calls]
-    usage = completion.usage
     return {"id": f"msg_{request_id}", "type": "message", "role": "assistant", "model": model, "content": content,
             "stop_reason": _STOP.get(completion.finish_reason, "end_turn"), "stop_sequence": None,
-            "usage": {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
-                      "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}}
+            "usage": {**_input_usage(completion.usage), "output_tokens": completion.usage.output_tokens}}
+
+
+def _input_usage(usage: Usage) -> dict:
+    """Anthropic's input counts: input_tokens is the uncached part, cache writes and reads apart."""
+    written = usage.cache_write_tokens + usage.cache_write_1h_tokens
+    return {"input_tokens": usage.input_tokens - written - usage.cache_read_tokens,
+            "cache_creation_input_tokens": written, "cache_read_input_tokens": usage.cache_read_tokens,
+            "cache_creation": {"ephemeral_5m_input_tokens": usage.cache_write_tokens,
+                               "ephemeral_1h_input_tokens": usage.cache_write_1h_tokens}}
 
 
 class MessagesFramer:
@@ -184,7 +185,9 @@ class MessagesFramer:
         completion = outcome.completion
         return self._close() + self._send("message_delta", {
             "delta": {"stop_reason": _STOP.get(completion.finish_reason, "end_turn"), "stop_sequence": None},
-            "usage": {"output_tokens": completion.usage.output_tokens}}) + self._send("message_stop", {})
+            # the input counts again, now known (the cache's part only the upstream's answer tells)
+            "usage": {**_input_usage(completion.usage), "output_tokens": completion.usage.output_tokens}}
+        ) + self._send("message_stop", {})
 
     def error(self, live: LiveStream, exc: StreamInterrupted) -> str:
         kind = _STREAM_ERRORS.get(exc.error.kind, "api_error")

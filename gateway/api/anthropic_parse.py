@@ -6,8 +6,9 @@ only). `system` as a string or text blocks; `tools` ({name, description, input_s
 auto / any / tool / none with `disable_parallel_tool_use`; `stop_sequences`; `output_config.format` (a JSON
 schema). What only Claude uses (`thinking`, `metadata`, `context_management`, `output_config.effort`,
 `service_tier`, thinking blocks in the history) rides along in `passthrough` for the Anthropic backend and
-is dropped for the others, which the response says (X-Gateway-Dropped). `cache_control` marks are dropped
-everywhere for now: their prompt caching is a later step.
+is dropped for the others, which the response says (X-Gateway-Dropped). `cache_control` marks go to Claude
+where they were (on a message's last block when the client marked an earlier one of it; see cache_ttl) and
+are dropped for the others.
 
 Errors name the field in Anthropic's dotted style (`messages.0.content.1.source`).
 """
@@ -15,6 +16,7 @@ Errors name the field in Anthropic's dotted style (`messages.0.content.1.source`
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from ..chat import Image, Message, ResponseFormat, Tool, ToolCall
@@ -24,6 +26,22 @@ from .structured import IMAGE_TYPES, checked_schema, image
 # Fields only Claude understands: passed to Anthropic as they are, dropped (and reported) for other backends.
 CLAUDE_ONLY = ("thinking", "metadata", "context_management", "service_tier", "container", "mcp_servers",
                "top_k", "top_p")
+
+
+def cache_ttl(blocks: Any, where: str) -> str:
+    """The client's prompt-cache mark among these blocks ("5m" or "1h"; "" none). The gateway keeps one mark
+    per message, system prompt or tool list, at its end: a mark on an earlier block of a message moves to its
+    last (a longer prefix, cached the same way when the message does not change)."""
+    ttl = ""
+    for i, b in enumerate(blocks if isinstance(blocks, list) else ()):
+        mark = b.get("cache_control") if isinstance(b, dict) else None
+        if mark is None:
+            continue
+        if not isinstance(mark, dict) or mark.get("type") != "ephemeral" or mark.get("ttl", "5m") not in ("5m", "1h"):
+            raise BadRequest(f"{where}.{i}.cache_control: Input should be {{type: ephemeral, ttl?: 5m | 1h}}",
+                             param=f"{where}.{i}.cache_control")
+        ttl = "1h" if "1h" in (ttl, mark.get("ttl")) else "5m"
+    return ttl
 
 
 def text_blocks(value: Any, where: str) -> str:
@@ -115,8 +133,11 @@ def messages(value: Any, max_image_bytes: int) -> tuple[tuple[Message, ...], boo
                                        param=at)
             else:
                 raise BadRequest(f"{at}: a {role} message cannot hold a block of type {str(kind)[:32]!r}", param=at)
-        if text or images or made or kept or role == "assistant":
-            out.append(Message(role, "".join(text), tuple(images), tuple(made), thinking=tuple(kept)))
+        ttl = cache_ttl(content, f"{where}.content")
+        if ttl and out and out[-1].role == "tool" and not (text or images or made or kept):
+            out[-1] = replace(out[-1], cache=ttl)  # a turn of tool results: the mark goes on the last one
+        elif text or images or made or kept or role == "assistant":
+            out.append(Message(role, "".join(text), tuple(images), tuple(made), thinking=tuple(kept), cache=ttl))
     if not any(m.role == "user" and (m.content.strip() or m.images) for m in out) and not any(
             m.role == "tool" for m in out):
         raise BadRequest("messages: no user message with content", param="messages")

@@ -20,7 +20,7 @@ from ..dispatch import LiveStream, StreamInterrupted
 from ..errors import Forbidden, InvalidParameter
 from ..service import GatewayService
 from .openai import assistant_message
-from .render import gateway_headers, routing_body
+from .render import gateway_headers, native_usage, routing_body
 from .sse import event, start_stream
 from .validate import cache_policy, json_object, parse_chat
 
@@ -53,8 +53,7 @@ def chat():
         "response": outcome.completion.text,
         "finish_reason": outcome.completion.finish_reason,
         "tool_calls": assistant_message(outcome.completion).get("tool_calls", []),
-        "usage": {"input_tokens": outcome.completion.usage.input_tokens,
-                  "output_tokens": outcome.completion.usage.output_tokens},
+        "usage": native_usage(outcome.completion.usage),
         "cost": outcome.cost,
         "routing": routing_body(decision, outcome.reason) | {"attempts": [a.as_dict() for a in outcome.attempts]},
         "latency_seconds": outcome.latency_seconds,
@@ -78,9 +77,8 @@ class NativeFramer:
         return out
 
     def done(self, live: LiveStream, outcome: Outcome) -> str:
-        usage = outcome.completion.usage
         return event({"finish_reason": outcome.completion.finish_reason,
-                      "usage": {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens},
+                      "usage": native_usage(outcome.completion.usage),
                       "cost": outcome.cost, "latency_seconds": outcome.latency_seconds,
                       "first_token_seconds": live.first_token_seconds,
                       "attempts": [a.as_dict() for a in outcome.attempts]}, "done")

@@ -16,7 +16,7 @@ from ..chat import Completion, Outcome, StreamDelta
 from ..dispatch import LiveStream, StreamInterrupted
 from ..errors import InvalidParameter, UnknownModel
 from ..service import GatewayService
-from .render import gateway_headers
+from .render import gateway_headers, openai_usage
 from .sse import event, start_stream
 from .structured import structured_fields
 from .validate import build_request, cache_policy, json_object, message_list, stop_sequences, typed
@@ -65,7 +65,6 @@ def chat_completions():
         return start_stream(svc, req, decision, policy, OpenAIFramer(completion_id, include_usage, legacy))
     outcome: Outcome = svc.complete(req, decision, policy)
     g.outcome = outcome
-    usage = outcome.completion.usage
     resp = jsonify({
         "id": completion_id,
         "object": "chat.completion",
@@ -73,8 +72,7 @@ def chat_completions():
         "model": outcome.model,
         "choices": [{"index": 0, "message": assistant_message(outcome.completion, legacy),
                      "finish_reason": finish_reason(outcome.completion, legacy), "logprobs": None}],
-        "usage": {"prompt_tokens": usage.input_tokens, "completion_tokens": usage.output_tokens,
-                  "total_tokens": usage.input_tokens + usage.output_tokens},
+        "usage": openai_usage(outcome.completion.usage),
         "system_fingerprint": None,
     })
     resp.headers.extend(gateway_headers(decision, outcome.model, outcome.backend, outcome.tier,
@@ -142,11 +140,9 @@ class OpenAIFramer:
     def done(self, live: LiveStream, outcome: Outcome) -> str:
         out = self._chunk(live, {}, finish_reason(outcome.completion, self.legacy))
         if self.include_usage:
-            usage = outcome.completion.usage
             out += event({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
                           "model": live.model.name, "system_fingerprint": None, "choices": [],
-                          "usage": {"prompt_tokens": usage.input_tokens, "completion_tokens": usage.output_tokens,
-                                    "total_tokens": usage.input_tokens + usage.output_tokens}})
+                          "usage": openai_usage(outcome.completion.usage)})
         return out + event("[DONE]")
 
     def error(self, live: LiveStream, exc: StreamInterrupted) -> str:

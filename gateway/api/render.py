@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from ..chat import Usage
 from ..smart_router import Decision
 
 _UNSAFE = re.compile(r"[^\x20-\x7e]")
@@ -44,3 +45,21 @@ def gateway_headers(decision: Decision, model: str, backend: str, tier: str, att
     if cost is not None:
         headers["X-Gateway-Cost"] = f"{cost:.8f}"
     return headers
+
+
+def native_usage(usage: Usage) -> dict:
+    """The native API's usage: input tokens (all of them) and output; the prompt cache's part when there was one."""
+    out = {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens}
+    if usage.cached:
+        out["cache_read_tokens"] = usage.cache_read_tokens
+        out["cache_write_tokens"] = usage.cache_write_tokens + usage.cache_write_1h_tokens
+    return out
+
+
+def openai_usage(usage: Usage) -> dict:
+    """OpenAI's usage: prompt_tokens counts cached ones too, and prompt_tokens_details says how many."""
+    out = {"prompt_tokens": usage.input_tokens, "completion_tokens": usage.output_tokens,
+           "total_tokens": usage.input_tokens + usage.output_tokens}
+    if usage.cached:
+        out["prompt_tokens_details"] = {"cached_tokens": usage.cache_read_tokens}
+    return out

@@ -98,7 +98,8 @@ class Shell:
             u = completion.usage
             usage = {"input_tokens": u.input_tokens, "output_tokens": u.output_tokens,
                      "total_tokens": u.input_tokens + u.output_tokens,
-                     "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+                     "input_tokens_details": {"cached_tokens": u.cache_read_tokens,
+                                              "cache_write_tokens": u.cache_write_tokens + u.cache_write_1h_tokens},
                      "output_tokens_details": {"reasoning_tokens": 0}}
         fmt = (b.get("text") or {}).get("format") if isinstance(b.get("text"), dict) else None
         return {"id": self.id, "object": "response", "created_at": self.created, "model": model, "status": status,

@@ -73,6 +73,11 @@ def build_request(settings: Settings, messages: tuple[Message, ...], *, model: A
     if chars > settings.max_prompt_chars:
         raise PayloadTooLarge(f"prompt is {chars} characters; the limit is {settings.max_prompt_chars} "
                               "(MAX_PROMPT_CHARS)", error_type="prompt_too_large", param="messages")
+    # Prompt caching off for this request: the header on every surface (X-Gateway-Prompt-Cache: off), or the
+    # native body's prompt_cache: false
+    header = request.headers.get("X-Gateway-Prompt-Cache", "").strip().lower()
+    if header in ("off", "false", "0", "no"):
+        structured_fields = {**structured_fields, "prompt_cache": False}
     return ChatRequest(messages=messages, model=model or "auto", strategy=strategy, system=system,
                        max_tokens=max_tokens, temperature=float(temperature) if temperature is not None else None,
                        stop=stop, dry_run=dry_run, stream=stream, request_id=request_id, api_key_id=api_key_id,
@@ -91,7 +96,9 @@ def parse_chat(body: dict, settings: Settings, request_id: str, api_key_id: str 
         stop=stop_sequences(body),
         dry_run=typed(body, "dry_run", bool, "true or false") or False,
         stream=typed(body, "stream", bool, "true or false") or False,
-        request_id=request_id, api_key_id=api_key_id, structured_fields=structured.structured_fields(body),
+        request_id=request_id, api_key_id=api_key_id,
+        structured_fields={**structured.structured_fields(body),
+                           "prompt_cache": typed(body, "prompt_cache", bool, "true or false") is not False},
     )
 
 

@@ -25,6 +25,7 @@ from ..catalog import ModelSpec
 from ..chat import ChatRequest, Message, StreamDelta, ToolCallDelta, Usage, object_schema
 from ..config import BackendSettings
 from .base import Backend, BackendError, BackendHealth, retry_after_seconds, status_kind, upstream_error
+from .prompt_cache import control, mark
 
 DEFAULT_URL = "https://api.anthropic.com"
 # Transport failures before the request went out: nothing was worked on, nothing billed.
@@ -62,6 +63,7 @@ class AnthropicBackend(Backend):
         if system:
             params["system"] = "\n\n".join(system)
         _structured(params, model, request)
+        mark(params, model, request, self.settings.prompt_caching)
         if request.passthrough:  # the Messages surface's Claude-only fields and anthropic-* headers, as they came
             params["extra_body"] = {**params.get("extra_body", {}), **request.passthrough.get("body", {})}
             if request.passthrough.get("headers"):
@@ -95,7 +97,7 @@ class AnthropicBackend(Backend):
                     kind = event.type
                     if kind == "message_start":
                         # The exact input count comes first: a call cut after this is charged it.
-                        meter.input_tokens = _tokens(event.message.usage.input_tokens)
+                        _input_usage(meter, event.message.usage)
                     elif kind == "content_block_delta" and event.delta.type == "text_delta":
                         meter.received(event.delta.text)
                         yield StreamDelta(event.delta.text)
@@ -127,7 +129,7 @@ class AnthropicBackend(Backend):
                         usage = Usage(meter.input_tokens if meter.input_tokens is not None
                                       else request.input_tokens_estimate,
                                       meter.output_tokens if meter.output_tokens is not None
-                                      else meter.output_received)
+                                      else meter.output_received, *meter.cache)
                         yield StreamDelta("", usage, finish)
                         return
             finally:
@@ -215,6 +217,8 @@ def _turns(messages: tuple[Message, ...]) -> list[dict]:
             block = {"type": "tool_result", "tool_use_id": _id(m.tool_call_id), "content": m.content}
             if m.is_error:
                 block["is_error"] = True
+            if m.cache:
+                block["cache_control"] = control(m.cache)
             if turns and turns[-1]["role"] == "user" and turns[-1].get("_results"):
                 turns[-1]["content"].insert(turns[-1]["_results"], block)
                 turns[-1]["_results"] += 1
@@ -234,13 +238,16 @@ def _turns(messages: tuple[Message, ...]) -> list[dict]:
             blocks.append({"type": "tool_use", "id": _id(c.id), "name": c.name, "input": c.parsed or {}})
         if not blocks:
             continue  # an empty turn: Anthropic refuses empty text; its neighbours merge if they share a role
+        if m.cache:
+            blocks[-1] = {**blocks[-1], "cache_control": control(m.cache)}
         if turns and turns[-1]["role"] == m.role:
             turns[-1]["content"] += blocks
         else:
             turns.append({"role": m.role, "content": blocks})
     for turn in turns:
         turn.pop("_results", None)
-        if len(turn["content"]) == 1 and turn["content"][0]["type"] == "text":
+        if len(turn["content"]) == 1 and turn["content"][0]["type"] == "text" and \
+                "cache_control" not in turn["content"][0]:
             turn["content"] = turn["content"][0]["text"]  # plain text stays a string, as before
     return turns
 
@@ -273,6 +280,18 @@ def _structured(params: dict, model: ModelSpec, request: ChatRequest) -> None:
         if request.parallel_tool_calls is False and choice["type"] != "none":
             choice["disable_parallel_tool_use"] = True
         params["tool_choice"] = choice
+
+
+def _input_usage(meter: Meter, usage) -> None:
+    """message_start's usage: input_tokens counts only the uncached input; the cache reads and writes (by
+    lifetime where the API breaks them down) are the rest of the prompt."""
+    uncached = _tokens(usage.input_tokens)
+    read = _tokens(getattr(usage, "cache_read_input_tokens", None)) or 0
+    written = _tokens(getattr(usage, "cache_creation_input_tokens", None)) or 0
+    by_ttl = getattr(usage, "cache_creation", None)
+    hour = min(written, _tokens(getattr(by_ttl, "ephemeral_1h_input_tokens", None)) or 0)
+    meter.input_tokens = None if uncached is None else uncached + read + written
+    meter.cache = (read, written - hour, hour)
 
 
 def _tokens(value: object) -> int | None:

@@ -246,9 +246,13 @@ def _call_pieces(raw: object) -> tuple[ToolCallDelta, ...]:
 
 
 def _usage(usage: dict, request: ChatRequest, meter: Meter) -> Usage:
+    """The counts, with the cached part of the prompt where the server says (prompt_tokens_details)."""
     prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
-    return Usage(prompt if _count(prompt) else request.input_tokens_estimate,
-                 completion if _count(completion) else meter.output_received)
+    details = usage.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
+    prompt = prompt if _count(prompt) else request.input_tokens_estimate
+    return Usage(prompt, completion if _count(completion) else meter.output_received,
+                 min(cached, prompt) if _count(cached) else 0)
 
 
 def _count(value: object) -> bool:

@@ -52,7 +52,9 @@ class Ledger(Protocol):
                 backend: str = "") -> Reservation | None: ...
     def release(self, reservation: Reservation) -> None: ...
     def record(self, *, cost: float, cloud_cost: float, model: str, backend: str, key_id: str | None,
-               reservation: Reservation | None, tag: str = "") -> None: ...
+               reservation: Reservation | None, tag: str = "", saved: dict[str, float] | None = None) -> None:
+        """saved: what a lever saved on this call by name (prompt caching, the batch discount), added to
+        `saved:NAME` and the key's `saved:NAME:KEY`."""
     def month_totals(self, month: str | None = None) -> dict[str, float]: ...
 
 
@@ -155,9 +157,9 @@ _RELEASE = _HELPERS + "take(KEYS[3], KEYS[2], KEYS[1], ARGV[1])\nreturn 1\n"
 
 # A write (RedisStore.writer, delivered or retried): ["spend", month hash, day hash, reservation zset,
 # reservation amounts, reservation id ('' none), cost, cloud-only cost, model, backend, key id ('' none),
-# day ttl, tag ('' none: else the cost is also added to 'tag:TAG')]. Settling a reservation
-# that is no longer open changes nothing: it was settled already (a retried write) or it expired and its
-# worst case was spent.
+# day ttl, tag ('' none: else the cost is also added to 'tag:TAG'), then pairs of lever name and USD saved].
+# Settling a reservation that is no longer open changes nothing: it was settled already (a retried write) or it
+# expired and its worst case was spent.
 _RECORD = _HELPERS + """
 if op[6] ~= '' and take(op[5], op[4], op[2], op[6]) == nil then return end
 spend(op[2], op[7], op[8], op[9], op[10], op[11])
@@ -165,6 +167,12 @@ spend(op[3], op[7], op[8], op[9], op[10], op[11])
 if op[13] and op[13] ~= '' then
   redis.call('HINCRBYFLOAT', op[2], 'tag:' .. op[13], op[7])
   redis.call('HINCRBYFLOAT', op[3], 'tag:' .. op[13], op[7])
+end
+for i = 14, #op - 1, 2 do
+  for _, h in ipairs({op[2], op[3]}) do
+    redis.call('HINCRBYFLOAT', h, 'saved:' .. op[i], op[i + 1])
+    if op[11] ~= '' then redis.call('HINCRBYFLOAT', h, 'saved:' .. op[i] .. ':' .. op[11], op[i + 1]) end
+  end
 end
 redis.call('EXPIRE', op[3], op[12])
 """
@@ -199,13 +207,14 @@ class RedisLedger:
                            None)
 
     def record(self, *, cost: float, cloud_cost: float, model: str, backend: str, key_id: str | None,
-               reservation: Reservation | None, tag: str = "") -> None:
+               reservation: Reservation | None, tag: str = "", saved: dict[str, float] | None = None) -> None:
         now = self.wall()
         month = reservation.month if reservation else month_of(now)
         month_hash, zset, amounts = self._keys(month)
+        levers = [x for name, usd in (saved or {}).items() if usd for x in (name, repr(usd))]
         self.store.write("spend", month_hash, f"{PREFIX}spend:{day_of(now)}", zset, amounts,
                          reservation.id if reservation else "", repr(cost), repr(cloud_cost), model, backend,
-                         key_id or "", DAY_TTL, tag)
+                         key_id or "", DAY_TTL, tag, *levers)
 
     def month_totals(self, month: str | None = None) -> dict[str, float]:
         month = month or month_of(self.wall())
@@ -269,7 +278,7 @@ class MemoryLedger:
             self._take(reservation)
 
     def record(self, *, cost: float, cloud_cost: float, model: str, backend: str, key_id: str | None,
-               reservation: Reservation | None, tag: str = "") -> None:
+               reservation: Reservation | None, tag: str = "", saved: dict[str, float] | None = None) -> None:
         with self._lock:
             if reservation is not None and not self._take(reservation):
                 return  # settled already, or expired and charged its worst case
@@ -277,6 +286,10 @@ class MemoryLedger:
             self._spend(month, cost, cloud_cost, model, backend, key_id)
             if tag:
                 self._months[month][f"tag:{tag}"] += cost
+            for name, usd in (saved or {}).items():
+                self._months[month][f"saved:{name}"] += usd
+                if key_id:
+                    self._months[month][f"saved:{name}:{key_id}"] += usd
 
     def month_totals(self, month: str | None = None) -> dict[str, float]:
         with self._lock:

@@ -43,6 +43,9 @@ def _fields(outcome: Outcome, local: bool, key_id: str | None) -> dict[str, int]
               "tokens:input": usage.input_tokens, "tokens:output": usage.output_tokens}
     if key_id:
         fields[f"key:{key_id}"] = 1
+    if usage.cached:
+        fields["tokens:cache_read"] = usage.cache_read_tokens
+        fields["tokens:cache_write"] = usage.cache_write_tokens + usage.cache_write_1h_tokens
     if outcome.completion.tool_calls:
         fields["tools:calls"] = len(outcome.completion.tool_calls)
         fields["tools:answers"] = 1
@@ -72,7 +75,10 @@ def snapshot(counters: dict[str, float], scope: str) -> dict:
         "cached_requests": int(counters.get("cached", 0)),
         "cache": {"hits": hits, "misses": misses, "bypassed": int(counters.get("cache:bypass", 0)),
                   "hit_ratio": round(hits / (hits + misses), 4) if hits + misses else 0.0},
-        "tokens": {"input": int(counters.get("tokens:input", 0)), "output": int(counters.get("tokens:output", 0))},
+        # cache_read and cache_write: the parts of the input the provider's prompt cache served or stored
+        "tokens": {"input": int(counters.get("tokens:input", 0)), "output": int(counters.get("tokens:output", 0)),
+                   "cache_read": int(counters.get("tokens:cache_read", 0)),
+                   "cache_write": int(counters.get("tokens:cache_write", 0))},
         # answers with tool calls, the calls, structured answers refused by the check; requests whose
         # decision left models out for a capability (tools, vision, json_schema)
         "tools": {"answers_with_calls": int(counters.get("tools:answers", 0)),

@@ -6,6 +6,13 @@ message_start (input usage), content_block_start, ping, content_block_delta (tex
 content_block_stop, message_delta (CUMULATIVE output_tokens; several with Script.usage_updates), message_stop;
 `error` events can arrive after the 200 status line. `bills` records what the real API would charge.
 
+Prompt caching as the API does it: tools, then system, then messages, a block at a time; a block with
+`cache_control` is a breakpoint (at most 4, else 400). A request reads the longest earlier-cached prefix
+found at a block boundary up to 20 blocks before one of its breakpoints, and writes each breakpoint's prefix
+beyond that, if the prefix reaches the model's minimum cacheable length (MIN_CACHE); entries live 5 minutes
+(or `ttl: 1h`) from their last use. usage.input_tokens is then the uncached part, with
+cache_creation_input_tokens (and its split by lifetime) and cache_read_input_tokens beside it.
+
 Tools as the real API takes and gives them: `tool_use` blocks (object input, toolu_ ids) after any text,
 stop_reason tool_use, streamed as content_block_start (input {}) then `input_json_delta` fragments; the
 request is refused (400, the API's own wording) for the rules translators break: an empty text block, a
@@ -15,6 +22,7 @@ tool_use, a tool without an object input_schema, an image of another media type.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import time
@@ -23,6 +31,9 @@ import uuid
 from .server import FakeServer, Script, call_arguments, pieces, words
 
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
+
+MIN_CACHE = {"claude-sonnet-5-5": 2048, "claude-haiku-4-5": 4096}  # as in configs/models.yaml
+LOOKBACK = 20  # blocks before a breakpoint where the API looks for an earlier cached prefix
 
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
                404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error", 500: "api_error",
@@ -36,6 +47,51 @@ class FakeAnthropic(FakeServer):
         self.api_key = api_key
         self.models = set(models)
         self.no_sampling = set(no_sampling)  # models that reject a non-default temperature (Claude 5 series)
+        self.prompt_cache: dict[str, float] = {}  # prefix hash -> expiry (monotonic)
+
+    def reset(self):
+        super().reset()
+        with self._lock:
+            self.prompt_cache.clear()
+
+    def cache_usage(self, body: dict) -> tuple[int, tuple[int, int, int]] | str:
+        """(uncached input tokens, (cache writes 5m, writes 1h, reads)) for this request, caching what it
+        marks; or the API's error for too many breakpoints."""
+        segments = []  # (tokens, ttl of its mark or None, canonical text)
+        system = body.get("system") or ""
+        blocks = [*(body.get("tools") or []),
+                  *([{"type": "text", "text": system}] if isinstance(system, str) else system)]
+        for m in body["messages"]:
+            blocks += [{"type": "text", "text": m["content"]}] if isinstance(m["content"], str) else m["content"]
+        for b in blocks:
+            plain = {k: v for k, v in b.items() if k != "cache_control"}
+            mark = b.get("cache_control")
+            tokens = words(json.dumps(plain) if "input_schema" in b else _text([plain]))
+            segments.append((tokens, (mark.get("ttl") or "5m") if mark else None, json.dumps(plain, sort_keys=True)))
+        marks = [i for i, seg in enumerate(segments) if seg[1]]
+        if len(marks) > 4:
+            return f"A maximum of 4 blocks with cache_control may be provided. Found {len(marks)}."
+        cum, hashes, total, digest = [], [], 0, hashlib.sha256(body["model"].encode())
+        for tokens, _, text in segments:
+            total += tokens
+            digest.update(text.encode())
+            cum.append(total)
+            hashes.append(digest.copy().hexdigest())
+        now, least = time.monotonic(), MIN_CACHE.get(body["model"], 1024)
+        with self._lock:
+            hits = [j for i in marks for j in range(max(0, i - LOOKBACK), i + 1)
+                    if self.prompt_cache.get(hashes[j], 0) > now]
+            read = max((cum[j] for j in hits), default=0)
+            written = {"5m": 0, "1h": 0}
+            for i in marks:
+                ttl = segments[i][1]
+                if cum[i] >= least:
+                    self.prompt_cache[hashes[i]] = max(self.prompt_cache.get(hashes[i], 0),
+                                                       now + (3600 if ttl == "1h" else 300))
+                    if cum[i] > read + written["5m"] + written["1h"]:
+                        written[ttl] += cum[i] - read - written["5m"] - written["1h"]
+        cached = (written["5m"], written["1h"], read)
+        return total - sum(cached), cached
 
     def error(self, h, status, message, type_=None, headers=None, content_type="application/json"):
         body = {"type": "error", "error": {"type": type_ or ERROR_TYPES.get(status, "api_error"), "message": message},
@@ -71,7 +127,10 @@ class FakeAnthropic(FakeServer):
             return self.error(h, 404, f"model: {body['model']}")
         if body["model"] in self.no_sampling and "temperature" in body:
             return self.error(h, 400, "temperature is not supported for this model")
-        input_tokens = words(body.get("system") or "") + sum(words(_text(m["content"])) for m in body["messages"])
+        counted = self.cache_usage(body)
+        if isinstance(counted, str):
+            return self.error(h, 400, counted)
+        input_tokens, cache = counted
         scripted_calls = script.tool_calls or []
         forced = (body.get("tool_choice") or {}).get("name") if (body.get("tool_choice") or {}).get("type") == \
             "tool" else None
@@ -91,15 +150,14 @@ class FakeAnthropic(FakeServer):
             stop = "tool_use"
         msg_id = "msg_" + uuid.uuid4().hex[:24]
         if not body.get("stream"):
-            self.bill(h, input_tokens, body["model"])[1] = len(reply)
+            self.bill(h, input_tokens, body["model"], cache)[1] = len(reply)
             text = [{"type": "text", "text": "".join(reply)}] if reply else []
             return self.send(h, 200, {
                 "id": msg_id, "type": "message", "role": "assistant", "model": body["model"],
                 "content": text + calls, "stop_reason": stop, "stop_sequence": None,
-                "usage": {"input_tokens": input_tokens, "output_tokens": len(reply),
-                          "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
+                "usage": {**_input_usage(input_tokens, cache), "output_tokens": len(reply)},
             }, script.content_type or "application/json", script.headers)
-        return self._stream(h, body, script, msg_id, input_tokens, reply, stop, calls)
+        return self._stream(h, body, script, msg_id, input_tokens, reply, stop, calls, cache)
 
     @staticmethod
     def _invalid(body) -> str | None:
@@ -157,18 +215,19 @@ class FakeAnthropic(FakeServer):
                 pending = [b.get("id") for b in blocks if b.get("type") == "tool_use"]
         return None
 
-    def _stream(self, h, body, script: Script, msg_id, input_tokens, reply, stop, calls=()):
+    def _stream(self, h, body, script: Script, msg_id, input_tokens, reply, stop, calls=(), cache=(0, 0, 0)):
         def event(name, data):
             self.write_chunk(h, f"event: {name}\ndata: {json.dumps(data)}\n\n".encode())
 
         def usage(count):
             return {} if script.omit_counts else {"output_tokens": count}
 
-        bill = self.bill(h, input_tokens, body["model"])
+        bill = self.bill(h, input_tokens, body["model"], cache)
         self.start_stream(h, script.content_type or "text/event-stream", script.headers)
         event("message_start", {"type": "message_start", "message": {
             "id": msg_id, "type": "message", "role": "assistant", "model": body["model"], "content": [],
-            "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": input_tokens, "output_tokens": 1}}})
+            "stop_reason": None, "stop_sequence": None,
+            "usage": {**_input_usage(input_tokens, cache), "output_tokens": 1}}})
         if reply or not calls:
             event("content_block_start", {"type": "content_block_start", "index": 0,
                                            "content_block": {"type": "text", "text": ""}})
@@ -206,6 +265,12 @@ class FakeAnthropic(FakeServer):
                                 "usage": usage(len(reply))})
         event("message_stop", {"type": "message_stop"})
         return self.end_stream(h)
+
+
+def _input_usage(uncached: int, cache) -> dict:
+    w5, w1h, read = cache
+    return {"input_tokens": uncached, "cache_creation_input_tokens": w5 + w1h, "cache_read_input_tokens": read,
+            "cache_creation": {"ephemeral_5m_input_tokens": w5, "ephemeral_1h_input_tokens": w1h}}
 
 
 def _text(content) -> str:

@@ -150,10 +150,12 @@ class FakeServer:
         self.httpd.shutdown()
         self.httpd.server_close()
 
-    def bill(self, h: BaseHTTPRequestHandler, input_tokens: int, model: str = "") -> list:
-        """Open the bill of one generation, [input tokens, output tokens, model]; the caller adds output tokens
-        as it writes them."""
-        entry = [input_tokens, 0, model]
+    def bill(self, h: BaseHTTPRequestHandler, input_tokens: int, model: str = "", cache=(0, 0, 0),
+             factor: float = 1.0) -> list:
+        """Open the bill of one generation, [input tokens, output tokens, model, (cache writes 5m, writes 1h,
+        reads), price factor (a batch: 0.5)]; input tokens are the uncached ones (Anthropic bills the cache's at
+        its own prices). The caller adds output tokens as it writes them."""
+        entry = [input_tokens, 0, model, tuple(cache), factor]
         with self._lock:
             if getattr(h, "epoch", None) == self._epoch:
                 self.bills.append(entry)
@@ -162,12 +164,14 @@ class FakeServer:
     def billed(self, price_in_per_mtok: float, price_out_per_mtok: float) -> float:
         """USD this fake would have charged if every model had these prices."""
         with self._lock:
-            return sum(i * price_in_per_mtok + o * price_out_per_mtok for i, o, _ in self.bills) / 1e6
+            return sum(i * price_in_per_mtok + o * price_out_per_mtok for i, o, *_ in self.bills) / 1e6
 
     def billed_at(self, prices: dict[str, tuple[float, float]]) -> float:
-        """USD this fake would have charged, at each model id's (input, output) prices per Mtok."""
+        """USD this fake would have charged, at each model id's (input, output) prices per Mtok; the cache at
+        Anthropic's multiples of the input price (writes 1.25x for 5 minutes, 2x for an hour; reads 0.1x)."""
         with self._lock:
-            return sum(i * prices[m][0] + o * prices[m][1] for i, o, m in self.bills) / 1e6
+            return sum(factor * (prices[m][0] * (i + 1.25 * w5 + 2 * w1h + 0.1 * r) + o * prices[m][1])
+                       for i, o, m, (w5, w1h, r), factor in self.bills) / 1e6
 
     # --- helpers for subclasses ------------------------------------------------------------
     def handle(self, h: BaseHTTPRequestHandler, method: str, path: str, body: Any) -> None:

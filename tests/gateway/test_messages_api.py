@@ -199,7 +199,9 @@ def test_a_coding_agent_session_replayed_keeps_its_quick_calls_local(base, ollam
     assert last.headers["anthropic-beta"] == BETAS and last.body["thinking"]["type"] == "enabled"
     assert [b["type"] for b in last.body["messages"][1]["content"]] == ["thinking", "tool_use"]
     assert last.body["messages"][2]["content"][0]["tool_use_id"] == "toolu_01"
-    assert len(last.body["tools"]) == 20 and json.dumps(last.body).count("cache_control") == 0
+    # the client's own cache mark (on its system prompt) reaches Claude as it was, and the gateway adds none
+    assert len(last.body["tools"]) == 20 and json.dumps(last.body).count("cache_control") == 1
+    assert last.body["system"][-1]["cache_control"] == {"type": "ephemeral"}
 
 
 def test_an_overloaded_claude_is_answered_in_anthropics_shape_and_counted_by_surface(make_app, serve, claude):

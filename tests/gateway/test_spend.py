@@ -61,7 +61,7 @@ def test_a_paid_call_that_times_out_after_generating_is_charged_what_it_generate
     assert budget["spent_usd"] == pytest.approx(attempt["cost"]) and budget["spent_usd"] > 0
     # exact input (message_start), output as received: at most what the provider billed, short of it only by
     # what was still in flight when the connection closed
-    [(input_tokens, generated, _)] = claude.bills
+    [(input_tokens, generated, *_)] = claude.bills
     assert input_tokens == len(DESIGN.split())
     assert bill - 10 * SONNET_OUT / 1e6 <= budget["spent_usd"] <= bill
     assert generated > 50
@@ -106,7 +106,7 @@ def test_retries_and_fallbacks_are_each_charged_and_stay_in_the_budget(paid_app,
 
 def _haiku_discount(claude) -> float:
     """The fake bills every model at Sonnet's prices; the last call went to Haiku ($1 / $5)."""
-    i, o, _ = claude.bills[-1]
+    i, o, *_ = claude.bills[-1]
     return usd(i, o) - usd(i, o, 1.0, 5.0)
 
 
