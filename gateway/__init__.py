@@ -17,7 +17,7 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
 
     `config` may be a Settings, a mapping read like the environment (tests), or None (os.environ).
     """
-    from .api import anthropic, embeddings, native, openai, ops, responses
+    from .api import anthropic, batches, embeddings, native, openai, ops, responses
     from .api.client_address import ClientAddress
     from .api.errors import register_error_handlers
     from .api.hooks import register_hooks
@@ -32,7 +32,8 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json = FastJSONProvider(app)
-    app.extensions["gateway"] = GatewayService(settings)
+    app.extensions["gateway"] = svc = GatewayService(settings)
+    _batches(app, svc)
 
     register_hooks(app)
     register_error_handlers(app)
@@ -42,6 +43,7 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
     app.register_blueprint(responses.bp)
     app.register_blueprint(embeddings.openai_bp)
     app.register_blueprint(embeddings.native_bp)
+    app.register_blueprint(batches.bp)
     app.register_blueprint(ops.bp)
     if settings.trusted_proxies:
         app.wsgi_app = ClientAddress(app.wsgi_app, settings.trusted_proxies)
@@ -53,3 +55,22 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
     if "anthropic" not in settings.configured_backends:
         log.warning("ANTHROPIC_API_KEY is not set: requests stay on local models")
     return app
+
+
+def _batches(app: Flask, svc) -> None:
+    """Batch files and state under BATCH_DIR (records in Redis when the gateway has it), run in the
+    background of every worker; off without BATCH_DIR."""
+    from pathlib import Path
+
+    from .batch_runner import BatchRunner
+    from .state.batches import BatchStore, DiskRecords, RedisRecords
+
+    app.extensions["batches"] = None
+    if not svc.settings.batch_dir:
+        return
+    root = Path(svc.settings.batch_dir)
+    records = RedisRecords(svc.state.redis) if svc.state.redis is not None else DiskRecords(root)
+    store = app.extensions["batches"] = BatchStore(root, records)
+    runner = app.extensions["batch_runner"] = BatchRunner(app, svc, store)
+    svc.closers.append(runner.close)
+    runner.start()  # takes over batches a stopped worker left unfinished

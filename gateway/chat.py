@@ -280,6 +280,7 @@ class Outcome:
     reservation: Any = None            # state.budget.Reservation held for this call, settled when recorded
     reason: str = ""                   # the decision's reason, amended when another model answered
     paid_fallback: bool = False        # a paid model answered because the local one it was decided for failed
+    batch: bool = False                # answered through the provider's batch API, at its discount
 
 
 class ToolCallBuilder:

@@ -290,15 +290,16 @@ class Dispatcher:
                                                                         self.max_tokens(request, model)),
                             insisted=request.model not in ("auto", ""))
 
-    def reserve(self, key_id: str | None, model: ModelSpec, amount: float, insisted: bool = True
-                ) -> Reservation | None:
-        """Reserve `amount` for a call to `model` (embeddings use it too): None when there is nothing to guard;
-        refused: 429 (503 with Redis down) if `insisted`, else _Skip to the next model of a plan."""
+    def reserve(self, key_id: str | None, model: ModelSpec, amount: float, insisted: bool = True,
+                ttl: float | None = None) -> Reservation | None:
+        """Reserve `amount` for a call to `model` (embeddings and batches use it too; a batch holds it for as
+        long as the provider may take, `ttl`): None when there is nothing to guard; refused: 429 (503 with
+        Redis down) if `insisted`, else _Skip to the next model of a plan."""
         limits = self.state.limits
         if not model.paid or (limits.monthly_usd is None and limits.per_key_monthly_usd is None):
             return None
         try:
-            reservation = self.state.ledger.reserve(key_id, amount, self.settings.longest_call_seconds,
+            reservation = self.state.ledger.reserve(key_id, amount, ttl or self.settings.longest_call_seconds,
                                                     model=model.name, backend=model.backend)
         except StateUnavailable as exc:
             if self.settings.redis_failure_policy == "allow":

@@ -51,6 +51,7 @@ class GatewayService:
         self.telemetry = Telemetry((m.name for m in (*catalog.models, *catalog.embedding_models)),
                                    (*(t.name for t in catalog.tiers), EMBEDDING))
         self.gpu = GpuMonitor(settings.gpu_sample_seconds)
+        self.closers: list = []  # what else stops with the service (the batch runner)
 
     # ------------------------------------------------------------------ admission and routing
     def admit(self, request: ChatRequest) -> None:
@@ -313,14 +314,15 @@ class GatewayService:
                                  saved=levers)
 
     def _levers(self, outcome: Outcome) -> dict[str, float] | None:
-        """What prompt caching saved on a paid answer (negative when it only wrote: a write costs more than
-        plain input), apart from what routing it locally would have: the same model's list price."""
+        """What prompt caching (negative when it only wrote: a write costs more than plain input) and the batch
+        discount saved on a paid answer, each against the same model's list price: apart from what routing
+        it locally would have saved."""
         usage = outcome.completion.usage
-        if outcome.cached or not usage.cached:
-            return None
         model = self.settings.catalog.model(outcome.model)
-        return {"prompt_cache": round(model.cost(usage.input_tokens, usage.output_tokens) - outcome.cost, 8)} \
-            if model is not None else None
+        if outcome.cached or model is None or not (usage.cached or outcome.batch):
+            return None
+        listed, cached = model.cost(usage.input_tokens, usage.output_tokens), model.usage_cost(usage)
+        return {"prompt_cache": round(listed - cached, 8), "batch": round(cached - outcome.cost, 8)}
 
     def charge(self, request: ChatRequest, model: ModelSpec, backend: str, usage: Usage, cost: float,
                reservation: Reservation | None) -> None:
@@ -409,6 +411,8 @@ class GatewayService:
         return self.state.decisions.recent(limit, key_id)
 
     def close(self) -> None:
+        for close in self.closers:
+            close()
         self.upstreams.close()
         self.state.close()
 

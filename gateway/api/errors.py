@@ -25,7 +25,7 @@ _HTTP_MESSAGES = {404: "no such route", 405: "method not allowed on this route",
                   413: "request body is larger than MAX_BODY_BYTES", 400: "malformed request"}
 
 
-def _openai_type(status: int) -> str:
+def openai_error_type(status: int) -> str:
     if status == 401:
         return "authentication_error"
     if status == 403:
@@ -48,7 +48,7 @@ def error_response(status: int, type_: str, message: str, headers: dict | None =
         body = {"type": "error", "error": {"type": _anthropic_type(status), "message": message},
                 "request_id": getattr(g, "request_id", None)}
     elif request.path.startswith("/v1/"):
-        body = {"error": {"message": message, "type": _openai_type(status), "param": extra.get("param"),
+        body = {"error": {"message": message, "type": openai_error_type(status), "param": extra.get("param"),
                           "code": type_}}
     else:
         body = {"error": {"type": type_, "message": message, **extra}, "request_id": getattr(g, "request_id", None)}

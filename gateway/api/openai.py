@@ -65,7 +65,15 @@ def chat_completions():
         return start_stream(svc, req, decision, policy, OpenAIFramer(completion_id, include_usage, legacy))
     outcome: Outcome = svc.complete(req, decision, policy)
     g.outcome = outcome
-    resp = jsonify({
+    resp = jsonify(completion_body(completion_id, outcome, legacy))
+    resp.headers.extend(gateway_headers(decision, outcome.model, outcome.backend, outcome.tier,
+                                        len(outcome.attempts), outcome.cost, outcome.cached, outcome.reason))
+    return resp
+
+
+def completion_body(completion_id: str, outcome: Outcome, legacy: bool = False) -> dict:
+    """A chat.completion object (an answer, or a batch's output line's body)."""
+    return {
         "id": completion_id,
         "object": "chat.completion",
         "created": int(time.time()),
@@ -74,10 +82,7 @@ def chat_completions():
                      "finish_reason": finish_reason(outcome.completion, legacy), "logprobs": None}],
         "usage": openai_usage(outcome.completion.usage),
         "system_fingerprint": None,
-    })
-    resp.headers.extend(gateway_headers(decision, outcome.model, outcome.backend, outcome.tier,
-                                        len(outcome.attempts), outcome.cost, outcome.cached, outcome.reason))
-    return resp
+    }
 
 
 def assistant_message(completion: Completion, legacy: bool = False) -> dict:

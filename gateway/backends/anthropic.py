@@ -14,6 +14,7 @@ the answer, returned as the text (json_object: the same with an open object sche
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 
@@ -22,7 +23,7 @@ import httpx2  # the SDK's HTTP client; a stream cut mid-body surfaces as its er
 
 from ..billing import Meter
 from ..catalog import ModelSpec
-from ..chat import ChatRequest, Message, StreamDelta, ToolCallDelta, Usage, object_schema
+from ..chat import ChatRequest, Completion, Message, StreamDelta, ToolCall, ToolCallDelta, Usage, object_schema
 from ..config import BackendSettings
 from .base import Backend, BackendError, BackendHealth, retry_after_seconds, status_kind, upstream_error
 from .prompt_cache import control, mark
@@ -145,6 +146,42 @@ class AnthropicBackend(Backend):
         with _translate():
             counted = self.client.messages.count_tokens(**params)
         return int(counted.input_tokens)
+
+    # ------------------------------------------------------------------ Message Batches (half price)
+    def batch_request(self, custom_id: str, model: ModelSpec, request: ChatRequest, max_tokens: int
+                      ) -> tuple[dict, str | None]:
+        """One request of a Message Batch, and the forced answer tool's name (a JSON answer) if any. What the
+        SDK sends as extra body goes in the params; per-request headers have no place in a batch."""
+        params = self._params(model, request, max_tokens)
+        answer_tool = params.pop("answer_tool", None)
+        params.update(params.pop("extra_body", {}))
+        params.pop("extra_headers", None)
+        return {"custom_id": custom_id, "params": params}, answer_tool
+
+    def submit_batch(self, requests: list[dict]) -> str:
+        with _translate():
+            return self.client.messages.batches.create(requests=requests).id
+
+    def batch_ended(self, batch_id: str) -> bool:
+        with _translate():
+            return self.client.messages.batches.retrieve(batch_id).processing_status == "ended"
+
+    def cancel_batch(self, batch_id: str) -> None:
+        with _translate():
+            self.client.messages.batches.cancel(batch_id)
+
+    def batch_results(self, batch_id: str, answer_tools: dict[str, str]) -> Iterator[tuple[str, object]]:
+        """(custom_id, a Completion, or a BackendError for a request that errored, was canceled or expired)."""
+        with _translate():
+            for item in self.client.messages.batches.results(batch_id):
+                result = item.result
+                if result.type == "succeeded":
+                    yield item.custom_id, _completion(result.message, answer_tools.get(item.custom_id))
+                    continue
+                error = getattr(getattr(result, "error", None), "error", None)
+                kind = _ERROR_TYPES.get(getattr(error, "type", ""), "server_error")  # canceled, expired: none
+                yield item.custom_id, BackendError(kind, f"anthropic batch: request {result.type}" + (
+                    f": {str(getattr(error, 'message', ''))[:200]}" if error is not None else ""), billable=False)
 
     def health(self) -> BackendHealth:
         # Readiness must not spend quota or depend on the internet: a configured key is what we check.
@@ -280,6 +317,25 @@ def _structured(params: dict, model: ModelSpec, request: ChatRequest) -> None:
         if request.parallel_tool_calls is False and choice["type"] != "none":
             choice["disable_parallel_tool_use"] = True
         params["tool_choice"] = choice
+
+
+def _completion(message, answer_tool: str | None) -> Completion:
+    """A whole Message (a batch result) in the internal shape, as stream() would have built it."""
+    text, calls = [], []
+    for block in message.content:
+        if block.type == "text":
+            text.append(block.text)
+        elif block.type == "tool_use" and block.name == answer_tool:
+            text.append(json.dumps(block.input, ensure_ascii=False))
+        elif block.type == "tool_use":
+            calls.append(ToolCall(block.id, block.name, json.dumps(block.input, ensure_ascii=False)))
+    finish = _FINISH.get(message.stop_reason or "", "stop")
+    if finish == "tool_calls" and not calls:
+        finish = "stop"
+    meter = Meter()
+    _input_usage(meter, message.usage)
+    return Completion("".join(text), Usage(meter.input_tokens or 0, _tokens(message.usage.output_tokens) or 0,
+                                           *meter.cache), finish, tool_calls=tuple(calls))
 
 
 def _input_usage(meter: Meter, usage) -> None:

@@ -48,11 +48,15 @@ class FakeAnthropic(FakeServer):
         self.models = set(models)
         self.no_sampling = set(no_sampling)  # models that reject a non-default temperature (Claude 5 series)
         self.prompt_cache: dict[str, float] = {}  # prefix hash -> expiry (monotonic)
+        self.message_batches: dict[str, dict] = {}
+        self.batch_delay = 0.0  # seconds a message batch stays in_progress
 
     def reset(self):
         super().reset()
         with self._lock:
             self.prompt_cache.clear()
+            self.message_batches.clear()
+        self.batch_delay = 0.0
 
     def cache_usage(self, body: dict) -> tuple[int, tuple[int, int, int]] | str:
         """(uncached input tokens, (cache writes 5m, writes 1h, reads)) for this request, caching what it
@@ -99,7 +103,8 @@ class FakeAnthropic(FakeServer):
         return self.send(h, status, body, content_type, headers)
 
     def handle(self, h, method, path, body):
-        if not (method == "POST" and path in ("/v1/messages", "/v1/messages/count_tokens")):
+        batches = path.startswith("/v1/messages/batches")
+        if not (method == "POST" and path in ("/v1/messages", "/v1/messages/count_tokens")) and not batches:
             return self.error(h, 404, f"Not found: {path}", "not_found_error")
         headers = h.headers
         bearer = headers.get("Authorization", "")
@@ -108,6 +113,8 @@ class FakeAnthropic(FakeServer):
             return self.error(h, 401, "invalid x-api-key")
         if not headers.get("anthropic-version"):
             return self.error(h, 400, "anthropic-version: header is required")
+        if batches:
+            return self._batches(h, method, path, body)
         if path == "/v1/messages/count_tokens":  # the fakes' tokenizer: a token per word
             if not isinstance(body, dict) or body.get("model") not in self.models:
                 return self.error(h, 404 if isinstance(body, dict) else 400, "model: not found")
@@ -120,16 +127,25 @@ class FakeAnthropic(FakeServer):
         if script.status >= 400:
             return self.error(h, script.status, script.error_message, script.error_type, script.headers,
                               script.content_type or "application/json")
+        answer = self._answer(h, body, script, streamed=bool(isinstance(body, dict) and body.get("stream")))
+        if answer[0] != 200:
+            return self.error(h, answer[0], answer[1])
+        if isinstance(answer[1], dict):
+            return self.send(h, 200, answer[1], script.content_type or "application/json", script.headers)
+        return self._stream(h, body, script, *answer[1])
+
+    def _answer(self, h, body, script: Script, streamed: bool, factor: float = 1.0):
+        """(200, the message) or, streamed, (200, the stream's parts); (status, message) for a refusal."""
         problem = self._invalid(body)
         if problem:
-            return self.error(h, 400, problem)
+            return 400, problem
         if body["model"] not in self.models:
-            return self.error(h, 404, f"model: {body['model']}")
+            return 404, f"model: {body['model']}"
         if body["model"] in self.no_sampling and "temperature" in body:
-            return self.error(h, 400, "temperature is not supported for this model")
+            return 400, "temperature is not supported for this model"
         counted = self.cache_usage(body)
         if isinstance(counted, str):
-            return self.error(h, 400, counted)
+            return 400, counted
         input_tokens, cache = counted
         scripted_calls = script.tool_calls or []
         forced = (body.get("tool_choice") or {}).get("name") if (body.get("tool_choice") or {}).get("type") == \
@@ -149,15 +165,71 @@ class FakeAnthropic(FakeServer):
         if calls and stop == "end_turn":
             stop = "tool_use"
         msg_id = "msg_" + uuid.uuid4().hex[:24]
-        if not body.get("stream"):
-            self.bill(h, input_tokens, body["model"], cache)[1] = len(reply)
-            text = [{"type": "text", "text": "".join(reply)}] if reply else []
-            return self.send(h, 200, {
-                "id": msg_id, "type": "message", "role": "assistant", "model": body["model"],
-                "content": text + calls, "stop_reason": stop, "stop_sequence": None,
-                "usage": {**_input_usage(input_tokens, cache), "output_tokens": len(reply)},
-            }, script.content_type or "application/json", script.headers)
-        return self._stream(h, body, script, msg_id, input_tokens, reply, stop, calls, cache)
+        if streamed:
+            return 200, (msg_id, input_tokens, reply, stop, calls, cache)
+        self.bill(h, input_tokens, body["model"], cache, factor)[1] = len(reply)
+        text = [{"type": "text", "text": "".join(reply)}] if reply else []
+        return 200, {
+            "id": msg_id, "type": "message", "role": "assistant", "model": body["model"],
+            "content": text + calls, "stop_reason": stop, "stop_sequence": None,
+            "usage": {**_input_usage(input_tokens, cache), "output_tokens": len(reply)},
+        }
+
+    def _batches(self, h, method, path, body):
+        """The Message Batches API: create, retrieve, results, cancel. A batch ends `batch_delay` seconds after
+        it was created (each request answered from the script queue, billed at half price)."""
+        parts = path.split("/")[4:]  # after /v1/messages/batches
+        if method == "POST" and not parts:
+            requests = body.get("requests") if isinstance(body, dict) else None
+            if not isinstance(requests, list) or not requests:
+                return self.error(h, 400, "requests: Field required")
+            ids = [r.get("custom_id") for r in requests]
+            if len(set(ids)) != len(ids) or not all(isinstance(i, str) and 0 < len(i) <= 64 for i in ids):
+                return self.error(h, 400, "requests: custom_id must be unique strings of 1 to 64 characters")
+            batch_id = "msgbatch_" + uuid.uuid4().hex[:24]
+            results = []
+            for r in requests:
+                status, answer = self._answer(h, r.get("params"), self.next_script(), False, factor=0.5)
+                results.append({"custom_id": r["custom_id"], "result": {"type": "succeeded", "message": answer}}
+                               if status == 200 else {"custom_id": r["custom_id"], "result": {"type": "errored",
+                                   "error": {"type": "error", "error": {"type": ERROR_TYPES.get(status, "api_error"),
+                                                                        "message": answer}}}})
+            with self._lock:
+                self.message_batches[batch_id] = {"created": time.time(), "results": results, "canceled": False}
+            return self.send(h, 200, self._batch(batch_id))
+        batch = self.message_batches.get(parts[0]) if parts else None
+        if batch is None:
+            return self.error(h, 404, "message batch not found", "not_found_error")
+        if method == "POST" and parts[1:] == ["cancel"]:
+            batch["canceled"] = True
+            return self.send(h, 200, self._batch(parts[0]))
+        if method == "GET" and parts[1:] == ["results"]:
+            view = self._batch(parts[0])
+            if view["processing_status"] != "ended":
+                return self.error(h, 400, "the batch is still processing")
+            lines = [r if not batch["canceled"] else {"custom_id": r["custom_id"], "result": {"type": "canceled"}}
+                     for r in batch["results"]]
+            return self.send(h, 200, "".join(json.dumps(r) + "\n" for r in lines).encode(), "application/binary")
+        if method == "GET" and not parts[1:]:
+            return self.send(h, 200, self._batch(parts[0]))
+        return self.error(h, 404, f"Not found: {path}", "not_found_error")
+
+    def _batch(self, batch_id: str) -> dict:
+        batch = self.message_batches[batch_id]
+        ended = batch["canceled"] or time.time() - batch["created"] >= self.batch_delay
+        results = batch["results"]
+        ok = sum(r["result"]["type"] == "succeeded" for r in results)
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(batch["created"]))
+        counts = {"processing": 0 if ended else len(results), "succeeded": 0, "errored": 0, "canceled": 0,
+                  "expired": 0}
+        if ended and batch["canceled"]:
+            counts["canceled"] = len(results)
+        elif ended:
+            counts.update(succeeded=ok, errored=len(results) - ok)
+        return {"id": batch_id, "type": "message_batch", "processing_status": "ended" if ended else "in_progress",
+                "request_counts": counts, "ended_at": stamp if ended else None, "created_at": stamp,
+                "expires_at": stamp, "archived_at": None, "cancel_initiated_at": stamp if batch["canceled"] else None,
+                "results_url": f"{self.url}/v1/messages/batches/{batch_id}/results" if ended else None}
 
     @staticmethod
     def _invalid(body) -> str | None:
