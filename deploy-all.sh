@@ -285,12 +285,15 @@ cmd_local() {
   # Local mode answers this machine alone unless LOCAL_BIND says otherwise (0.0.0.0: every interface).
   local bind="${LOCAL_BIND:-127.0.0.1}"
   local inside=(env GATEWAY_HOST="$bind")
+  # batch files and state: in the run dir, beside Redis's data (./deploy-all.sh backup --local keeps both)
+  export BATCH_DIR="${BATCH_DIR:-$RUN_DIR/batches}"
   if command -v caddy >/dev/null 2>&1; then
     local internal="${GATEWAY_INTERNAL_PORT:-8081}"
     info "starting the edge (Caddy) on $bind:${GATEWAY_PORT:-8080}; the gateway on 127.0.0.1:$internal"
     mkdir -p "$RUN_DIR/caddy"
     start_bg edge env EDGE_ADDRESS=":${GATEWAY_PORT:-8080}" EDGE_BIND="$bind" \
       EDGE_UPSTREAM="127.0.0.1:$internal" MAX_BODY_BYTES="${MAX_BODY_BYTES:-8388608}" \
+      BATCH_MAX_FILE_BYTES="${BATCH_MAX_FILE_BYTES:-52428800}" \
       XDG_DATA_HOME="$RUN_DIR/caddy" XDG_CONFIG_HOME="$RUN_DIR/caddy" \
       caddy run --adapter caddyfile --config configs/caddy/Caddyfile
     inside=(env GATEWAY_HOST=127.0.0.1 GATEWAY_PORT="$internal" TRUSTED_PROXIES=127.0.0.1/32)

@@ -64,7 +64,7 @@ class Settings:
     max_body_bytes: int = 8_388_608
     # Batches (/v1/files, /v1/batches): where files live (None: batches off), their limits, the pace
     batch_dir: str | None = None
-    batch_max_file_bytes: int = 104_857_600
+    batch_max_file_bytes: int = 52_428_800
     batch_file_ttl_days: float = 30.0
     batch_local_concurrency: int = 2
     batch_poll_seconds: float = 30.0
@@ -154,7 +154,7 @@ class Settings:
             request_deadline_seconds=r.number("REQUEST_DEADLINE_SECONDS", 180.0, low=1),
             max_body_bytes=int(r.number("MAX_BODY_BYTES", 8_388_608, low=1024)),
             batch_dir=r.text("BATCH_DIR", None),
-            batch_max_file_bytes=int(r.number("BATCH_MAX_FILE_BYTES", 104_857_600, low=1024)),
+            batch_max_file_bytes=int(r.number("BATCH_MAX_FILE_BYTES", 52_428_800, low=1024)),
             batch_file_ttl_days=r.number("BATCH_FILE_TTL_DAYS", 30.0, low=0.001),
             batch_local_concurrency=int(r.number("BATCH_LOCAL_CONCURRENCY", 2, low=1, high=64)),
             batch_poll_seconds=r.number("BATCH_POLL_SECONDS", 30.0, low=0.01),

@@ -25,7 +25,8 @@ def _json(schema: dict, description: str) -> dict:
 
 def _errors(*statuses: int, openai: bool = False, anthropic: bool = False) -> dict:
     text = {400: "Malformed JSON, missing field or wrong type", 401: "Missing or invalid API key",
-            403: "Forbidden", 404: "Unknown model, tier or route", 413: "Body or prompt too large",
+            403: "Forbidden", 404: "Unknown model, tier or route", 409: "The batch has ended: nothing to cancel",
+            413: "Body or prompt too large",
             422: "A value out of range", 429: "Rate limit or budget reached (Retry-After)",
             502: "Every attempt failed on an upstream error", 503: "No backend could serve (Retry-After when known)",
             504: "Every attempt timed out"}
@@ -253,6 +254,25 @@ def _schemas() -> dict:
             "request_id": string, "model": string, "backend": {"enum": list(BACKENDS)}, "cost": number,
             "embeddings": {"type": "array", "items": {"type": "array", "items": number}},
             "usage": {"type": "object"}, "latency_seconds": number}},
+        "File": {"type": "object", "required": ["id", "object", "bytes", "created_at", "filename", "purpose"],
+                 "properties": {"id": string, "object": {"type": "string", "enum": ["file"]}, "bytes": integer,
+                                "created_at": integer, "filename": string, "purpose": string,
+                                "expires_at": integer, "status": string}},
+        "Batch": {"type": "object", "required": ["id", "object", "endpoint", "input_file_id", "completion_window",
+                                                 "status", "created_at"], "properties": {
+            "id": string, "object": {"type": "string", "enum": ["batch"]}, "endpoint": string,
+            "input_file_id": string, "completion_window": string,
+            "status": {"type": "string", "enum": ["validating", "in_progress", "finalizing", "completed", "failed",
+                                                  "expired", "cancelling", "cancelled"]},
+            "output_file_id": {"type": ["string", "null"]}, "error_file_id": {"type": ["string", "null"]},
+            "created_at": integer, "request_counts": {"type": "object", "properties": {
+                "total": integer, "completed": integer, "failed": integer}},
+            "metadata": {"type": ["object", "null"]}}},
+        "BatchRequest": {"type": "object", "required": ["input_file_id", "endpoint", "completion_window"],
+                         "properties": {"input_file_id": string,
+                                        "endpoint": {"type": "string", "enum": ["/v1/chat/completions"]},
+                                        "completion_window": {"type": "string", "enum": ["24h"]},
+                                        "metadata": {"type": "object"}}},
         "Ready": {"type": "object", "required": ["status", "backends"], "properties": {
             "status": {"type": "string", "enum": ["ready", "unavailable"]}, "backends": {"type": "object"},
             "degraded": {"type": "array", "items": string}, "redis": {"type": "object"}}},
@@ -285,6 +305,9 @@ def spec() -> dict:
                      "content": {"application/json": {"schema": _ref("ChatCompletion")}, **sse}}
     query = lambda name, schema, text: {"name": name, "in": "query", "required": False,  # noqa: E731
                                         "schema": schema, "description": text}
+    string, integer = {"type": "string"}, {"type": "integer"}
+    file_id = {"name": "file_id", "in": "path", "required": True, "schema": string}
+    batch_id = {"name": "batch_id", "in": "path", "required": True, "schema": string}
     paths = {
         "/api/v1/chat": {"post": _op("Answer through the smart router (or dry_run: the decision only)",
                                      {"200": chat_ok, **_errors(*CHAT_ERRORS)}, "ChatRequest")},
@@ -333,6 +356,39 @@ def spec() -> dict:
         "/api/v1/embed": {"post": _op("Embeddings, native shape", {
             "200": _json(_ref("EmbedResponse"), "One vector per input, in order"),
             **_errors(400, 401, 404, 413, 422, 429, 502, 503, 504)}, "EmbedRequest")},
+        "/v1/files": {
+            "post": {"summary": "Upload a batch input file (JSONL of {custom_id, method, url, body}); multipart "
+                                "fields `file` and `purpose: batch`",
+                     "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+                         "type": "object", "required": ["file", "purpose"], "properties": {
+                             "file": {"type": "string", "format": "binary"}, "purpose": {"type": "string"}}}}}},
+                     "responses": {"200": _json(_ref("File"), "The file"),
+                                   **_errors(400, 401, 413, 422, 503, openai=True)}},
+            "get": _op("The caller's files", {"200": _json({"type": "object"}, "A list of files"),
+                                              **_errors(401, 503, openai=True)})},
+        "/v1/files/{file_id}": {
+            "get": _op("One of the caller's files", {"200": _json(_ref("File"), "The file"),
+                                                     **_errors(401, 404, 503, openai=True)}, params=[file_id]),
+            "delete": _op("Delete one of the caller's files", {"200": _json({"type": "object"}, "Deleted"),
+                                                               **_errors(401, 404, 503, openai=True)},
+                          params=[file_id])},
+        "/v1/files/{file_id}/content": {"get": _op("A file's bytes (a batch's output or error JSONL)", {
+            "200": {"description": "The bytes", "content": {"application/octet-stream": {"schema": {
+                "type": "string", "format": "binary"}}}}, **_errors(401, 404, 503, openai=True)}, params=[file_id])},
+        "/v1/batches": {
+            "post": _op("Run a file of chat requests in the background: local lines locally, Claude lines as one "
+                        "Message Batch at half price", {"200": _json(_ref("Batch"), "The batch"),
+                                                        **_errors(400, 401, 404, 422, 503, openai=True)},
+                        "BatchRequest"),
+            "get": _op("The caller's batches, newest first", {"200": _json({"type": "object"}, "A list of batches"),
+                                                              **_errors(401, 422, 503, openai=True)},
+                       params=[query("limit", integer, "1-100, default 20"),
+                               query("after", string, "a batch id: the page after it")])},
+        "/v1/batches/{batch_id}": {"get": _op("One of the caller's batches", {
+            "200": _json(_ref("Batch"), "The batch"), **_errors(401, 404, 503, openai=True)}, params=[batch_id])},
+        "/v1/batches/{batch_id}/cancel": {"post": _op("Cancel a batch: lines not run go to the error file", {
+            "200": _json(_ref("Batch"), "The batch, cancelling"), **_errors(401, 404, 409, 503, openai=True)},
+            params=[batch_id])},
         "/v1/models": {"get": _op("OpenAI-compatible model list: auto, the tiers, the models",
                                   {"200": _json(_ref("ModelList"), "Models"), **_errors(401, openai=True)})},
         "/v1/models/{model_id}": {"get": _op("One model, tier or auto", {

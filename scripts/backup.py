@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Back up and restore what the stack cannot rebuild: Redis (spend, budgets, decision log, cache),
-Grafana, n8n's database, Qdrant's collections, and .env (with the n8n encryption key), in one dated archive.
+"""Back up and restore what the stack cannot rebuild: Redis (spend, budgets, decision log, cache, batch state),
+batch files, Grafana, n8n's database, Qdrant's collections, and .env (with the n8n encryption key), in one dated
+archive.
 
     python3 scripts/backup.py backup  --mode docker|local [--out DIR] [--redis-url URL] [--dry-run]
     python3 scripts/backup.py restore FILE --mode docker|local [--run-dir .run] [--dry-run]
@@ -52,6 +53,10 @@ def backup(args: argparse.Namespace) -> int:
             sh(["redis-cli", "-u", args.redis_url, "--no-auth-warning", "--rdb", str(work / "redis.rdb")],
                args.dry_run, stdout=subprocess.DEVNULL if not args.dry_run else None)
             contents.append("redis.rdb")
+            batches = Path(args.run_dir) / "batches"
+            if batches.is_dir():
+                sh(["tar", "-C", str(batches), "-cf", str(work / "batches.tar"), "."], args.dry_run)
+                contents.append("batches.tar")
         else:
             sh(["docker", "compose", "exec", "-T", "redis", "redis-cli", "--no-auth-warning", "--rdb",
                 "/data/backup.rdb"], args.dry_run)
@@ -66,7 +71,10 @@ def backup(args: argparse.Namespace) -> int:
             with open(work / "qdrant.tar", "wb") as f:
                 sh(["docker", "compose", "exec", "-T", "qdrant", "tar", "-C", "/qdrant/storage", "-cf", "-", "."],
                    args.dry_run, stdout=f)
-            contents += ["redis.rdb", "grafana.tar", "n8n.sql", "qdrant.tar"]
+            with open(work / "batches.tar", "wb") as f:  # batch files (their state is in Redis)
+                sh(["docker", "compose", "exec", "-T", "api-gateway", "tar", "-C", "/data/batches", "-cf", "-", "."],
+                   args.dry_run, stdout=f)
+            contents += ["redis.rdb", "grafana.tar", "n8n.sql", "qdrant.tar", "batches.tar"]
         env = Path(args.env_file)
         if env.exists():
             shutil.copy2(env, work / ".env")
@@ -112,6 +120,9 @@ def restore(args: argparse.Namespace) -> int:
                 raise SystemExit("error: the local stack is running: ./deploy-all.sh stop first")
             sh(["sh", str(ROOT / "scripts" / "restore_redis.sh"), str(run_dir), str(work / "redis.rdb")],
                args.dry_run)
+            if "batches.tar" in manifest["contents"]:
+                (run_dir / "batches").mkdir(parents=True, exist_ok=True)
+                sh(["tar", "-C", str(run_dir / "batches"), "-xf", str(work / "batches.tar")], args.dry_run)
         else:
             mount = f"{work}:/restore:ro"
             script = f"{ROOT / 'scripts' / 'restore_redis.sh'}:/restore_redis.sh:ro"
@@ -123,6 +134,9 @@ def restore(args: argparse.Namespace) -> int:
             if "qdrant.tar" in manifest["contents"]:
                 sh(["docker", "compose", "run", "--rm", "--no-deps", "-v", mount, "--entrypoint", "sh", "qdrant",
                     "-c", "rm -rf /qdrant/storage/* && tar -C /qdrant/storage -xf /restore/qdrant.tar"], args.dry_run)
+            if "batches.tar" in manifest["contents"]:
+                sh(["docker", "compose", "run", "--rm", "--no-deps", "-v", mount, "--entrypoint", "sh", "api-gateway",
+                    "-c", "tar -C /data/batches -xf /restore/batches.tar"], args.dry_run)
             if "n8n.sql" in manifest["contents"]:
                 sh(["docker", "compose", "up", "-d", "--wait", "postgres"], args.dry_run)  # until pg_isready says so
                 with open(work / "n8n.sql", "rb") as sql:

@@ -97,13 +97,14 @@ def gateway(env: dict[str, str | None], *extra_args: str):
 
 
 @contextmanager
-def edge(upstream: str, max_body_bytes: int = 1_048_576, log: Path | None = None):
+def edge(upstream: str, max_body_bytes: int = 1_048_576, log: Path | None = None, max_file_bytes: int = 52_428_800):
     """The real Caddy with configs/caddy/Caddyfile in front of `upstream` (host:port), on a free loopback port;
     yields a Server once /health answers through it."""
     port = free_port()
     state = Path(tempfile.mkdtemp(prefix="edge-"))
     env = {**os.environ, "EDGE_ADDRESS": f":{port}", "EDGE_BIND": "127.0.0.1", "EDGE_UPSTREAM": upstream,
-           "MAX_BODY_BYTES": str(max_body_bytes), "XDG_DATA_HOME": str(state), "XDG_CONFIG_HOME": str(state)}
+           "MAX_BODY_BYTES": str(max_body_bytes), "BATCH_MAX_FILE_BYTES": str(max_file_bytes),
+           "XDG_DATA_HOME": str(state), "XDG_CONFIG_HOME": str(state)}
     out = log.open("w") if log else subprocess.DEVNULL
     proc = subprocess.Popen(["caddy", "run", "--adapter", "caddyfile", "--config",
                              str(ROOT / "configs" / "caddy" / "Caddyfile")], env=env, stdout=out, stderr=out)

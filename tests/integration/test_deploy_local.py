@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -10,6 +11,7 @@ import threading
 import time
 from pathlib import Path
 
+import openai
 import pytest
 import requests
 
@@ -138,21 +140,39 @@ def test_backup_and_restore_round_trip_in_local_mode(ollama, tmp_path):
         stats = requests.get(f"http://127.0.0.1:{port}/api/v1/stats", headers={"X-API-Key": "k"}, timeout=5).json()
         return stats["requests"]
 
+    def batch_output(batch_id=None):
+        """A batch run through the openai SDK (or, given its id, the one made before): its output file's text."""
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="k", max_retries=0)
+        if batch_id is None:
+            line = {"custom_id": "a", "method": "POST", "url": "/v1/chat/completions",
+                    "body": {"model": "auto", "messages": [{"role": "user", "content": "What is 2+2?"}]}}
+            uploaded = client.files.create(file=("in.jsonl", json.dumps(line).encode()), purpose="batch")
+            batch_id = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
+                                             completion_window="24h").id
+        for _ in range(200):
+            batch = client.batches.retrieve(batch_id)
+            if batch.status == "completed":
+                return batch_id, client.files.content(batch.output_file_id).text
+            time.sleep(0.1)
+        raise AssertionError(f"batch {batch.status}")
+
     try:
         deploy("local", "2")
         before = requests_counted()  # the smoke test's two requests
         assert before == 2
+        batch_id, output = batch_output()  # batch files live in the run dir, their state in Redis
         made = deploy("backup", str(backups), "--local")
         archive = next(backups.glob("hybrid-ai-backup-*.tar.gz"))
         assert "backup written" in made and "Never rotate N8N_ENCRYPTION_KEY" in made
         deploy("stop")
-        for leftover in (run_dir / "dump.rdb", run_dir / "appendonlydir"):  # lose the data
+        for leftover in (run_dir / "dump.rdb", run_dir / "appendonlydir", run_dir / "batches"):  # lose the data
             shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink(missing_ok=True)
         (tmp_path / ".env").write_text("lost\n")
         deploy("restore", str(archive), "--local")
         assert "N8N_ENCRYPTION_KEY=keep-me-forever" in (tmp_path / ".env").read_text()
         deploy("local", "2")
-        assert requests_counted() == before + 2  # restored, plus this start's smoke test
+        assert requests_counted() == before + 3  # restored (the batch's line too), plus this start's smoke test
+        assert batch_output(batch_id) == (batch_id, output)  # the batch and its files came back
     finally:
         deploy("stop")
 

@@ -29,8 +29,10 @@ SLOW_CLIENTS = 40     # five times as many slow connections
 def stack(gunicorn, tmp_path):
     """gunicorn (1 worker x 8 threads) on loopback, and the edge in front of it: (edge URL, gunicorn URL, log)."""
     url, _, log = gunicorn(GATEWAY_WORKERS="1", GATEWAY_THREADS=str(THREADS), TRUSTED_PROXIES="127.0.0.1/32",
-                           MAX_BODY_BYTES="65536", LOG_LEVEL="INFO")
-    with edge(url.removeprefix("http://"), max_body_bytes=65536, log=tmp_path / "caddy.log") as front:
+                           MAX_BODY_BYTES="65536", LOG_LEVEL="INFO", BATCH_DIR=str(tmp_path / "batches"),
+                           BATCH_MAX_FILE_BYTES="200000")
+    with edge(url.removeprefix("http://"), max_body_bytes=65536, log=tmp_path / "caddy.log",
+              max_file_bytes=200000) as front:
         yield front.url, url, log
 
 
@@ -118,6 +120,19 @@ def test_an_oversized_body_is_refused_at_the_edge(stack, ollama):
     time.sleep(0.5)
     assert log.read_text().count('"route"') == before  # gunicorn never saw it
     assert ollama.requests == []
+
+
+def test_a_batch_file_may_be_larger_than_a_request_but_not_without_bound(stack):
+    """POST /v1/files takes up to BATCH_MAX_FILE_BYTES through the edge; any other body stays at MAX_BODY_BYTES."""
+    front, _, _ = stack
+    client = openai.OpenAI(base_url=f"{front}/v1", api_key=KEY_VALUE, max_retries=0)
+    line = json.dumps({"custom_id": "x", "method": "POST", "url": "/v1/chat/completions",
+                       "body": {"model": "auto", "messages": [{"role": "user", "content": "y" * 900}]}}) + "\n"
+    uploaded = client.files.create(file=("lines.jsonl", (line * 100).encode()), purpose="batch")  # ~100 KB
+    assert uploaded.bytes == len(line) * 100 > 65536
+    with pytest.raises(openai.APIStatusError) as err:
+        client.files.create(file=("lines.jsonl", (line * 250).encode()), purpose="batch")
+    assert err.value.status_code == 413 and "BATCH_MAX_FILE_BYTES" in err.value.message
 
 
 def _from(url: str, source: str, request_id: str) -> int:
