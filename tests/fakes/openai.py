@@ -12,6 +12,7 @@ earlier call is refused as OpenAI refuses it.
 from __future__ import annotations
 
 import itertools
+import hashlib
 import json
 import time
 import uuid
@@ -44,6 +45,25 @@ class FakeOpenAI(FakeServer):
                           "param": param, "code": code}}
         return self.send(h, status, body, content_type, headers)
 
+    def reset(self):
+        super().reset()
+        with self._lock:
+            self.__dict__.pop("_prefixes", None)
+
+    def _cached(self, body: dict) -> int:
+        """OpenAI's automatic prompt caching: a prompt of 1024 tokens or more reads the longest prefix (whole
+        messages here) an earlier request sent, counted in steps of 128 tokens."""
+        seen, size, digest, found = self.__dict__.setdefault("_prefixes", set()), 0, hashlib.sha256(), 0
+        with self._lock:
+            for m in body["messages"]:
+                size += words(_text(m.get("content"))) if isinstance(m, dict) else 0
+                digest.update(json.dumps(m, sort_keys=True).encode())
+                key = (body["model"], digest.hexdigest())
+                if key in seen and size >= 1024:
+                    found = size
+                seen.add(key)
+        return found // 128 * 128
+
     def handle(self, h, method, path, body):
         if self.api_key and h.headers.get("Authorization") != f"Bearer {self.api_key}":
             return self.error(h, 401, "Incorrect API key provided", code="invalid_api_key")
@@ -72,6 +92,7 @@ class FakeOpenAI(FakeServer):
         if problem:
             return self.error(h, 400, problem, param="messages")
         prompt_tokens = sum(words(_text(m.get("content"))) for m in body["messages"] if isinstance(m, dict))
+        cached = self._cached(body)
         reply = pieces(script.reply) if script.reply else []
         calls = [{"id": "call_" + uuid.uuid4().hex[:24], "type": "function",
                   "function": {"name": c["name"], "arguments": call_text(c)}}
@@ -84,7 +105,7 @@ class FakeOpenAI(FakeServer):
             finish = "tool_calls"
         cid, created = "chatcmpl-" + uuid.uuid4().hex[:24], int(time.time())
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(reply),
-                 "total_tokens": prompt_tokens + len(reply)}
+                 "total_tokens": prompt_tokens + len(reply), "prompt_tokens_details": {"cached_tokens": cached}}
         # With "logprobs": true, each choice carries {"content": [{token, logprob, bytes, top_logprobs}]}.
         scored = [dict(e, top_logprobs=[]) for e in token_logprobs(script, reply)] if body.get("logprobs") else None
         bill = self.bill(h, prompt_tokens, body["model"])

@@ -155,3 +155,24 @@ def test_the_openai_sdk_sees_cached_tokens_and_the_reservation_covers_a_write(ma
     from tests.conftest import ROOT
     sonnet = load_catalog(ROOT / "configs" / "models.yaml").model("claude-sonnet")
     assert sonnet.worst_cost(1000, 0) == pytest.approx(1000 * 4.0 / 1e6)  # the one-hour write price
+
+
+def test_an_openai_compatible_server_reports_its_cached_prompt_and_it_is_priced(compat):
+    """Local and OpenAI-compatible backends get no marks; where the server says what it read from its own cache,
+    the usage carries it and the model's cache price applies."""
+    from gateway.backends.openai_compat import OpenAICompatBackend
+    from gateway.catalog import ModelSpec
+    from gateway.chat import ChatRequest, Message
+    from gateway.config import BackendSettings
+    backend = OpenAICompatBackend(BackendSettings(f"{compat.url}/v1", "sk-compat-test", timeout=2))
+    model = ModelSpec("compat-cloud", "openai_compat", "compat-model", "cloud", 128_000, 0.5, 1.5,
+                      price_cache_read_per_mtok=0.05)
+    request = ChatRequest(messages=(Message("system", LONG_SYSTEM), Message("user", "Rule 9?")))
+    try:
+        first, second = (backend.complete(model, request, 20) for _ in range(2))
+    finally:
+        backend.close()
+    assert first.usage.cache_read_tokens == 0 and second.usage.cache_read_tokens == 2944  # 3000 in 128s
+    assert "cache_control" not in json.dumps(compat.calls("/v1/chat/completions")[-1].body)
+    assert model.usage_cost(second.usage) == pytest.approx(
+        ((second.usage.input_tokens - 2944) * 0.5 + 2944 * 0.05 + second.usage.output_tokens * 1.5) / 1e6)
