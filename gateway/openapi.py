@@ -97,6 +97,8 @@ def _schemas() -> dict:
             "temperature": {"type": "number", "minimum": 0, "maximum": 2},
             "stop": {"oneOf": [string, {"type": "array", "items": string, "maxItems": 4}]},
             "dry_run": {"type": "boolean", "default": False}, "stream": {"type": "boolean", "default": False},
+            "prompt_cache": {"type": "boolean", "default": True,
+                             "description": "false: no prompt-cache marks on this request (Claude)"},
             "tools": {"type": "array", "items": _ref("Tool"), "maxItems": 128},
             "tool_choice": _ref("ToolChoice"), "parallel_tool_calls": {"type": "boolean"},
             "response_format": _ref("ResponseFormat"),},

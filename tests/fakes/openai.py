@@ -11,8 +11,8 @@ earlier call is refused as OpenAI refuses it.
 
 from __future__ import annotations
 
-import itertools
 import hashlib
+import itertools
 import json
 import time
 import uuid
