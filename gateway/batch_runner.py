@@ -34,11 +34,12 @@ from .chat import Attempt, Completion, Outcome
 from .errors import GatewayError, UpstreamError
 from .service import CachePolicy, GatewayService
 from .smart_router import Decision
+from .state import StateUnavailable
 from .state.batches import BatchStore
 from .state.budget import Reservation
 
 log = logging.getLogger("gateway.batches")
-LEASE_SECONDS = 120        # renewed while a worker works on a batch; a dead worker's lapses
+LEASE_SECONDS = 30         # renewed every 10 s while a worker works on a batch; a dead worker's lapses
 WINDOW_SECONDS = 86_400    # completion_window "24h": a batch not done by then expires
 PROVIDER_HOLD = 25 * 3600  # how long a Message Batch's reservation is held: the provider takes up to a day
 ENDPOINT = "/v1/chat/completions"
@@ -89,13 +90,26 @@ class BatchRunner:
             handle = self.store.records.lease(batch_id, LEASE_SECONDS)
             if handle is None:
                 continue  # another worker has it
+            beating = threading.Event()
+            heart = threading.Thread(target=self._heartbeat, args=(handle, beating), daemon=True)
+            heart.start()
             try:
-                self.advance(batch_id, handle)
+                self.advance(batch_id)
             finally:
+                beating.set()
+                heart.join()
                 self.store.records.release(handle)
 
+    def _heartbeat(self, handle: object, stop: threading.Event) -> None:
+        """Keep the lease while the batch is worked on, however long one line takes."""
+        while not stop.wait(LEASE_SECONDS / 3):
+            try:
+                self.store.records.renew(handle, LEASE_SECONDS)
+            except StateUnavailable:  # Redis away: the lease may lapse, and the worst is a line answered twice
+                log.warning("batch lease not renewed")
+
     # ------------------------------------------------------------------ one batch
-    def advance(self, batch_id: str, handle: object) -> None:
+    def advance(self, batch_id: str) -> None:
         rec = self.store.batch(batch_id, None)
         if rec is None:
             return
@@ -111,7 +125,7 @@ class BatchRunner:
             return self._expire(rec, lines, done)
         if not rec.get("upstream"):
             self._submit_cloud(rec, lines, done)
-        self._run_local(rec, lines, done, handle)
+        self._run_local(rec, lines, done)
         if rec.get("upstream") and not rec.get("upstream_done"):
             self._collect_cloud(rec, lines, done)
         if len(done) >= len(lines):
@@ -160,10 +174,11 @@ class BatchRunner:
         return req, self.svc.decide(req)
 
     # ------------------------------------------------------------------ local lines
-    def _run_local(self, rec: dict, lines: list[str], done: dict, handle: object) -> None:
+    def _run_local(self, rec: dict, lines: list[str], done: dict) -> None:
         plan = [p for p in self._plan(rec, lines, done) if not self._for_message_batch(p[3])]
         if not plan:
             return
+        lock, saved = threading.Lock(), [time.monotonic()]
 
         def run(item):
             n, custom_id, req, decision = item
@@ -177,10 +192,15 @@ class BatchRunner:
                 except GatewayError as exc:
                     entry = _error_entry(n, custom_id, exc, req.request_id)
             self._finish_line(rec["id"], done, entry)
-            self.store.records.renew(handle, LEASE_SECONDS)
+            with lock:
+                if time.monotonic() - saved[0] >= 1:  # the counts a client polls, kept current once a second
+                    saved[0] = time.monotonic()
+                    self._count(rec, done)
+                    self.store.save(rec)
 
         with ThreadPoolExecutor(self.settings.batch_local_concurrency, thread_name_prefix="batch-line") as pool:
             list(pool.map(run, plan))
+        self._count(rec, done)
 
     def _cancelled(self, batch_id: str) -> bool:
         rec = self.store.batch(batch_id, None)

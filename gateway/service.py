@@ -318,8 +318,10 @@ class GatewayService:
         discount saved on a paid answer, each against the same model's list price: apart from what routing
         it locally would have saved."""
         usage = outcome.completion.usage
+        if outcome.cached or not (usage.cached or outcome.batch):
+            return None
         model = self.settings.catalog.model(outcome.model)
-        if outcome.cached or model is None or not (usage.cached or outcome.batch):
+        if model is None:
             return None
         listed, cached = model.cost(usage.input_tokens, usage.output_tokens), model.usage_cost(usage)
         return {"prompt_cache": round(listed - cached, 8), "batch": round(cached - outcome.cost, 8)}
@@ -350,6 +352,8 @@ class GatewayService:
             entry["excluded_for"] = list(decision.exclusions)
         if outcome is not None and outcome.completion.tool_calls:
             entry["tool_calls"] = len(outcome.completion.tool_calls)
+        if outcome is not None and outcome.batch:
+            entry["batch"] = True  # answered through the provider's batch API, at its price
         if outcome is not None and outcome.completion.usage.cached:
             usage = outcome.completion.usage
             entry.update(cache_read_tokens=usage.cache_read_tokens,

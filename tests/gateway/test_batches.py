@@ -193,3 +193,30 @@ def test_bad_uploads_and_requests_get_clear_errors(gateway, make_app, serve):
     with pytest.raises(openai.APIStatusError) as err:
         sdk(off).batches.list()
     assert err.value.status_code == 503 and "BATCH_DIR" in err.value.message
+
+
+def test_a_batch_the_budget_cannot_cover_reports_its_cloud_lines_and_still_runs_the_local_ones(gateway, claude):
+    """The reservation is the whole Message Batch's worst case: refused, nothing reaches Claude, and each cloud
+    line says why in the error file (429, as a single request would get)."""
+    _, base = gateway(BUDGET_MONTHLY_USD="0.0001")
+    client = sdk(base)
+    batch = submit(client, line("c", ask("Explain consensus.", "claude-sonnet")) + "\n"
+                   + line("l", ask("What is 2+2?")) + "\n")
+    done = wait_for(client, batch.id)
+    assert done.request_counts.completed == 1 and done.request_counts.failed == 1
+    [error] = [json.loads(x) for x in client.files.content(done.error_file_id).text.splitlines()]
+    assert error["custom_id"] == "c" and error["response"]["status_code"] == 429
+    assert error["response"]["body"]["error"]["code"] == "budget_exceeded"
+    assert claude.requests == []
+
+
+def test_ids_cannot_reach_outside_the_batch_folder_and_lines_are_logged_as_batch(gateway, tmp_path):
+    _, base = gateway()
+    for path in ("/v1/files/..%2F..%2Fetc%2Fpasswd/content", "/v1/files/..%2Frecords/content",
+                 "/v1/batches/..%2F..%2Fx", "/v1/files/file-" + "a" * 300):
+        r = requests.get(base + path, headers={"Authorization": f"Bearer {KEY}"}, timeout=5)
+        assert r.status_code == 404, path
+    client = sdk(base)
+    done = wait_for(client, submit(client, line("c", ask("Explain consensus.", "claude-sonnet")) + "\n").id)
+    logged = requests.get(f"{base}/api/v1/decisions", headers={"X-API-Key": KEY}, timeout=5).json()["decisions"]
+    assert done.request_counts.completed == 1 and [d.get("batch") for d in logged] == [True]
