@@ -116,7 +116,14 @@ class BatchRunner:
         if rec["status"] == "validating":
             rec.update(status="in_progress", in_progress_at=int(time.time()))
             self.store.save(rec)
-        lines = self._lines(rec)
+        try:
+            lines = self._lines(rec)
+        except FileNotFoundError:  # its input file was deleted (or expired) before the batch ran
+            rec.update(status="failed", failed_at=int(time.time()), errors={"object": "list", "data": [{
+                "code": "input_file_missing", "message": "the input file was deleted before the batch ran",
+                "param": "input_file_id", "line": None}]})
+            self.store.save(rec)
+            return
         rec["request_counts"]["total"] = len(lines)
         done = self.store.done_lines(batch_id)
         if rec["status"] == "cancelling":

@@ -220,3 +220,16 @@ def test_ids_cannot_reach_outside_the_batch_folder_and_lines_are_logged_as_batch
     done = wait_for(client, submit(client, line("c", ask("Explain consensus.", "claude-sonnet")) + "\n").id)
     logged = requests.get(f"{base}/api/v1/decisions", headers={"X-API-Key": KEY}, timeout=5).json()["decisions"]
     assert done.request_counts.completed == 1 and [d.get("batch") for d in logged] == [True]
+
+
+def test_a_batch_whose_input_file_was_deleted_fails_with_the_reason(gateway, claude):
+    claude.batch_delay = 3600
+    app, base = gateway()
+    client = sdk(base)
+    uploaded = client.files.create(file=("in.jsonl", line("l", ask("What is 2+2?")).encode()), purpose="batch")
+    app.extensions["batch_runner"].close()  # no worker runs it before the file is gone
+    batch = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h")
+    assert client.files.delete(uploaded.id).deleted
+    _, base2 = gateway()
+    failed = wait_for(sdk(base2), batch.id, ("failed",))
+    assert failed.errors.data[0].code == "input_file_missing"

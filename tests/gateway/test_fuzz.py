@@ -39,12 +39,13 @@ OPERATIONS = [(path, method) for path, ops in spec()["paths"].items() for method
 
 
 @pytest.fixture(scope="module")
-def fuzz_schema():
+def fuzz_schema(tmp_path_factory):
     ollama, claude = FakeOllama(), FakeAnthropic(ANTHROPIC_KEY)
     ollama.installed.add("nomic-embed-text")
     app = create_app({"OLLAMA_URL": ollama.url, "ANTHROPIC_API_KEY": ANTHROPIC_KEY, "ANTHROPIC_BASE_URL": claude.url,
                       "GATEWAY_API_KEYS": "fuzz-key", "LOG_LEVEL": "ERROR", "CACHE_TTL_SECONDS": "0",
-                      "OLLAMA_TIMEOUT": "5", "ANTHROPIC_TIMEOUT": "5", "REQUEST_DEADLINE_SECONDS": "10"})
+                      "OLLAMA_TIMEOUT": "5", "ANTHROPIC_TIMEOUT": "5", "REQUEST_DEADLINE_SECONDS": "10",
+                      "BATCH_DIR": str(tmp_path_factory.mktemp("batches"))})
     yield schemathesis.openapi.from_wsgi("/openapi.json", app)
     app.extensions["gateway"].close()
     ollama.close()
