@@ -30,6 +30,7 @@ from flask import Flask, g
 from .api.errors import openai_error_type
 from .api.openai import _parse, completion_body
 from .backends.base import BackendError
+from .backends.prompt_cache import may_write
 from .chat import Attempt, Completion, Outcome
 from .errors import GatewayError, UpstreamError
 from .service import CachePolicy, GatewayService
@@ -230,8 +231,9 @@ class BatchRunner:
             max_tokens = self.svc.dispatcher.max_tokens(req, model)
             entry, answer_tool = backend.batch_request(f"line-{n}", model, req, max_tokens)
             requests.append(entry)
-            worst[model.name] = worst.get(model.name, 0.0) + model.worst_cost(req.input_tokens_bound, max_tokens) \
-                * (1 - model.batch_discount)
+            write = may_write(model, req, self.settings.anthropic.prompt_caching)
+            worst[model.name] = worst.get(model.name, 0.0) + (1 - model.batch_discount) * model.worst_cost(
+                req.input_tokens_bound, max_tokens, write)
             cloud[str(n)] = {"custom_id": custom_id, "request_id": req.request_id, "answer_tool": answer_tool,
                              "decision": _decision_dict(decision)}
         model = self.settings.catalog.model(plan[0][3].model)

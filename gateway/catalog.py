@@ -67,11 +67,15 @@ class ModelSpec:
         """USD for the given token counts at this model's list prices (no cache, no batch)."""
         return (input_tokens * self.price_in_per_mtok + output_tokens * self.price_out_per_mtok) / 1e6
 
-    def worst_cost(self, input_tokens: int, output_tokens: int) -> float:
-        """The most these counts can cost: every input token at its dearest price (a cache write costs more
-        than plain input). What a budget reservation holds."""
-        dearest = max(self.price_in_per_mtok, self.price_cache_write_per_mtok or 0.0,
-                      self.price_cache_write_1h_per_mtok or 0.0)
+    def worst_cost(self, input_tokens: int, output_tokens: int, cache_write: str = "") -> float:
+        """The most these counts can cost: every input token at the dearest price the call can pay, a cache
+        write ("5m" or "1h") when its prompt may be written to the provider's cache. What a budget reservation
+        holds."""
+        dearest = self.price_in_per_mtok
+        if cache_write:
+            dearest = max(dearest, _or(self.price_cache_write_per_mtok, dearest))
+        if cache_write == "1h":
+            dearest = max(dearest, _or(self.price_cache_write_1h_per_mtok, dearest))
         return (input_tokens * dearest + output_tokens * self.price_out_per_mtok) / 1e6
 
     def usage_cost(self, usage: Usage, batch: bool = False) -> float:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from .answer_check import check, structured
 from .backends import BackendError
+from .backends.prompt_cache import may_write
 from .billing import Meter, charged_usage
 from .cascade import mean_logprob, review
 from .catalog import ModelSpec
@@ -286,8 +287,10 @@ class Dispatcher:
         A request that named a model or tier gets 429 (or 503 with Redis down) instead of a silent
         switch; an auto-routed one moves on to the next model in its plan.
         """
+        caching = model.backend == "anthropic" and self.settings.anthropic.prompt_caching
+        write = may_write(model, request, caching) if model.backend == "anthropic" else ""
         return self.reserve(request.api_key_id, model, model.worst_cost(request.input_tokens_bound,
-                                                                        self.max_tokens(request, model)),
+                                                                        self.max_tokens(request, model), write),
                             insisted=request.model not in ("auto", ""))
 
     def reserve(self, key_id: str | None, model: ModelSpec, amount: float, insisted: bool = True,

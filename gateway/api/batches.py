@@ -67,10 +67,12 @@ def upload_file():
     return jsonify(_public(rec))
 
 
-def _file(file_id: str) -> dict:
-    rec = _store().file(file_id, _owner())
+def _owned(kind: str, rid: str) -> dict:
+    """A file or batch of the caller's: another key's is as absent as a missing one (404)."""
+    store = _store()
+    rec = store.file(rid, _owner()) if kind == "file" else store.batch(rid, _owner())
     if rec is None:
-        raise NotFound(f"no file {file_id[:64]!r}", param="file_id")
+        raise NotFound(f"no {kind} {rid[:64]!r}", param=f"{kind}_id")
     return rec
 
 
@@ -84,19 +86,19 @@ def list_files():
 
 @bp.get("/files/<file_id>")
 def get_file(file_id: str):
-    return jsonify(_public(_file(file_id)))
+    return jsonify(_public(_owned("file", file_id)))
 
 
 @bp.get("/files/<file_id>/content")
 def file_content(file_id: str):
-    rec = _file(file_id)
+    rec = _owned("file", file_id)
     data = _store().file_path(rec["id"]).read_bytes()
     return current_app.response_class(data, mimetype="application/octet-stream")
 
 
 @bp.delete("/files/<file_id>")
 def delete_file(file_id: str):
-    rec = _file(file_id)
+    rec = _owned("file", file_id)
     _store().delete_file(rec["id"])
     return jsonify({"id": rec["id"], "object": "file", "deleted": True})
 
@@ -134,16 +136,9 @@ def create_batch():
     return jsonify(_public(rec))
 
 
-def _batch(batch_id: str) -> dict:
-    rec = _store().batch(batch_id, _owner())
-    if rec is None:
-        raise NotFound(f"no batch {batch_id[:64]!r}", param="batch_id")
-    return rec
-
-
 @bp.get("/batches/<batch_id>")
 def get_batch(batch_id: str):
-    return jsonify(_public(_batch(batch_id)))
+    return jsonify(_public(_owned("batch", batch_id)))
 
 
 @bp.get("/batches")
@@ -164,10 +159,10 @@ def list_batches():
 
 @bp.post("/batches/<batch_id>/cancel")
 def cancel_batch(batch_id: str):
-    rec = _batch(batch_id)
+    rec = _owned("batch", batch_id)
     if rec["status"] in ("validating", "in_progress", "finalizing"):
         _store().cancel(rec)
-        rec = _batch(batch_id)
+        rec = _owned("batch", batch_id)
         current_app.extensions["batch_runner"].wake()
     elif rec["status"] != "cancelling":
         raise Conflict(f"cannot cancel a batch with status {rec['status']!r}")

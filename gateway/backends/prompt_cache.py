@@ -26,6 +26,19 @@ def control(ttl: str) -> dict:
     return {"type": "ephemeral", "ttl": "1h"} if ttl == "1h" else {"type": "ephemeral"}
 
 
+def may_write(model: ModelSpec, request: ChatRequest, auto: bool) -> str:
+    """The longest cache lifetime a call may write at ("1h", "5m", "" none): what its budget reservation must
+    cover, since a write costs more than plain input."""
+    marks = {request.cache_system, request.cache_tools, *(m.cache for m in request.messages)} - {""}
+    if marks:
+        return "1h" if "1h" in marks else "5m"
+    # the bound, not the estimate mark() uses: never less than it, so a call that gets marked was reserved for
+    if auto and request.prompt_cache and model.min_cache_tokens > 0 \
+            and request.input_tokens_bound >= model.min_cache_tokens:
+        return "5m"
+    return ""
+
+
 def mark(params: dict, model: ModelSpec, request: ChatRequest, auto: bool) -> None:
     """Put the client's marks on the system prompt and tools (message marks are placed with their blocks),
     else, when `auto` and the request allows, the gateway's own."""

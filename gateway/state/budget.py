@@ -168,11 +168,13 @@ if op[13] and op[13] ~= '' then
   redis.call('HINCRBYFLOAT', op[2], 'tag:' .. op[13], op[7])
   redis.call('HINCRBYFLOAT', op[3], 'tag:' .. op[13], op[7])
 end
-for i = 14, #op - 1, 2 do
+local i = 14
+while op[i] do
   for _, h in ipairs({op[2], op[3]}) do
     redis.call('HINCRBYFLOAT', h, 'saved:' .. op[i], op[i + 1])
     if op[11] ~= '' then redis.call('HINCRBYFLOAT', h, 'saved:' .. op[i] .. ':' .. op[11], op[i + 1]) end
   end
+  i = i + 2
 end
 redis.call('EXPIRE', op[3], op[12])
 """

@@ -154,7 +154,9 @@ def test_the_openai_sdk_sees_cached_tokens_and_the_reservation_covers_a_write(ma
     from gateway.catalog import load_catalog
     from tests.conftest import ROOT
     sonnet = load_catalog(ROOT / "configs" / "models.yaml").model("claude-sonnet")
-    assert sonnet.worst_cost(1000, 0) == pytest.approx(1000 * 4.0 / 1e6)  # the one-hour write price
+    assert sonnet.worst_cost(1000, 0) == pytest.approx(1000 * 2.0 / 1e6)  # nothing can be written: input price
+    assert sonnet.worst_cost(1000, 0, "5m") == pytest.approx(1000 * 2.5 / 1e6)
+    assert sonnet.worst_cost(1000, 0, "1h") == pytest.approx(1000 * 4.0 / 1e6)
 
 
 def test_an_openai_compatible_server_reports_its_cached_prompt_and_it_is_priced(compat):
