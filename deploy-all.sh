@@ -43,7 +43,7 @@ Commands:
   logs [SERVICE]  follow the logs (one service or all of compose; local mode: gateway, edge or redis);
                   --pretty: the gateway's JSON lines as one readable line each (scripts/logview.py)
   down [--volumes]  stop and remove the containers; --volumes also deletes the data (asks first)
-  backup [DIR]    Redis, Grafana, n8n's database and .env into one dated archive (--local: local mode)
+  backup [DIR]    Redis, batch files, Grafana, n8n's database and .env into one dated archive (--local: local mode)
   restore FILE    restore an archive into the stopped stack (--local: local mode)
   update [TIER]   back up, pull the pinned images, recreate, wait for health (says how to roll back)
   aws|gcp TIER    a cloud VM running the stack (Terraform in terraform/aws|gcp): init, plan, shows the
