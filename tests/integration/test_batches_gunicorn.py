@@ -57,7 +57,8 @@ def test_two_workers_answer_each_line_once_and_a_killed_server_resumes(gunicorn,
     out = [json.loads(x) for x in client2.files.content(done.output_file_id).text.splitlines()]
     assert [o["custom_id"] for o in out] == [f"q{i}" for i in range(40)]
     # each line ran once, except at most the lines in flight when the server died (2 workers x 2 at a time)
-    prompts = [c.body["messages"][-1]["content"] for c in ollama.calls("/api/chat")]
+    # (a call the kill cut before its body was whole reached the fake without one)
+    prompts = [c.body["messages"][-1]["content"] for c in ollama.calls("/api/chat") if c.body]
     assert len(set(prompts)) == 40 and len(prompts) - 40 <= 4
 
 
