@@ -3,6 +3,7 @@
 closed --(threshold consecutive failures)--> open --(cool-down elapsed)--> half_open
 half_open lets exactly one probe through: success closes the circuit, failure opens it again.
 State is per worker process; that is enough to shed load from a dead upstream within a few requests.
+`on_change(opened)` hears each change between closed and not closed (the metric: gateway/telemetry.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ class CircuitBreaker:
         self._failures = 0
         self._opened_at: float | None = None
         self._probing = False
+        self.on_change: Callable[[bool], None] | None = None
 
     @property
     def state(self) -> str:
@@ -52,13 +54,19 @@ class CircuitBreaker:
 
     def record_success(self) -> None:
         with self._lock:
+            was_open = self._opened_at is not None
             self._failures, self._opened_at, self._probing = 0, None, False
+        if was_open and self.on_change is not None:
+            self.on_change(False)
 
     def record_failure(self) -> None:
         with self._lock:
             self._failures += 1
+            opened = self._opened_at is None and (self._probing or self._failures >= self.threshold)
             if self._probing or self._failures >= self.threshold:
                 self._opened_at, self._probing = self.clock(), False
+        if opened and self.on_change is not None:
+            self.on_change(True)
 
     def release(self) -> None:
         """A call ended with an error that says nothing about the backend's health (e.g. a bad request)."""

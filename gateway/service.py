@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from functools import partial
 
 from .backends import BackendError, build_backends
 from .billing import charged_usage
@@ -51,6 +52,9 @@ class GatewayService:
         self.telemetry = Telemetry((m.name for m in (*catalog.models, *catalog.embedding_models)),
                                    (*(t.name for t in catalog.tiers), EMBEDDING))
         self.gpu = GpuMonitor(settings.gpu_sample_seconds)
+        for name, breaker in self.upstreams.breakers.items():  # the circuit gauge, from each state change
+            breaker.on_change = partial(self.telemetry.circuit, name)
+            self.telemetry.circuit(name, breaker.state != "closed")
         self.closers: list = []  # what else stops with the service (the batch runner)
 
     # ------------------------------------------------------------------ admission and routing

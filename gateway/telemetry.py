@@ -64,6 +64,10 @@ class _Metrics:
                                        "(tool name, arguments, JSON schema) and were not sent", ["model"])
         self.in_flight = Gauge("api_gateway_in_flight_requests", "Chat requests being served now",
                                multiprocess_mode="livesum")
+        # Set by each worker when its breaker opens or closes; a scrape shows the most of the live workers', so
+        # one worker's open circuit reads open whichever worker answers.
+        self.circuit = Gauge("api_gateway_circuit_open", "1 while the backend's circuit breaker is open (or probing) "
+                             "in any worker", ["backend"], multiprocess_mode="livemax")
 
 
 @lru_cache(maxsize=1)
@@ -160,18 +164,18 @@ class Telemetry:
     def in_flight(self, delta: int) -> None:
         self.m.in_flight.inc(delta)
 
+    def circuit(self, backend: str, opened: bool) -> None:
+        self._labels(self.m.circuit, self._backend(backend)).set(1.0 if opened else 0.0)
 
-def gauges(backends: dict[str, tuple[bool, bool]], budget: tuple[float, float | None] | None,
+
+def gauges(backends: dict[str, bool], budget: tuple[float, float | None] | None,
            gpus: Iterable, redis_up: bool | None = None) -> list[GaugeMetricFamily]:
-    """The scrape-time gauges: backends {name: (up, circuit_open)}, budget (spent, limit), GPU samples, and
-    whether the shared-state Redis answers (absent without REDIS_URL)."""
+    """The scrape-time gauges: backends {name: up}, budget (spent, limit), GPU samples, and whether the
+    shared-state Redis answers (absent without REDIS_URL). Circuits are a worker gauge (Telemetry.circuit)."""
     up = GaugeMetricFamily("api_gateway_backend_up", "1 when the backend answers its health check", labels=["backend"])
-    circuit = GaugeMetricFamily("api_gateway_circuit_open", "1 while the backend's circuit breaker is open "
-                                "(in the worker that answered the scrape)", labels=["backend"])
-    for name, (ok, is_open) in sorted(backends.items()):
+    for name, ok in sorted(backends.items()):
         up.add_metric([name], 1.0 if ok else 0.0)
-        circuit.add_metric([name], 1.0 if is_open else 0.0)
-    out = [up, circuit]
+    out = [up]
     if redis_up is not None:
         out.append(GaugeMetricFamily("api_gateway_redis_up", "1 when the shared-state Redis answers a PING",
                                      value=1.0 if redis_up else 0.0))

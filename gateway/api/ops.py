@@ -62,7 +62,7 @@ def metrics():
 
     def sample():
         up = svc.upstreams
-        backends = {name: (up.health(name).ok, up.breakers[name].state == "open") for name in up.backends}
+        backends = {name: up.health(name).ok for name in up.backends}
         budget = None
         try:
             totals = svc.state.ledger.month_totals()

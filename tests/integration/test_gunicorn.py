@@ -173,3 +173,19 @@ def test_sigterm_lets_in_flight_requests_and_streams_finish(gunicorn, ollama):
     assert proc.wait(timeout=30) == 0
     assert results["chat"].status_code == 200 and results["chat"].json()["response"] == "finished anyway"
     assert results["stream"][0] == "event: start" and results["stream"][-1] == "event: done"
+
+
+def test_one_workers_open_circuit_reads_open_on_every_scrape(gunicorn, ollama, redis_server):
+    """The breaker is per worker; the metric is the most of the live workers' (a multiprocess `livemax` gauge), so
+    the CircuitOpen alert sees an open circuit whichever worker answers the scrape (before: about half said 0)."""
+    from tests.gateway.test_observability import sample
+    from tests.integration.conftest import METRICS_AUTH
+    url, _, _ = gunicorn(REDIS_URL=redis_server.url, BREAKER_FAILURE_THRESHOLD="1", OLLAMA_MAX_RETRIES="0")
+    scrape = lambda: sample(requests.get(f"{url}/metrics", headers=METRICS_AUTH, timeout=5).text,  # noqa: E731
+                            "api_gateway_circuit_open", backend="ollama")
+    assert [scrape() for _ in range(10)] == [0.0] * 10
+    ollama.queue(Script(status=500))
+    r = requests.post(f"{url}/api/v1/chat", json={"prompt": "hi", "model": "tinyllama"},
+                      headers={"X-API-Key": "integration-key"}, timeout=10)
+    assert r.status_code == 502  # one worker's breaker opened; the other's is closed
+    assert [scrape() for _ in range(30)] == [1.0] * 30
