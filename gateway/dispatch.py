@@ -76,9 +76,11 @@ class _Skip(Exception):
 
 class Dispatcher:
     def __init__(self, settings: Settings, upstreams: Upstreams, state: State, charge: Charge | None = None,
-                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic):
+                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
+                 refused: Callable[[str], None] | None = None):
         self.settings, self.upstreams, self.state = settings, upstreams, state
         self.charge = charge or self._record_charge
+        self.refused = refused or (lambda model: None)  # a reservation the budget refused (the metric)
         self.sleep, self.clock = sleep, clock
         self.catalog = settings.catalog
         # PAID_FALLBACK=refuse matters only where a paid model could be called at all
@@ -311,6 +313,7 @@ class Dispatcher:
                 raise ServiceUnavailable(UNGUARDED, error_type="budget_unguarded") from exc
             raise _Skip("budget_unguarded", UNGUARDED) from exc
         if reservation is None:
+            self.refused(model.name)
             message = f"the monthly budget cannot cover this call's worst case (${amount:.4f})"
             if insisted:
                 raise BudgetExceeded(message, param="model")

@@ -45,12 +45,13 @@ class GatewayService:
         self.settings = settings
         self.state = state or build_state(settings)
         self.upstreams = upstreams or Upstreams(settings, build_backends(settings))
-        self.dispatcher = Dispatcher(settings, self.upstreams, self.state, charge=self.charge)
-        self.stats = self.state.stats
-        self.cloud_reference = _reference_cloud_model(settings)
         catalog = settings.catalog
         self.telemetry = Telemetry((m.name for m in (*catalog.models, *catalog.embedding_models)),
                                    (*(t.name for t in catalog.tiers), EMBEDDING))
+        self.dispatcher = Dispatcher(settings, self.upstreams, self.state, charge=self.charge,
+                                     refused=self.telemetry.budget_refusal)
+        self.stats = self.state.stats
+        self.cloud_reference = _reference_cloud_model(settings)
         self.gpu = GpuMonitor(settings.gpu_sample_seconds)
         for name, breaker in self.upstreams.breakers.items():  # the circuit gauge, from each state change
             breaker.on_change = partial(self.telemetry.circuit, name)

@@ -62,6 +62,8 @@ class _Metrics:
                                   ["capability"])
         self.invalid_answers = Counter("api_gateway_invalid_answers", "Structured answers that failed the check "
                                        "(tool name, arguments, JSON schema) and were not sent", ["model"])
+        self.budget_refusals = Counter("api_gateway_budget_refusals", "Paid calls the budget could not cover (their "
+                                       "worst case reserved): refused, or moved to the next model", ["model"])
         self.in_flight = Gauge("api_gateway_in_flight_requests", "Chat requests being served now",
                                multiprocess_mode="livesum")
         # Set by each worker when its breaker opens or closes; a scrape shows the most of the live workers', so
@@ -164,13 +166,16 @@ class Telemetry:
     def in_flight(self, delta: int) -> None:
         self.m.in_flight.inc(delta)
 
+    def budget_refusal(self, model: str) -> None:
+        self._labels(self.m.budget_refusals, self._model(model)).inc()
+
     def circuit(self, backend: str, opened: bool) -> None:
         self._labels(self.m.circuit, self._backend(backend)).set(1.0 if opened else 0.0)
 
 
 def gauges(backends: dict[str, bool], budget: tuple[float, float | None] | None,
            gpus: Iterable, redis_up: bool | None = None) -> list[GaugeMetricFamily]:
-    """The scrape-time gauges: backends {name: up}, budget (spent, limit), GPU samples, and whether the
+    """The scrape-time gauges: backends {name: up}, budget (spent, limit, reserved), GPU samples, and whether the
     shared-state Redis answers (absent without REDIS_URL). Circuits are a worker gauge (Telemetry.circuit)."""
     up = GaugeMetricFamily("api_gateway_backend_up", "1 when the backend answers its health check", labels=["backend"])
     for name, ok in sorted(backends.items()):
@@ -180,10 +185,14 @@ def gauges(backends: dict[str, bool], budget: tuple[float, float | None] | None,
         out.append(GaugeMetricFamily("api_gateway_redis_up", "1 when the shared-state Redis answers a PING",
                                      value=1.0 if redis_up else 0.0))
     if budget is not None:
-        spent, limit = budget
+        spent, limit, reserved = budget
         out.append(GaugeMetricFamily("api_gateway_budget_spent_dollars", "Spend this UTC month (USD)", value=spent))
         out.append(GaugeMetricFamily("api_gateway_budget_limit_dollars", "Monthly budget (USD); 0 = no budget",
                                      value=limit or 0.0))
+        # what paid calls in flight (and Message Batches) hold: the budget refuses on spent + reserved, so spend
+        # alone can sit well under the limit while every paid call is refused
+        out.append(GaugeMetricFamily("api_gateway_budget_reserved_dollars", "Worst cases reserved for paid calls "
+                                     "in flight and batches this UTC month (USD)", value=reserved))
     families = {
         "memory_total_bytes": "GPU memory in total", "memory_used_bytes": "GPU memory in use",
         "utilization_ratio": "GPU busy share (0-1)", "temperature_celsius": "GPU temperature",

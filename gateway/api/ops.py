@@ -66,7 +66,7 @@ def metrics():
         budget = None
         try:
             totals = svc.state.ledger.month_totals()
-            budget = (totals.get("total", 0.0), svc.state.limits.monthly_usd)
+            budget = (totals.get("total", 0.0), svc.state.limits.monthly_usd, max(0.0, totals.get("reserved", 0.0)))
         except StateUnavailable:
             pass  # no budget gauges while Redis is down: absent beats wrong
         redis = svc.state.redis

@@ -271,6 +271,7 @@ def test_every_panel_uses_only_metrics_the_gateway_exports():
                 "api_gateway_cache_total", "api_gateway_routing_decisions_total",
                 "api_gateway_complexity_score_bucket", "api_gateway_fallbacks_total", "api_gateway_backend_up",
                 "api_gateway_circuit_open", "api_gateway_budget_spent_dollars", "api_gateway_budget_limit_dollars",
+                "api_gateway_budget_reserved_dollars", "api_gateway_budget_refusals_total",
                 "api_gateway_in_flight_requests", "api_gateway_gpu_utilization_ratio",
                 "api_gateway_gpu_memory_used_bytes", "api_gateway_gpu_memory_total_bytes",
                 "api_gateway_gpu_temperature_celsius", "api_gateway_gpu_power_watts"}
@@ -317,3 +318,17 @@ def test_alertmanager_config_from_env_passes_amtool(env, tmp_path):
     assert prometheus["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["alertmanager:9093"]
     jobs = {job["job_name"] for job in prometheus["scrape_configs"]}
     assert {"api-gateway", "node", "cadvisor", "alertmanager"} <= jobs
+
+
+def test_budget_refusals_and_the_reserved_amount_are_exported(make_app, claude):
+    """The review's case: the budget refuses paid calls while spend is far under it (spent + reserved counts).
+    Spend alone never shows it; the refusals counter and the reserved gauge do."""
+    client = make_app(BUDGET_MONTHLY_USD="0.05").test_client()
+    metrics = lambda: client.get("/metrics").get_data(as_text=True)  # noqa: E731
+    assert sample(metrics(), "api_gateway_budget_reserved_dollars") == 0.0
+    r = client.post("/api/v1/chat", json={"prompt": "Explain consensus.", "model": "claude-sonnet",
+                                          "max_tokens": 30000})
+    assert r.status_code == 429 and r.get_json()["error"]["type"] == "budget_exceeded"
+    text = metrics()
+    assert sample(text, "api_gateway_budget_refusals_total", model="claude-sonnet") == 1
+    assert sample(text, "api_gateway_budget_spent_dollars") == 0.0 and claude.requests == []
