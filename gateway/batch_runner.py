@@ -237,12 +237,13 @@ class BatchRunner:
             cloud[str(n)] = {"custom_id": custom_id, "request_id": req.request_id, "answer_tool": answer_tool,
                              "decision": _decision_dict(decision)}
         model = self.settings.catalog.model(plan[0][3].model)
+        reservation = None
         try:  # the whole batch's worst case, at the batch price, held until its results are in
             reservation = self.svc.dispatcher.reserve(rec["owner"] or None, model, sum(worst.values()),
                                                       ttl=PROVIDER_HOLD)
             upstream = backend.submit_batch(requests)
         except (GatewayError, BackendError) as exc:
-            if "reservation" in locals() and reservation is not None:
+            if reservation is not None:
                 self.svc.state.ledger.release(reservation)
             error = exc if isinstance(exc, GatewayError) else UpstreamError(f"the Message Batch was refused: "
                                                                            f"{exc.message}")

@@ -178,3 +178,22 @@ def test_an_openai_compatible_server_reports_its_cached_prompt_and_it_is_priced(
     assert "cache_control" not in json.dumps(compat.calls("/v1/chat/completions")[-1].body)
     assert model.usage_cost(second.usage) == pytest.approx(
         ((second.usage.input_tokens - 2944) * 0.5 + 2944 * 0.05 + second.usage.output_tokens * 1.5) / 1e6)
+
+
+def test_the_reservation_holds_the_write_price_only_for_a_call_that_may_write(make_app):
+    """A long prompt to Claude may be written to its cache (1.25x input): its reservation covers that; a short
+    one, or one with caching off, is reserved at the plain input price."""
+    svc = make_app(BUDGET_MONTHLY_USD="100").extensions["gateway"]
+    sonnet = svc.settings.catalog.model("claude-sonnet")
+    from gateway.chat import ChatRequest, Message
+    long_ = ChatRequest(messages=(Message("user", "Rule 1?"),), system=LONG_SYSTEM, model="claude-sonnet",
+                        max_tokens=10)
+    short = ChatRequest(messages=(Message("user", "Rule 1?"),), system="Be brief.", model="claude-sonnet",
+                        max_tokens=10)
+    off = ChatRequest(messages=long_.messages, system=LONG_SYSTEM, model="claude-sonnet", max_tokens=10,
+                      prompt_cache=False)
+    amounts = [svc.dispatcher._reserve(r, sonnet).amount for r in (long_, short, off)]
+    assert amounts[0] == pytest.approx(sonnet.worst_cost(long_.input_tokens_bound, 10, "5m"))
+    assert amounts[1] == pytest.approx(sonnet.worst_cost(short.input_tokens_bound, 10))
+    assert amounts[2] == pytest.approx(sonnet.worst_cost(off.input_tokens_bound, 10))
+    assert amounts[0] > sonnet.worst_cost(long_.input_tokens_bound, 10)
