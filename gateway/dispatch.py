@@ -77,10 +77,12 @@ class _Skip(Exception):
 class Dispatcher:
     def __init__(self, settings: Settings, upstreams: Upstreams, state: State, charge: Charge | None = None,
                  sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
-                 refused: Callable[[str], None] | None = None):
+                 refused: Callable[[str], None] | None = None,
+                 waited: Callable[[str, float, bool], None] | None = None):
         self.settings, self.upstreams, self.state = settings, upstreams, state
         self.charge = charge or self._record_charge
         self.refused = refused or (lambda model: None)  # a reservation the budget refused (the metric)
+        self.waited = waited or (lambda backend, seconds, got: None)  # a capped backend's slot wait (the metric)
         self.sleep, self.clock = sleep, clock
         self.catalog = settings.catalog
         # PAID_FALLBACK=refuse matters only where a paid model could be called at all
@@ -187,6 +189,8 @@ class Dispatcher:
                 t0 = self.clock()
                 lease = self.state.concurrency.acquire(
                     choice.backend, min(self.settings.concurrency_wait_seconds, max(0.0, deadline - t0)))
+                if lease != "":  # "" is an uncapped backend: no slot to wait for
+                    self.waited(choice.backend, self.clock() - t0, lease is not None)
                 if lease is None:
                     breaker.release()
                     self._release(reservation)

@@ -47,9 +47,10 @@ class GatewayService:
         self.upstreams = upstreams or Upstreams(settings, build_backends(settings))
         catalog = settings.catalog
         self.telemetry = Telemetry((m.name for m in (*catalog.models, *catalog.embedding_models)),
-                                   (*(t.name for t in catalog.tiers), EMBEDDING))
+                                   (*(t.name for t in catalog.tiers), EMBEDDING),
+                                   (m.name for m in (*catalog.models, *catalog.embedding_models) if m.paid))
         self.dispatcher = Dispatcher(settings, self.upstreams, self.state, charge=self.charge,
-                                     refused=self.telemetry.budget_refusal)
+                                     refused=self.telemetry.budget_refusal, waited=self.telemetry.slot_wait)
         self.stats = self.state.stats
         self.cloud_reference = _reference_cloud_model(settings)
         self.gpu = GpuMonitor(settings.gpu_sample_seconds)
@@ -206,7 +207,7 @@ class GatewayService:
         """Fails (GatewayError) before the first token like complete(); finish_stream() records the end."""
         try:
             live = self.dispatcher.open_stream(request, decision)
-            self.telemetry.first_token(live.backend, live.first_token_seconds)
+            self.telemetry.first_token(live.model.name, live.backend, live.first_token_seconds)
             return live
         except Exception as exc:
             self._log_decision(request, decision, None, error=getattr(exc, "type", type(exc).__name__))

@@ -15,30 +15,50 @@ from collections.abc import Callable, Iterable
 from functools import lru_cache
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from .chat import Outcome
+from .procstat import Process
 from .smart_router import Decision
 
-DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120)
-TTFT_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+# Up to the 180 s request deadline (REQUEST_DEADLINE_SECONDS), so a slow answer lands in a bucket, not +Inf.
+DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 180)
+TTFT_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+TPOT_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.04, 0.08, 0.15, 0.3, 0.6, 1.2)
+WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 SCORE_BUCKETS = tuple(round(0.1 * i, 1) for i in range(1, 11))
 BACKENDS = ("ollama", "anthropic", "openai_compat")
 NONE = "none"
 OTHER = "other"
+# What ended a request (the `result` label): answered; refused as the caller's fault or by policy (4xx); failed
+# (5xx); a stream that failed part-way (sent as 200: the status alone hides it); the client left mid-stream.
+RESULTS = ("ok", "rejected", "error", "interrupted", "abandoned")
+# Why a fallback happened (`kind` on api_gateway_fallbacks_total): a deliberate choice is not a failure.
+POLICY_CAUSES = frozenset({"cascade_review", "budget_exceeded", "budget_unguarded", "paid_fallback_refused"})
+CAPACITY_CAUSES = frozenset({"concurrency_cap"})
+_CAUSE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz_")
 
 
 class _Metrics:
     def __init__(self) -> None:
-        self.requests = Counter("api_gateway_requests_total", "Chat requests answered, by HTTP status sent",
-                                ["model", "backend", "tier", "status", "surface"])
-        self.duration = Histogram("api_gateway_request_duration_seconds", "Chat request latency, whole request",
-                                  ["model", "backend"], buckets=DURATION_BUCKETS)
+        # paid: the answering model is a paid one (models.yaml `paid`), the one definition of "local share"
+        self.requests = Counter("api_gateway_requests_total", "Chat requests ended, by HTTP status sent and result",
+                                ["model", "backend", "tier", "status", "surface", "stream", "paid", "result"])
+        self.errors = Counter("api_gateway_request_errors_total", "Chat requests that did not end in a full answer, "
+                              "by cause (the error type sent, or the upstream failure that cut a stream)",
+                              ["surface", "stream", "result", "cause"])
+        self.duration = Histogram("api_gateway_request_duration_seconds", "Chat request latency, whole request "
+                                  "(generation included)", ["model", "backend", "stream"], buckets=DURATION_BUCKETS)
         self.upstream = Histogram("api_gateway_upstream_duration_seconds", "Latency of each upstream attempt",
                                   ["backend"], buckets=DURATION_BUCKETS)
         self.ttft = Histogram("api_gateway_time_to_first_token_seconds", "Time to the first streamed token",
-                              ["backend"], buckets=TTFT_BUCKETS)
+                              ["model", "backend"], buckets=TTFT_BUCKETS)
+        self.tpot = Histogram("api_gateway_time_per_output_token_seconds", "Streams: time per output token after "
+                              "the first (1 / tokens per second)", ["model"], buckets=TPOT_BUCKETS)
+        self.slot_wait = Histogram("api_gateway_slot_wait_seconds", "Time a request waited for a backend's "
+                                   "concurrency slot (MAX_CONCURRENT_*), got or not", ["backend", "got"],
+                                   buckets=WAIT_BUCKETS)
         self.cost = Counter("api_gateway_cost", "Spend in USD from real token counts", ["model"])
         self.savings = Counter("api_gateway_savings", "USD saved against sending everything to the cloud model")
         self.tokens = Counter("api_gateway_tokens", "Tokens by model and direction", ["model", "direction"])
@@ -51,8 +71,9 @@ class _Metrics:
                                  ["tier", "strategy", "reason"])
         self.score = Histogram("api_gateway_complexity_score", "Complexity score of routed prompts",
                                buckets=SCORE_BUCKETS)
+        # kind: failure (the decided model failed), policy (cascade review, budget), capacity (no free slot)
         self.fallbacks = Counter("api_gateway_fallbacks", "Requests answered by another backend than decided",
-                                 ["from_backend", "to_backend", "cause"])
+                                 ["from_backend", "to_backend", "cause", "kind"])
         self.paid_fallback = Counter("api_gateway_paid_fallback_cost", "USD paid for answers a local model was "
                                      "decided for and could not give (PAID_FALLBACK=cloud)", ["model"])
         self.tool_calls = Counter("api_gateway_tool_calls", "Tool calls in answers sent, by the model that made them",
@@ -81,8 +102,8 @@ def metrics() -> _Metrics:
 class Telemetry:
     """Records outcomes; bounded labels; scrape-time gauges from a callback."""
 
-    def __init__(self, models: Iterable[str], tiers: Iterable[str]):
-        self.models, self.tiers = frozenset(models), frozenset(tiers)
+    def __init__(self, models: Iterable[str], tiers: Iterable[str], paid: Iterable[str] = ()):
+        self.models, self.tiers, self.paid = frozenset(models), frozenset(tiers), frozenset(paid)
         self.m = metrics()
         self._children: dict[tuple, object] = {}
 
@@ -105,14 +126,33 @@ class Telemetry:
     def _backend(name: str | None) -> str:
         return name if name in BACKENDS else NONE
 
+    @staticmethod
+    def _cause(cause: str | None) -> str:
+        """Error types are the code's own constants; anything else (never expected) is "other"."""
+        if not cause:
+            return NONE
+        return cause if len(cause) <= 40 and _CAUSE_CHARS.issuperset(cause) else OTHER
+
     def request(self, outcome: Outcome | None, decision: Decision | None, status: int, seconds: float,
-                surface: str = "native") -> None:
-        """One per chat request, when its response is complete (streams: when the stream ends)."""
-        model = self._model(outcome.model if outcome else None)
-        backend = self._backend(outcome.backend if outcome else None)
+                surface: str = "native", stream: bool = False, result: str = "ok", cause: str | None = None,
+                first_token: float | None = None, streamed_from: tuple[str, str] | None = None) -> None:
+        """One per chat request, when its response is complete (streams: when the stream ends). result: one of
+        RESULTS; cause: why it is not "ok"; first_token: a stream's time to its first token; streamed_from: the
+        (model, backend) a stream came from, which an interrupted one has without an outcome."""
+        model_name, backend_name = (outcome.model, outcome.backend) if outcome else streamed_from or (None, None)
+        model, backend = self._model(model_name), self._backend(backend_name)
         tier = self._tier(outcome.tier if outcome else (decision.tier if decision else None))
-        self._labels(self.m.requests, model, backend, tier, str(status), surface).inc()
-        self._labels(self.m.duration, model, backend).observe(seconds)
+        streamed = "true" if stream else "false"
+        paid = "true" if model in self.paid else "false"
+        self._labels(self.m.requests, model, backend, tier, str(status), surface, streamed, paid, result).inc()
+        self._labels(self.m.duration, model, backend, streamed).observe(seconds)
+        if result != "ok":
+            self._labels(self.m.errors, surface, streamed, result, self._cause(cause)).inc()
+        elif first_token is not None and outcome is not None and not outcome.cached:
+            produced = outcome.completion.usage.output_tokens
+            if produced > 1:
+                self._labels(self.m.tpot, model).observe(max(0.0, outcome.latency_seconds - first_token)
+                                                         / (produced - 1))
 
     def decision(self, decision: Decision) -> None:
         self._labels(self.m.decisions, self._tier(decision.tier), decision.strategy, decision.reason_code).inc()
@@ -145,7 +185,9 @@ class Telemetry:
         decided = outcome.decision
         if decided is not None and not outcome.cached and outcome.model != decided.model:
             cause = next((a.error_type for a in outcome.attempts if a.outcome != "ok" and a.error_type), "unknown")
-            self._labels(self.m.fallbacks, self._backend(decided.backend), self._backend(outcome.backend), cause).inc()
+            kind = "policy" if cause in POLICY_CAUSES else "capacity" if cause in CAPACITY_CAUSES else "failure"
+            self._labels(self.m.fallbacks, self._backend(decided.backend), self._backend(outcome.backend),
+                         self._cause(cause), kind).inc()
 
     def lever_saved(self, lever: str, usd: float) -> None:
         """lever: prompt_cache or batch (bounded). Counters only go up: a net loss (a cache write never read
@@ -157,8 +199,11 @@ class Telemetry:
         """What a failed paid try was charged (gateway/billing.py): spend like any other."""
         self._labels(self.m.cost, self._model(model)).inc(cost)
 
-    def first_token(self, backend: str, seconds: float) -> None:
-        self._labels(self.m.ttft, self._backend(backend)).observe(seconds)
+    def first_token(self, model: str, backend: str, seconds: float) -> None:
+        self._labels(self.m.ttft, self._model(model), self._backend(backend)).observe(seconds)
+
+    def slot_wait(self, backend: str, seconds: float, got: bool) -> None:
+        self._labels(self.m.slot_wait, self._backend(backend), "true" if got else "false").observe(seconds)
 
     def cache(self, result: str) -> None:
         self._labels(self.m.cache, result).inc()
@@ -174,13 +219,38 @@ class Telemetry:
 
 
 def gauges(backends: dict[str, bool], budget: tuple[float, float | None] | None,
-           gpus: Iterable, redis_up: bool | None = None) -> list[GaugeMetricFamily]:
-    """The scrape-time gauges: backends {name: up}, budget (spent, limit, reserved), GPU samples, and whether the
-    shared-state Redis answers (absent without REDIS_URL). Circuits are a worker gauge (Telemetry.circuit)."""
+           gpus: Iterable, redis_up: bool | None = None, key_spend: dict[str, float] | None = None,
+           loaded: dict[tuple[str, str], bool] | None = None, processes: Iterable[Process] = ()) -> list:
+    """The scrape-time gauges: backends {name: up}, budget (spent, limit, reserved), GPU samples, whether the
+    shared-state Redis answers (absent without REDIS_URL), this month's spend per configured key, which local
+    models are loaded {(model, backend): loaded}, and the gunicorn processes' memory and CPU. Circuits are a
+    worker gauge (Telemetry.circuit)."""
     up = GaugeMetricFamily("api_gateway_backend_up", "1 when the backend answers its health check", labels=["backend"])
     for name, ok in sorted(backends.items()):
         up.add_metric([name], 1.0 if ok else 0.0)
     out = [up]
+    if key_spend is not None:
+        keys = GaugeMetricFamily("api_gateway_key_spend_dollars", "Spend this UTC month per API key (the key's "
+                                 "id: a SHA-256 prefix, as in stats and logs)", labels=["key"])
+        for key, usd in sorted(key_spend.items()):
+            keys.add_metric([key], usd)
+        out.append(keys)
+    if loaded is not None:
+        warm = GaugeMetricFamily("api_gateway_model_loaded", "1 while the installed local model is loaded in "
+                                 "memory (Ollama /api/ps), 0 when it would load cold", labels=["model", "backend"])
+        for (model, backend), is_loaded in sorted(loaded.items()):
+            warm.add_metric([model, backend], 1.0 if is_loaded else 0.0)
+        out.append(warm)
+    processes = list(processes)
+    if processes:
+        rss = GaugeMetricFamily("api_gateway_process_resident_memory_bytes", "Resident memory of each gunicorn "
+                                "process (master and workers)", labels=["pid", "role"])
+        cpu = CounterMetricFamily("api_gateway_process_cpu_seconds", "CPU time (user + system) of each gunicorn "
+                                  "process", labels=["pid", "role"])
+        for p in processes:
+            rss.add_metric([str(p.pid), p.role], float(p.rss_bytes))
+            cpu.add_metric([str(p.pid), p.role], p.cpu_seconds)
+        out += [rss, cpu]
     if redis_up is not None:
         out.append(GaugeMetricFamily("api_gateway_redis_up", "1 when the shared-state Redis answers a PING",
                                      value=1.0 if redis_up else 0.0))

@@ -109,9 +109,11 @@ def register_hooks(app: Flask) -> None:
             return response
         if getattr(ctx, "chat", False):
             telemetry.in_flight(-1)
-            if outcome is not None or response.status_code >= 400:
-                telemetry.request(outcome, decision, response.status_code, time.perf_counter() - started,
-                                  _CHAT_ROUTES.get(rule.rule if rule else "", "other"))
+            status = response.status_code
+            if outcome is not None or status >= 400:
+                result = "ok" if status < 400 else "rejected" if status < 500 else "error"
+                telemetry.request(outcome, decision, status, time.perf_counter() - started,
+                                  _CHAT_ROUTES.get(rule.rule if rule else "", "other"), result=result, cause=error_type)
         if req.path.startswith(("/health", "/metrics")) and response.status_code < 400:
             access_log.debug("request", extra={"fields": fields})
         else:
@@ -121,7 +123,15 @@ def register_hooks(app: Flask) -> None:
 
 def _end_stream(telemetry, fields: dict, live, status: int, started: float, surface: str) -> None:
     telemetry.in_flight(-1)
-    telemetry.request(live.outcome, live.decision, status, time.perf_counter() - started, surface)
+    if live.outcome is not None:
+        result, cause = "ok", None
+    elif live.error is not None:  # the upstream failed after the 200 went out: the status cannot say so
+        result, cause = "interrupted", live.error.kind
+    else:
+        result, cause = "abandoned", "client_disconnected"
+    telemetry.request(live.outcome, live.decision, status, time.perf_counter() - started, surface, stream=True,
+                      result=result, cause=cause, first_token=live.first_token_seconds,
+                      streamed_from=(live.model.name, live.backend))
     _log_stream(fields, live)
 
 

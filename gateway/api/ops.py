@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import hmac
+import os
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from ..errors import Forbidden, Unauthorized
+from ..procstat import gunicorn_processes
 from ..state import StateUnavailable
 from ..telemetry import gauges, render
 from .client_address import in_networks
+from .hooks import key_id
 
 bp = Blueprint("ops", __name__)
 
@@ -63,14 +66,25 @@ def metrics():
     def sample():
         up = svc.upstreams
         backends = {name: up.health(name).ok for name in up.backends}
-        budget = None
+        budget, key_spend = None, None
+        settings = svc.settings
+        known_keys = {key_id(k) for k in (*settings.api_keys, *settings.admin_keys)}
         try:
             totals = svc.state.ledger.month_totals()
             budget = (totals.get("total", 0.0), svc.state.limits.monthly_usd, max(0.0, totals.get("reserved", 0.0)))
+            # configured keys only: the label stays bounded whatever the ledger holds
+            key_spend = {k: totals.get(f"key:{k}", 0.0) for k in known_keys}
         except StateUnavailable:
             pass  # no budget gauges while Redis is down: absent beats wrong
         redis = svc.state.redis
-        return gauges(backends, budget, svc.gpu.report().gpus, redis.ping() if redis is not None else None)
+        loaded = {}
+        for m in settings.catalog.models:
+            if up.backends.get(m.backend) is not None and backends.get(m.backend):
+                state = up.model_state(m)
+                if state.available and state.warm is not None:
+                    loaded[(m.name, m.backend)] = state.warm
+        return gauges(backends, budget, svc.gpu.report().gpus, redis.ping() if redis is not None else None,
+                      key_spend, loaded, gunicorn_processes() if os.environ.get("PROMETHEUS_MULTIPROC_DIR") else ())
 
     return Response(render(sample), mimetype="text/plain; version=0.0.4; charset=utf-8")
 

@@ -220,6 +220,11 @@ def test_every_alert_has_a_passing_promtool_unit_test():
         for r in g["rules"]:
             assert r.get("for") and r["labels"]["severity"] in ("warning", "critical")
             assert r["annotations"]["summary"] and r["annotations"]["description"]
+            # every alert says where its runbook is, and that section exists
+            page, _, anchor = r["annotations"]["runbook_url"].partition("#")
+            headings = {line[3:].strip().lower() for line in (ROOT / page).read_text().splitlines()
+                        if line.startswith("## ")}
+            assert anchor in headings, f"{r['alert']}: no section #{anchor} in {page}"
     tests = yaml.safe_load((ROOT / "tests/gateway/prometheus/alert-rules.test.yml").read_text())
     firing = {t["alertname"] for group in tests["tests"] for t in group.get("alert_rule_test", []) if t["exp_alerts"]}
     assert alerts == firing, f"alerts without a firing test: {alerts - firing}"
@@ -334,3 +339,93 @@ def test_budget_refusals_and_the_reserved_amount_are_exported(make_app, claude):
     refused = lambda t: sample(t, "api_gateway_budget_refusals_total", model="claude-sonnet")  # noqa: E731
     assert refused(text) == refused(before) + 1  # the counters are the process's: other tests count too
     assert sample(text, "api_gateway_budget_spent_dollars") == 0.0 and claude.requests == []
+
+
+def test_results_causes_stream_and_paid_labels(make_app, ollama, claude):
+    """The review's findings 4, 6 and 8: a stream cut part-way is sent as 200 yet counted as interrupted, with the
+    upstream failure as its cause; errors by cause; one `paid` label; time to first token per model and time per
+    output token for streams."""
+    client = make_app().test_client()
+    metrics = lambda: client.get("/metrics").get_data(as_text=True)  # noqa: E731
+    before = metrics()
+    ok = client.post("/api/v1/chat", json={"prompt": SIMPLE, "model": "tinyllama", "stream": True})
+    ok.get_data()
+    ok.close()
+    ollama.queue(Script(reply="one two three four five six", cut_after=2))
+    cut = client.post("/v1/chat/completions", json={"model": "tinyllama", "stream": True,
+                                                    "messages": [{"role": "user", "content": SIMPLE}]})
+    assert cut.status_code == 200 and b"error" in cut.get_data()
+    cut.close()
+    assert client.post("/api/v1/chat", json={"prompt": SIMPLE, "model": "claude-sonnet"}).status_code == 200
+    ollama.queue(*[Script(drop=True)] * 8)
+    failed = client.post("/api/v1/chat", json={"prompt": SIMPLE, "model": "tinyllama"})
+    assert failed.status_code >= 500
+    assert client.post("/api/v1/chat", json={"prompt": ""}).status_code == 400
+    text = metrics()
+
+    def delta(name, **labels):
+        return sample(text, name, **labels) - sample(before, name, **labels)
+
+    requests = "api_gateway_requests_total"
+    assert delta(requests, model="tinyllama", status="200", stream="true", result="ok", paid="false") == 1
+    assert delta(requests, model="tinyllama", status="200", stream="true", result="interrupted") == 1
+    assert delta(requests, model="claude-sonnet", stream="false", paid="true", result="ok") == 1
+    assert delta(requests, status=str(failed.status_code), result="error") == 1
+    assert delta(requests, status="400", result="rejected") == 1
+    errors = "api_gateway_request_errors_total"
+    assert delta(errors, surface="openai", stream="true", result="interrupted", cause="connection") == 1
+    assert delta(errors, surface="native", result="error", cause=failed.get_json()["error"]["type"]) == 1
+    assert delta(errors, surface="native", result="rejected", cause="invalid_request") == 1
+    assert delta("api_gateway_time_to_first_token_seconds_count", model="tinyllama", backend="ollama") == 2
+    assert delta("api_gateway_time_per_output_token_seconds_count", model="tinyllama") == 1  # the whole stream only
+    assert delta("api_gateway_request_duration_seconds_bucket", model="claude-sonnet", stream="false",
+                 le="180.0") == 1
+
+
+def test_a_cascade_escalation_is_a_policy_fallback_not_a_failure(make_app, ollama, claude):
+    """Finding 5: FallbacksSurging counts only kind="failure"; an escalation is the router's choice."""
+    client = make_app().test_client()
+    before = client.get("/metrics").get_data(as_text=True)
+    ollama.default = Script(reply="16 - 3 = 12. She has 12 eggs left.")
+    r = client.post("/api/v1/chat", json={"prompt": "Janet has 16 eggs and eats 3. How many eggs are left?",
+                                          "strategy": "cascade"})
+    assert r.status_code == 200 and r.get_json()["backend"] == "anthropic"
+    after = client.get("/metrics").get_data(as_text=True)
+    fallbacks = lambda t, **k: sample(t, "api_gateway_fallbacks_total", **k)  # noqa: E731
+    assert fallbacks(after, cause="cascade_review", kind="policy") == fallbacks(before, cause="cascade_review",
+                                                                                kind="policy") + 1
+    assert fallbacks(after, kind="failure") == fallbacks(before, kind="failure")
+
+
+def test_per_key_spend_loaded_models_and_slot_waits(make_app, ollama, claude):
+    """Per-key spend for the configured keys only (a bounded label), which local models are loaded (cold loads
+    ahead), and how long requests waited for a capped backend's slot."""
+    from gateway.api.hooks import key_id
+
+    client = make_app(GATEWAY_API_KEYS="key-a,key-b", GATEWAY_ADMIN_KEYS="key-admin",
+                      OLLAMA_MAX_CONCURRENCY="1").test_client()
+    before = client.get("/metrics", headers={"X-API-Key": "key-admin"}).get_data(as_text=True)
+    assert client.post("/api/v1/chat", json={"prompt": SIMPLE, "model": "claude-sonnet"},
+                       headers={"X-API-Key": "key-a"}).status_code == 200
+    assert client.post("/api/v1/chat", json={"prompt": SIMPLE, "model": "tinyllama"},
+                       headers={"X-API-Key": "key-b"}).status_code == 200
+    text = client.get("/metrics", headers={"X-API-Key": "key-admin"}).get_data(as_text=True)
+    assert sample(text, "api_gateway_key_spend_dollars", key=key_id("key-a")) > 0
+    assert sample(text, "api_gateway_key_spend_dollars", key=key_id("key-b")) == 0
+    assert "key-a" not in text and text.count("api_gateway_key_spend_dollars{") == 3  # every configured key
+    assert sample(text, "api_gateway_model_loaded", model="tinyllama", backend="ollama") == 1
+    assert sample(text, "api_gateway_model_loaded", model="phi", backend="ollama") == 0  # pulled, not loaded
+    assert 'api_gateway_model_loaded{backend="anthropic"' not in text
+    waited = lambda t: sample(t, "api_gateway_slot_wait_seconds_count", backend="ollama", got="true")  # noqa: E731
+    assert waited(text) == waited(before) + 1
+    assert sample(text, "api_gateway_slot_wait_seconds_count", backend="anthropic") == 0  # uncapped: no wait
+
+
+def test_gunicorn_processes_from_proc():
+    """What the gateway reports of its gunicorn processes, read here for this test's own parent and siblings."""
+    from gateway.procstat import gunicorn_processes
+
+    listed = gunicorn_processes()
+    me = next(p for p in listed if p.pid == os.getpid())
+    assert me.role == "worker" and me.rss_bytes > 10_000_000 and me.cpu_seconds > 0
+    assert listed[0].pid == os.getppid() and listed[0].role == "master"

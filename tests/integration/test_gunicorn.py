@@ -189,3 +189,28 @@ def test_one_workers_open_circuit_reads_open_on_every_scrape(gunicorn, ollama, r
                       headers={"X-API-Key": "integration-key"}, timeout=10)
     assert r.status_code == 502  # one worker's breaker opened; the other's is closed
     assert [scrape() for _ in range(30)] == [1.0] * 30
+
+
+def test_every_workers_memory_and_cpu_on_every_scrape(gunicorn, redis_server):
+    """Multiprocess mode drops prometheus_client's process_* metrics; the gateway reports the master and each
+    worker from /proc, the same set whichever worker answers, so the container's memory limit can be watched."""
+    from tests.integration.conftest import METRICS_AUTH
+    url, proc, _ = gunicorn(REDIS_URL=redis_server.url)  # with Redis, GATEWAY_WORKERS=2 run
+
+    def scrape():
+        text = requests.get(f"{url}/metrics", headers=METRICS_AUTH, timeout=5).text
+        return text, {line.split("{", 1)[1].split("}", 1)[0]: float(line.rsplit(" ", 1)[1])
+                      for line in text.splitlines() if line.startswith("api_gateway_process_resident_memory_bytes{")}
+
+    deadline = time.monotonic() + 20
+    while len(scrape()[1]) < 3:  # /health answers once the first worker is up; the second may still be starting
+        assert time.monotonic() < deadline, scrape()[1]
+        time.sleep(0.2)
+    seen = []
+    for _ in range(12):
+        text, rss = scrape()
+        seen.append(sorted(rss))
+        assert f'pid="{proc.pid}",role="master"' in rss and len(rss) == 3  # the master and GATEWAY_WORKERS=2
+        assert all(v > 10_000_000 for v in rss.values())
+        assert text.count("api_gateway_process_cpu_seconds_total{") == 3
+    assert all(s == seen[0] for s in seen)
