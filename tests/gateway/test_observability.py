@@ -261,16 +261,64 @@ def test_provisioning_points_at_real_files_and_the_datasource_uid():
             assert all(t["datasource"]["uid"] in uids for t in panel["targets"])
 
 
-def panel_queries() -> list[tuple[str, str, str]]:
+def panel_queries(rate_interval: str | None = None, range_: str = "1h") -> list[tuple[str, str, str]]:
+    """(dashboard, panel title, expression) of every panel target; with rate_interval, Grafana's variables
+    replaced as Grafana would before it asks Prometheus."""
     out = []
     for path in DASHBOARDS:
         for panel in json.loads(path.read_text())["panels"]:
-            out += [(path.stem, panel["title"], t["expr"]) for t in panel["targets"]]
+            for t in panel["targets"]:
+                expr = t["expr"]
+                if rate_interval:
+                    expr = expr.replace("$__rate_interval", rate_interval).replace("$__range", range_)
+                out.append((path.stem, panel["title"], expr))
     return out
 
 
+def test_panels_use_grafanas_windows_and_never_overlap():
+    """Review finding 9: windows follow the dashboard ($__rate_interval, $__range), except the month-end
+    forecast's documented 6 h pace; no panel covers another."""
+    import re
+
+    for dash, title, expr in panel_queries():
+        fixed = set(re.findall(r"\[([^\]]+)\]", expr)) - {"$__rate_interval", "$__range"}
+        assert fixed <= ({"6h"} if title == "Month-end forecast" else set()), f"{dash} / {title}: {fixed}"
+    for path in DASHBOARDS:
+        cells: dict[tuple[int, int], str] = {}
+        for panel in json.loads(path.read_text())["panels"]:
+            g = panel["gridPos"]
+            assert g["x"] + g["w"] <= 24, panel["title"]
+            for x in range(g["x"], g["x"] + g["w"]):
+                for y in range(g["y"], g["y"] + g["h"]):
+                    assert (x, y) not in cells, f"{path.name}: {panel['title']} overlaps {cells[(x, y)]}"
+                    cells[(x, y)] = panel["title"]
+
+
+def test_state_panels_map_values_to_words_and_colours():
+    """A down backend, an open circuit, Redis down and a cold model read as such (red or orange), not as a green
+    0; the score distribution is a heatmap of per-band counts, not cumulative bars."""
+    overview = {p["title"]: p for p in json.loads((DASHBOARDS[0].parent / "overview.json").read_text())["panels"]}
+    state = overview["Backends, circuits and Redis"]
+    mappings = {o["matcher"]["options"]: o["properties"][0]["value"][0]["options"]
+                for o in state["fieldConfig"]["overrides"]}
+    assert mappings["A"]["0"] == {"text": "DOWN", "color": "red", "index": 1}
+    assert mappings["B"]["1"]["color"] == "red" and mappings["C"]["0"]["color"] == "red"
+    assert [t["expr"] for t in state["targets"]][2] == "max(api_gateway_redis_up)"
+    cold = overview["Loaded local models"]["fieldConfig"]["defaults"]["mappings"][0]["options"]["0"]
+    assert cold["text"] == "cold"
+    routing = {p["title"]: p for p in json.loads((DASHBOARDS[0].parent / "routing.json").read_text())["panels"]}
+    heat = routing["Complexity scores"]
+    assert heat["type"] == "heatmap" and heat["targets"][0]["format"] == "heatmap"
+    assert heat["options"]["calculate"] is False and "increase(" in heat["targets"][0]["expr"]
+
+
 def test_every_panel_uses_only_metrics_the_gateway_exports():
-    exported = {"api_gateway_requests_total", "api_gateway_request_duration_seconds_bucket",
+    exported = {"api_gateway_request_errors_total", "api_gateway_time_per_output_token_seconds_count",
+                "api_gateway_time_per_output_token_seconds_sum", "api_gateway_time_per_output_token_seconds_bucket",
+                "api_gateway_redis_up", "api_gateway_key_spend_dollars", "api_gateway_slot_wait_seconds_bucket",
+                "api_gateway_model_loaded", "api_gateway_process_resident_memory_bytes",
+                "api_gateway_process_cpu_seconds_total",
+                "api_gateway_requests_total", "api_gateway_request_duration_seconds_bucket",
                 "api_gateway_upstream_duration_seconds_bucket", "api_gateway_time_to_first_token_seconds_bucket",
                 "api_gateway_cost_total", "api_gateway_savings_total", "api_gateway_tokens_total",
                 "api_gateway_cache_total", "api_gateway_routing_decisions_total",

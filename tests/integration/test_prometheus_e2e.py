@@ -56,7 +56,8 @@ def wait_for(prom: str, expr: str, seconds: float = 30) -> list:
 
 
 def traffic(url: str, ollama, claude, i: int) -> None:
-    """One round over every path: local, cloud, cache hit, fallback, stream, error, budget refusal.
+    """One round over every path: local, cloud, cache hit, fallback, stream, a stream cut part-way, error, budget
+    refusal.
     Prompts change with the round so that only the intended request is a cache hit."""
     post = lambda body: requests.post(f"{url}/api/v1/chat", json=body, headers=HEADERS, timeout=30)  # noqa: E731
     post({"prompt": f"What is Python {i}?", "temperature": 0})
@@ -67,6 +68,9 @@ def traffic(url: str, ollama, claude, i: int) -> None:
     r = requests.post(f"{url}/v1/chat/completions", headers=HEADERS, stream=True, timeout=30, json={
         "model": "phi", "messages": [{"role": "user", "content": f"stream please {i}"}], "stream": True})
     r.content  # noqa: B018 - read the stream to its end
+    ollama.queue(Script(reply="a stream that breaks part-way through", cut_after=2))  # 200, then cut
+    requests.post(f"{url}/v1/chat/completions", headers=HEADERS, stream=True, timeout=30, json={
+        "model": "tinyllama", "messages": [{"role": "user", "content": f"cut {i}"}], "stream": True}).content
     ollama.queue(Script(status=500), Script(status=500))
     post({"prompt": "What is an error?", "model": "tinyllama"})           # 502
     post({"prompt": DESIGN, "model": "claude-sonnet", "max_tokens": 30000})  # 429 budget_exceeded
@@ -75,7 +79,7 @@ def traffic(url: str, ollama, claude, i: int) -> None:
 def test_every_panel_returns_data_and_every_alert_parses(gunicorn, prometheus, redis_server, ollama, claude,
                                                           fake_gpu, tmp_path):
     url, _, _ = gunicorn(REDIS_URL=redis_server.url, BUDGET_MONTHLY_USD="0.05", CACHE_TTL_SECONDS="60",
-                         GATEWAY_WORKERS="2", **fake_gpu)
+                         GATEWAY_WORKERS="2", OLLAMA_MAX_CONCURRENCY="4", **fake_gpu)
     prom = prometheus(url.removeprefix("http://"))
     wait_for(prom, 'up{job="api-gateway"} == 1')
     for i in range(4):  # several scrapes apart, so every rate() has two points that differ
@@ -85,7 +89,8 @@ def test_every_panel_returns_data_and_every_alert_parses(gunicorn, prometheus, r
     time.sleep(2.5)
 
     empty, results = [], {}
-    for dashboard, title, expr in panel_queries():
+    # Grafana's $__rate_interval at a 1 s scrape would be 4 s; a minute covers every round of traffic.
+    for dashboard, title, expr in panel_queries(rate_interval="1m"):
         body = query(prom, expr)
         assert body["status"] == "success", f"{dashboard} / {title}: {body}"
         values = [float(s["value"][1]) for s in body["data"]["result"]]
