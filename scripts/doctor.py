@@ -33,7 +33,7 @@ GB = 1e9              # disk sizes are decimal gigabytes, as disks are sold and 
 GIB = 2**30           # memory in GiB, as VMs are sold
 STACK_DISK_GB = 4.0   # images of the stack's services
 SECRETS = ("GATEWAY_API_KEYS", "GATEWAY_ADMIN_KEYS", "METRICS_TOKEN", "REDIS_PASSWORD", "GRAFANA_ADMIN_PASSWORD",
-           "POSTGRES_PASSWORD", "N8N_ENCRYPTION_KEY", "QDRANT_API_KEY")
+           "POSTGRES_PASSWORD", "N8N_ENCRYPTION_KEY", "QDRANT_API_KEY", "ALERTMANAGER_WEBHOOK_TOKEN")
 EXAMPLE_VALUES = {"changeme", "change-me", "admin", "password", "secret", "example", "your-key-here",
                   "sk-ant-your-key-here", "xxx", "todo"}
 PORTS = (("GATEWAY_PORT", 8080), ("GRAFANA_PORT", 3000), ("N8N_PORT", 5678), ("PROMETHEUS_PORT", 9090))

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 SECRETS = ("REDIS_PASSWORD", "GRAFANA_ADMIN_PASSWORD", "POSTGRES_PASSWORD", "N8N_ENCRYPTION_KEY", "QDRANT_API_KEY",
-           "METRICS_TOKEN")
+           "METRICS_TOKEN", "ALERTMANAGER_WEBHOOK_TOKEN")
 LINE = re.compile(r"^([A-Z][A-Z0-9_]*)=(.*)$")
 
 

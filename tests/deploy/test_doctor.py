@@ -16,7 +16,8 @@ from tests.conftest import ROOT, free_port
 
 GOOD_ENV = "\n".join(f"{k}=generated-{k.lower()}-0123456789abcdef" for k in (
     "GATEWAY_API_KEYS", "GATEWAY_ADMIN_KEYS", "METRICS_TOKEN", "REDIS_PASSWORD", "GRAFANA_ADMIN_PASSWORD",
-    "POSTGRES_PASSWORD", "N8N_ENCRYPTION_KEY", "QDRANT_API_KEY")) + "\nANTHROPIC_API_KEY=sk-ant-test\n"
+    "POSTGRES_PASSWORD", "N8N_ENCRYPTION_KEY", "QDRANT_API_KEY", "ALERTMANAGER_WEBHOOK_TOKEN")) + \
+    "\nANTHROPIC_API_KEY=sk-ant-test\n"
 
 
 def fake_docker(bindir, compose="2.29.1", engine=True, runtimes='{"runc":{}}'):

@@ -21,7 +21,7 @@ VENV_BIN = Path(__import__("sys").executable).parent
 COMPOSE = ROOT / "docker-compose.yml"
 SECRETS = {"GATEWAY_API_KEYS": "k1,k2", "GATEWAY_ADMIN_KEYS": "a1", "REDIS_PASSWORD": "r",
            "GRAFANA_ADMIN_PASSWORD": "g", "POSTGRES_PASSWORD": "p", "N8N_ENCRYPTION_KEY": "n", "QDRANT_API_KEY": "q",
-           "METRICS_TOKEN": "m"}
+           "METRICS_TOKEN": "m", "ALERTMANAGER_WEBHOOK_TOKEN": "w", "N8N_GATEWAY_API_KEY": "a1"}
 SCRIPTS = [ROOT / "install.sh", ROOT / "deploy-all.sh", ROOT / ".ci" / "run", *sorted((ROOT / "scripts").rglob("*.sh")),
            *sorted((ROOT / "examples").glob("*.sh")), ROOT / "workflows" / "import.sh"]
 

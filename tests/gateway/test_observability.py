@@ -349,7 +349,7 @@ def test_repo_has_no_unreferenced_monitoring_files():
 
 @pytest.mark.parametrize("env", [
     {},
-    {"ALERTMANAGER_WEBHOOK_URL": "http://n8n:5678/webhook/alerts"},
+    {"ALERTMANAGER_WEBHOOK_URL": "http://n8n:5678/webhook/alertmanager", "ALERTMANAGER_WEBHOOK_TOKEN": "t0ken"},
     {"ALERT_EMAIL_TO": "ops@example.com", "ALERT_SMTP_SMARTHOST": "smtp.example.com:587", "ALERT_SMTP_USER": "u",
      "ALERT_SMTP_PASSWORD": "p"},
 ], ids=["nowhere", "webhook", "email"])
@@ -366,6 +366,9 @@ def test_alertmanager_config_from_env_passes_amtool(env, tmp_path):
     config = yaml.safe_load(out.read_text())
     [receiver] = config["receivers"]
     assert ("webhook_configs" in receiver) == ("ALERTMANAGER_WEBHOOK_URL" in env)
+    if "ALERTMANAGER_WEBHOOK_TOKEN" in env:  # n8n's alert router only takes alerts that carry the token
+        [hook] = receiver["webhook_configs"]
+        assert hook["http_config"]["authorization"]["credentials"] == "t0ken"
     assert ("email_configs" in receiver) == ("ALERT_EMAIL_TO" in env)
     prometheus = yaml.safe_load((ROOT / "configs" / "prometheus" / "prometheus.yml").read_text())
     assert prometheus["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["alertmanager:9093"]

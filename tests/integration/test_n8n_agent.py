@@ -8,6 +8,8 @@ Select with `pytest -m n8n`."""
 from __future__ import annotations
 
 import json
+import os
+import time
 
 import pytest
 import requests
@@ -129,9 +131,91 @@ def test_agent_3_at_the_model_nodes_defaults_answers_a_webhook(n8n_served, gunic
         out = n8n_served.cli("publish:workflow", f"--id={workflow_id}")
         assert out.returncode == 0, out.stdout + out.stderr
     script_the_model(ollama, "Calculator", {"input": "6 * 7"}, "6 times 7 is 42.")
-    with n8n_served.serve(tmp_path / "n8n.log", GATEWAY_URL=url, GATEWAY_API_KEY=KEY) as n8n_url:
+    with n8n_served.serve(tmp_path / "n8n.log", GATEWAY_URL=url) as n8n_url:
         r = requests.post(f"{n8n_url}/webhook/agent-test", json={"question": "What is 6 times 7?"}, timeout=120)
     assert r.status_code == 200, r.text
     assert r.json()["output"] == "6 times 7 is 42."
     check_round_trip(ollama, log, "/v1/responses" if responses_api is None else "/v1/chat/completions",
                      "Calculator", {"input": "6 * 7"}, None)
+
+
+def test_shipped_agent_error_notifier_metrics_and_alert_router(n8n_served, gunicorn, ollama, claude, receiver,
+                                                               tmp_path):
+    """The shipped workflows in a running n8n, as ./install.sh leaves them: the AI Agent answers through the
+    gateway with the OpenAI credential import.sh makes (base URL: the gateway); when the gateway fails it, the
+    Error notifier posts what failed and n8n's own metrics count it (the N8nWorkflowFailing alert); a real
+    Alertmanager's webhook reaches the alert router, which forwards it, and nobody without the token can."""
+    import subprocess
+
+    from tests.conftest import free_port
+    from tests.integration.test_n8n_workflows import ALERT_TOKEN, ROOT
+
+    url, _, _ = gunicorn(MODEL_PRESET="tools")
+    n8n_served.credentials(gateway_url=url)
+    for workflow_id in ("hybridAgentTools", "hybridOrchestrat", "hybridAlertRoute", "hybridErrorNotif"):
+        out = n8n_served.cli("publish:workflow", f"--id={workflow_id}")
+        assert out.returncode == 0, out.stdout + out.stderr
+    script_the_model(ollama, "Calculator", {"input": "6 * 7"}, "6 times 7 is 42.")
+    metrics = {"N8N_METRICS": "true", "N8N_METRICS_INCLUDE_MESSAGE_EVENT_BUS_METRICS": "true",
+               "N8N_METRICS_INCLUDE_WORKFLOW_NAME_LABEL": "true"}
+    with n8n_served.serve(tmp_path / "n8n.log", GATEWAY_URL=url, ALERT_WEBHOOK_URL=receiver.url,
+                          **metrics) as n8n_url:
+        ok = requests.post(f"{n8n_url}/webhook/agent", json={"question": "What is 6 times 7?"}, timeout=120)
+        assert ok.status_code == 200 and ok.json()["output"] == "6 times 7 is 42.", ok.text
+
+        ollama.default = Script(status=500)
+        claude.default = Script(status=500)
+        failed = requests.post(f"{n8n_url}/webhook/agent", json={"question": "What is 6 times 7?"}, timeout=120)
+        assert failed.status_code == 502 and failed.json()["error"]["type"] == "agent_failed", failed.text[:800]
+        deadline = time.monotonic() + 60
+        while not receiver.received:
+            assert time.monotonic() < deadline, "the Error notifier never posted"
+            time.sleep(0.5)
+        [notice] = receiver.received
+        assert notice["failure"]["workflow"] == "AI Agent through the gateway"
+        assert notice["failure"]["node"] == "Report the failure"
+        assert notice["failure"]["message"].startswith("the agent failed: ")
+        assert notice["title"] == 'Hybrid AI Stack: n8n workflow "AI Agent through the gateway" failed'
+        counted = requests.get(f"{n8n_url}/metrics", timeout=10).text
+        assert 'n8n_workflow_failed_total{workflow_name="AI Agent through the gateway"} 1' in counted, \
+            [line for line in counted.splitlines() if "workflow_failed" in line]
+
+        hook = f"{n8n_url}/webhook/alertmanager"
+        assert requests.post(hook, json={"alerts": []}, timeout=10).status_code in (401, 403)
+        assert requests.post(hook, json={"alerts": []}, timeout=10,
+                             headers={"Authorization": "Bearer wrong"}).status_code in (401, 403)
+        config = tmp_path / "alertmanager.yml"
+        subprocess.run(["sh", str(ROOT / "configs/alertmanager/render.sh"), str(config)], check=True, timeout=30,
+                       env={"PATH": os.environ["PATH"], "ALERTMANAGER_WEBHOOK_URL": hook,
+                            "ALERTMANAGER_WEBHOOK_TOKEN": ALERT_TOKEN})
+        config.write_text(config.read_text().replace("group_wait: 30s", "group_wait: 1s"))  # the test's patience
+        port = free_port()
+        am = subprocess.Popen(["prometheus-alertmanager", f"--config.file={config}",
+                               f"--storage.path={tmp_path / 'am'}", f"--web.listen-address=127.0.0.1:{port}",
+                               "--cluster.listen-address="], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if requests.get(f"http://127.0.0.1:{port}/-/ready", timeout=2).status_code == 200:
+                        break
+                except requests.RequestException:
+                    pass
+                assert time.monotonic() < deadline, "alertmanager never became ready"
+                time.sleep(0.3)
+            alert = {"labels": {"alertname": "GatewayDown", "severity": "critical", "instance": "gw:8080"},
+                     "annotations": {"summary": "API gateway gw:8080 is down",
+                                     "runbook_url": "docs/runbook.md#gatewaydown"}}
+            assert requests.post(f"http://127.0.0.1:{port}/api/v2/alerts", json=[alert], timeout=10).ok
+            deadline = time.monotonic() + 60
+            while len(receiver.received) < 2:
+                assert time.monotonic() < deadline, "Alertmanager's alert never reached the webhook"
+                time.sleep(0.5)
+        finally:
+            am.terminate()
+            am.wait(timeout=30)
+    forwarded = receiver.received[1]
+    assert forwarded["title"] == "Hybrid AI Stack: firing: GatewayDown"
+    assert "[CRITICAL] GatewayDown: API gateway gw:8080 is down (runbook: docs/runbook.md#gatewaydown)" in \
+        forwarded["text"]
+    assert forwarded["alerts"][0]["labels"]["instance"] == "gw:8080"

@@ -13,7 +13,6 @@ import signal
 import subprocess
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -24,8 +23,10 @@ from tests.fakes import Script
 
 pytestmark = [pytest.mark.integration, pytest.mark.n8n, pytest.mark.timeout(300)]
 WORKFLOWS = ROOT / "workflows"
-IDS = {"hybridSmartRoute", "hybridCostMonitr", "hybridPerfReport", "hybridOrchestrat"}
+IDS = {"hybridSmartRoute", "hybridCostMonitr", "hybridPerfReport", "hybridOrchestrat", "hybridErrorNotif",
+       "hybridAlertRoute", "hybridReadyWatch", "hybridAgentTools"}
 KEY = "integration-key"
+ALERT_TOKEN = "alertmanager-token"
 DESIGN = "Design a distributed system for real-time chat at scale, with fault tolerance and consistency trade-offs"
 OFFLINE = {  # PLATFORM.md: no diagnostics, version checks, templates or frontend hooks
     "N8N_DIAGNOSTICS_ENABLED": "false", "N8N_VERSION_NOTIFICATIONS_ENABLED": "false",
@@ -45,6 +46,20 @@ class N8n:
     def cli(self, *args: str, timeout: int = 120, **env) -> subprocess.CompletedProcess:
         return subprocess.run([self.binary, *args], env=self.env(**env), capture_output=True, text=True,
                               timeout=timeout)
+
+    def credentials(self, gateway_url: str = "http://api-gateway:8080", key: str = KEY, token: str = ALERT_TOKEN):
+        """The credentials workflows/import.sh writes from .env (the same JSON), made here for these values."""
+        path = self.home / "credentials.json"
+        path.write_text(json.dumps([
+            {"id": "hybridGatewayKey", "name": "Hybrid AI gateway key", "type": "httpHeaderAuth",
+             "data": {"name": "X-API-Key", "value": key}},
+            {"id": "hybridOpenAiGate", "name": "Hybrid AI gateway (OpenAI API)", "type": "openAiApi",
+             "data": {"apiKey": key, "url": f"{gateway_url}/v1"}},
+            {"id": "hybridAlertToken", "name": "Alertmanager webhook token", "type": "httpHeaderAuth",
+             "data": {"name": "Authorization", "value": f"Bearer {token}"}}]))
+        out = self.cli("import:credentials", f"--input={path}")
+        path.unlink()
+        assert out.returncode == 0, out.stdout + out.stderr
 
     def execute(self, workflow_id: str, **env) -> dict[str, list]:
         """Run a workflow from its manual trigger; each executed node's output items (all branches)."""
@@ -89,41 +104,12 @@ class N8n:
 
 @pytest.fixture(scope="module")
 def n8n(tmp_path_factory) -> N8n:
-    """A private n8n home (SQLite) with every workflow in workflows/ imported."""
+    """A private n8n home (SQLite) with every workflow in workflows/ imported, and the credentials they use."""
     instance = N8n(cached_tool("n8n"), tmp_path_factory.mktemp("n8n"))
     out = instance.cli("import:workflow", "--separate", f"--input={WORKFLOWS}")
-    assert out.returncode == 0 and "Successfully imported 4 workflows" in out.stdout, out.stdout + out.stderr
+    assert out.returncode == 0 and f"Successfully imported {len(IDS)} workflows" in out.stdout, out.stdout + out.stderr
+    instance.credentials()
     return instance
-
-
-class Receiver:
-    """A Slack/Discord-style incoming webhook on loopback that records what it is sent."""
-
-    def __init__(self):
-        received = self.received = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                received.append(json.loads(body))
-                self.send_response(200)
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/alerts"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
-@pytest.fixture
-def receiver():
-    r = Receiver()
-    yield r
-    r.server.shutdown()
-    r.server.server_close()
 
 
 def chat(url: str, **body) -> requests.Response:
@@ -157,12 +143,16 @@ def test_imported_with_node_types_of_the_pinned_n8n(n8n, tmp_path):
 
 
 def test_cost_monitor_alerts_once_spend_passes_the_threshold(n8n, gunicorn, redis_server, receiver):
+    """The key comes from the n8n credential (no GATEWAY_API_KEY in n8n's environment); the alert is sent once
+    (the workflow's static data remembers it: before, every hourly run re-sent it); ALERT_EMAIL_TO without an SMTP
+    credential fails the e-mail alone, never the run or the webhook alert."""
     # n8n's key is an admin key (./install.sh makes it one): the cost monitor reads every key's spend
     url, _, _ = gunicorn(REDIS_URL=redis_server.url, BUDGET_MONTHLY_USD="0.001", GATEWAY_ADMIN_KEYS=KEY)
-    env = {"GATEWAY_URL": url, "GATEWAY_API_KEY": KEY, "ALERT_WEBHOOK_URL": receiver.url}
+    env = {"GATEWAY_URL": url, "ALERT_WEBHOOK_URL": receiver.url, "ALERT_EMAIL_TO": "ops@example.com"}
 
     quiet = n8n.execute("hybridCostMonitr", **env)
     assert quiet["Check spend"][0][0]["alert"] is False and "Notify webhook" not in quiet
+    assert quiet["Check spend"][0][0]["figures"]["projected_usd"] is None, "no pace from one reading"
     assert receiver.received == []
 
     # Drive real spend through the gateway (two workers sharing Redis) until the soft limit (80 %) is passed.
@@ -181,13 +171,56 @@ def test_cost_monitor_alerts_once_spend_passes_the_threshold(n8n, gunicorn, redi
     assert alert["figures"]["spent_usd"] == pytest.approx(budget["spent_usd"], abs=1e-9)
     assert alert["figures"]["budget_usd"] == 0.001 and alert["figures"]["budget_share"] >= 0.8
     assert "% of the budget (alert at 80%)" in alert["text"] and alert["content"] == alert["text"]
-    assert "Send e-mail" not in loud, "no e-mail without ALERT_EMAIL_TO"
+    assert "Send e-mail" in loud, "ALERT_EMAIL_TO set: the e-mail was tried, failed alone (no SMTP credential)"
+
+    again = n8n.execute("hybridCostMonitr", **env)  # the next hour: same reasons, nothing new to say
+    assert again["Check spend"][0][0]["alert"] is False and again["Check spend"][0][0]["already_sent"] >= 1
+    assert "Notify webhook" not in again and len(receiver.received) == 1
 
 
-def test_cost_monitor_fails_loudly_when_the_gateway_is_down(n8n, unused_port):
-    out = n8n.cli("execute", "--id=hybridCostMonitr", "--rawOutput", GATEWAY_URL=f"http://127.0.0.1:{unused_port}",
-                  GATEWAY_API_KEY=KEY)
-    assert "ECONNREFUSED" in out.stdout + out.stderr and '"status": "success"' not in out.stdout
+def test_cost_monitor_retries_then_fails_loudly(n8n):
+    """A gateway that drops every connection: the safe GET is tried 3 times (retry on fail), then the run fails,
+    visible in n8n's executions; in a running n8n the Error notifier reports it (tests/integration/test_n8n_agent.py
+    shows that path)."""
+    import socket
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted = []
+
+    def drop_all():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            accepted.append(conn.recv(4096).split(b" ", 2)[:2])
+            conn.close()
+
+    threading.Thread(target=drop_all, daemon=True).start()
+    try:
+        out = n8n.cli("execute", "--id=hybridCostMonitr", "--rawOutput",
+                      GATEWAY_URL=f"http://127.0.0.1:{listener.getsockname()[1]}", timeout=240)
+    finally:
+        listener.close()
+    assert '"status": "success"' not in out.stdout and "Budget" in out.stdout + out.stderr
+    assert accepted == [[b"GET", b"/api/v1/budget"]] * 3, accepted
+
+
+def test_readiness_watcher_says_each_change_once(n8n, gunicorn, unused_port, receiver):
+    down = {"GATEWAY_URL": f"http://127.0.0.1:{unused_port}", "ALERT_WEBHOOK_URL": receiver.url}
+    first = n8n.execute("hybridReadyWatch", **down)
+    assert first["Compare with the last state"][0][0]["ready"] is False and len(receiver.received) == 1
+    assert receiver.received[0]["title"] == "Hybrid AI Stack: the gateway is not ready"
+    assert "unreachable" in receiver.received[0]["figures"]["detail"]
+    n8n.execute("hybridReadyWatch", **down)  # still down: already said
+    assert len(receiver.received) == 1
+    url, _, _ = gunicorn()
+    back = n8n.execute("hybridReadyWatch", GATEWAY_URL=url, ALERT_WEBHOOK_URL=receiver.url)
+    assert back["Compare with the last state"][0][0] == {**back["Compare with the last state"][0][0], "ready": True,
+                                                          "changed": True}
+    assert [r["title"] for r in receiver.received][-1] == "Hybrid AI Stack: the gateway is ready again"
+    n8n.execute("hybridReadyWatch", GATEWAY_URL=url, ALERT_WEBHOOK_URL=receiver.url)
+    assert len(receiver.received) == 2
 
 
 def test_performance_monitor_reports_prometheus_figures(n8n, gunicorn, prometheus, receiver, ollama):
@@ -224,7 +257,8 @@ def test_performance_monitor_reports_prometheus_figures(n8n, gunicorn, prometheu
     assert set(figures["p95_seconds_by_backend"]) >= {"ollama", "anthropic"}
     assert 0 < figures["error_ratio"] < 1, "the failed tinyllama calls are 5xx answers"
     assert figures["spend_usd"] > 0 and figures["savings_usd"] > 0
-    for line in ("requests:", "answered locally:", "p95 latency: ", "server errors:", "cloud spend: $"):
+    for line in ("requests:", "answered locally:", "p95 latency: ", "failed (5xx or a stream cut part-way):",
+                 "cloud spend: $"):
         assert line in report["text"]
 
 
@@ -233,7 +267,7 @@ def test_webhooks_answer_through_the_gateway(n8n, gunicorn, ollama, claude, tmp_
     for workflow_id in ("hybridSmartRoute", "hybridOrchestrat"):
         out = n8n.cli("publish:workflow", f"--id={workflow_id}")
         assert out.returncode == 0, out.stdout + out.stderr
-    with n8n.serve(tmp_path / "n8n.log", GATEWAY_URL=url, GATEWAY_API_KEY=KEY) as n8n_url:
+    with n8n.serve(tmp_path / "n8n.log", GATEWAY_URL=url) as n8n_url:
         ask = lambda path, body: requests.post(f"{n8n_url}/webhook/{path}", json=body, timeout=60)  # noqa: E731
 
         simple = ask("ai-request", {"prompt": "What is Python?"})
@@ -276,8 +310,9 @@ def test_webhooks_answer_through_the_gateway(n8n, gunicorn, ollama, claude, tmp_
 
 
 def test_the_import_job_imports_each_workflow_once_and_keeps_edited_ones(tmp_path):
-    """workflows/import.sh (the n8n-import job of docker-compose.yml, run on every `up`) with the real n8n: a
-    workflow a user edited in n8n survives the next run; a workflow new in workflows/ is imported."""
+    """workflows/import.sh (the n8n-import job of docker-compose.yml, run on every `up`) with the real n8n: the
+    credentials are written from the job's environment each run (a rotated key reaches n8n); a workflow a user
+    edited in n8n survives the next run; a workflow new in workflows/ is imported."""
     instance = N8n(cached_tool("n8n"), tmp_path / "home")
     path = f"{Path(instance.binary).parent}:{os.environ['PATH']}"
     shipped = tmp_path / "workflows"
@@ -285,14 +320,26 @@ def test_the_import_job_imports_each_workflow_once_and_keeps_edited_ones(tmp_pat
     for f in sorted(WORKFLOWS.glob("*.json"))[:2]:
         (shipped / f.name).write_text(f.read_text())
 
-    def run_job():
-        out = subprocess.run(["sh", str(WORKFLOWS / "import.sh"), str(shipped)], env=instance.env(PATH=path),
-                             capture_output=True, text=True, timeout=240)
+    def run_job(key="gw-n8n-first"):
+        env = instance.env(PATH=path, GATEWAY_API_KEY=key, ALERTMANAGER_WEBHOOK_TOKEN="am-token",
+                           GATEWAY_URL="http://gateway.internal:8080/")
+        out = subprocess.run(["sh", str(WORKFLOWS / "import.sh"), str(shipped)], env=env, capture_output=True,
+                             text=True, timeout=240)
         assert out.returncode == 0, out.stdout + out.stderr
+        assert key not in out.stdout + out.stderr, "the job never prints a key"
         return out.stdout
+
+    def stored_credentials() -> dict:
+        dump = tmp_path / "credentials.json"
+        assert instance.cli("export:credentials", "--all", "--decrypted", f"--output={dump}").returncode == 0
+        return {c["id"]: c["data"] for c in json.loads(dump.read_text())}
 
     first = run_job()
     assert first.count("imported and published") == 2
+    assert stored_credentials() == {
+        "hybridGatewayKey": {"name": "X-API-Key", "value": "gw-n8n-first"},
+        "hybridOpenAiGate": {"apiKey": "gw-n8n-first", "url": "http://gateway.internal:8080/v1"},
+        "hybridAlertToken": {"name": "Authorization", "value": "Bearer am-token"}}
     one = json.loads(sorted(shipped.glob("*.json"))[0].read_text())
     edited = dict(one, name="Edited by the user in n8n")  # what an edit in the editor leaves in n8n's database
     (tmp_path / "edited.json").write_text(json.dumps(edited))
@@ -300,7 +347,8 @@ def test_the_import_job_imports_each_workflow_once_and_keeps_edited_ones(tmp_pat
     new = sorted(WORKFLOWS.glob("*.json"))[2]
     (shipped / new.name).write_text(new.read_text())  # the next release ships a third workflow
 
-    second = run_job()
+    second = run_job(key="gw-n8n-rotated")  # the key rotated in .env: the credentials follow, workflows stay
     assert second.count("kept as it is") == 2 and second.count("imported and published") == 1
+    assert stored_credentials()["hybridGatewayKey"]["value"] == "gw-n8n-rotated"
     exported = instance.cli("export:workflow", f"--id={one['id']}")
     assert "Edited by the user in n8n" in exported.stdout, exported.stdout[-2000:]

@@ -69,8 +69,9 @@ def traffic(url: str, ollama, claude, i: int) -> None:
         "model": "phi", "messages": [{"role": "user", "content": f"stream please {i}"}], "stream": True})
     r.content  # noqa: B018 - read the stream to its end
     ollama.queue(Script(reply="a stream that breaks part-way through", cut_after=2))  # 200, then cut
-    requests.post(f"{url}/v1/chat/completions", headers=HEADERS, stream=True, timeout=30, json={
-        "model": "tinyllama", "messages": [{"role": "user", "content": f"cut {i}"}], "stream": True}).content
+    cut = requests.post(f"{url}/v1/chat/completions", headers=HEADERS, stream=True, timeout=30, json={
+        "model": "tinyllama", "messages": [{"role": "user", "content": f"cut {i}"}], "stream": True})
+    cut.content  # noqa: B018
     ollama.queue(Script(status=500), Script(status=500))
     post({"prompt": "What is an error?", "model": "tinyllama"})           # 502
     post({"prompt": DESIGN, "model": "claude-sonnet", "max_tokens": 30000})  # 429 budget_exceeded
