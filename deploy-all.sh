@@ -18,6 +18,7 @@ SKIP_DOCTOR=0
 DESTROY=0
 PLAN_ONLY=0
 PROFILE=""
+KUBE_CONTEXT=""
 RUN_DIR="${DEPLOY_RUN_DIR:-.run}"
 HEALTH_TIMEOUT="${HEALTH_TIMEOUT:-180}"
 
@@ -49,6 +50,9 @@ Commands:
   aws|gcp TIER    a cloud VM running the stack (Terraform in terraform/aws|gcp): init, plan, shows the
                   monthly estimate, asks, applies, waits for the gateway over HTTP, prints the outputs
                   (--plan-only: stop after the plan; --destroy: tear it down). See terraform/README.md.
+  k8s [TIER]      the stack on a Kubernetes cluster (deploy/kubernetes, overlay cpu or --gpu): renders it,
+                  makes the Secret from .env, applies, pulls the tier's models, waits for the rollout
+                  (--context NAME: a kubeconfig context; GATEWAY_IMAGE: the gateway image to run)
 
 Options:
   --gpu | --cpu   force the Ollama profile
@@ -58,6 +62,7 @@ Options:
   --skip-doctor   do not stop on the doctor's problems
   --yes           do not ask (down --volumes, aws|gcp apply/destroy)
   --plan-only     aws|gcp: plan only
+  --context NAME  k8s: the kubeconfig context to use
   --destroy       aws|gcp: destroy the VM and its network
   --dry-run       print every command instead of running it
   -h, --help      this help
@@ -537,6 +542,7 @@ main() {
       --pull) PULL=1 ;;
       --destroy) DESTROY=1 ;;
       --plan-only) PLAN_ONLY=1 ;;
+      --context) shift; KUBE_CONTEXT="${1:?--context needs a name}" ;;
       -h | --help) usage; exit 0 ;;
       -*) usage >&2; die "unknown option: $1" ;;
       *) args+=("$1") ;;
@@ -586,6 +592,12 @@ main() {
       [ "$DESTROY" -eq 1 ] && cloud_flags+=(--destroy)
       [ "$PLAN_ONLY" -eq 1 ] && cloud_flags+=(--plan-only)
       exec scripts/deploy_cloud.sh "$command" "$tier" "${cloud_flags[@]}" ;;
+    k8s)
+      check_tier "$tier"
+      local k8s_flags=()
+      [ -n "$KUBE_CONTEXT" ] && k8s_flags+=(--context "$KUBE_CONTEXT")
+      [ "$DRY_RUN" -eq 1 ] && k8s_flags+=(--dry-run)
+      exec scripts/deploy_k8s.sh "$tier" "${PROFILE:-cpu}" "${k8s_flags[@]}" ;;
     *) usage >&2; die "unknown command: $command" ;;
   esac
 }
