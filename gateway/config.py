@@ -56,6 +56,7 @@ class Settings:
     learned: LearnedRouter | None = field(default=None, repr=False)  # loaded for learned and hybrid
     log_level: str = "INFO"
     ollama_keep_alive: str = "30m"
+    ollama_urls: tuple[str, ...] = ()        # several Ollama hosts (OLLAMA_URLS); () : OLLAMA_URL alone
     retry_backoff_seconds: float = 0.5
     retry_after_max_seconds: float = 10.0
     breaker_failure_threshold: int = 5
@@ -120,11 +121,12 @@ class Settings:
         models_config = r.text("MODELS_CONFIG", "configs/models.yaml")
         preset = r.text("MODEL_PRESET", "classic")
         router = r.choice("ROUTER", "heuristic", ROUTERS)
+        ollama_urls = r.urls("OLLAMA_URLS")
         settings = cls(
             host=r.text("GATEWAY_HOST", "0.0.0.0"),  # noqa: S104
             port=int(r.number("GATEWAY_PORT", 8080, low=1, high=65535)),
             ollama=BackendSettings(
-                url=r.url("OLLAMA_URL", "http://localhost:11434"),
+                url=ollama_urls[0] if ollama_urls else r.url("OLLAMA_URL", "http://localhost:11434"),
                 timeout=r.number("OLLAMA_TIMEOUT", 120.0, low=0.1), connect_timeout=connect,
                 max_retries=int(r.number("OLLAMA_MAX_RETRIES", 1, low=0, high=10))),
             anthropic=BackendSettings(
@@ -147,6 +149,7 @@ class Settings:
             router=router, learned=r.learned(router, r.text("ROUTER_WEIGHTS", "configs/router/learned.json")),
             log_level=r.choice("LOG_LEVEL", "INFO", LOG_LEVELS, upper=True),
             ollama_keep_alive=r.text("OLLAMA_KEEP_ALIVE", "30m"),
+            ollama_urls=ollama_urls if len(ollama_urls) > 1 else (),
             retry_backoff_seconds=r.number("RETRY_BACKOFF_SECONDS", 0.5, low=0),
             retry_after_max_seconds=r.number("RETRY_AFTER_MAX_SECONDS", 10.0, low=0),
             breaker_failure_threshold=int(r.number("BREAKER_FAILURE_THRESHOLD", 5, low=1)),
@@ -209,6 +212,16 @@ class _Reader:
     def keys(self, name: str) -> tuple[str, ...]:
         """A comma-separated list of secrets."""
         return tuple(k.strip() for k in (self.text(name, "") or "").split(",") if k.strip())
+
+    def urls(self, name: str) -> tuple[str, ...]:
+        """A comma-separated list of http(s) URLs, each checked, without duplicates."""
+        out: list[str] = []
+        for part in self.keys(name):
+            if not part.startswith(("http://", "https://")):
+                self.errors.append(f"{name}: {part!r} must start with http:// or https://")
+            elif part.rstrip("/") not in out:
+                out.append(part.rstrip("/"))
+        return tuple(out)
 
     def networks(self, name: str) -> tuple:
         """A comma-separated list of CIDRs (a bare address is one host)."""

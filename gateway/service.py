@@ -57,6 +57,9 @@ class GatewayService:
         for name, breaker in self.upstreams.breakers.items():  # the circuit gauge, from each state change
             breaker.on_change = partial(self.telemetry.circuit, name)
             self.telemetry.circuit(name, breaker.state != "closed")
+        ollama = self.upstreams.backends.get("ollama")
+        if ollama is not None and hasattr(ollama, "pool"):  # several hosts: calls in flight counted in Redis
+            ollama.pool.leases = self.state.hosts
         self.closers: list = []  # what else stops with the service (the batch runner)
 
     # ------------------------------------------------------------------ admission and routing

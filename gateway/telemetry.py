@@ -220,11 +220,12 @@ class Telemetry:
 
 def gauges(backends: dict[str, bool], budget: tuple[float, float | None] | None,
            gpus: Iterable, redis_up: bool | None = None, key_spend: dict[str, float] | None = None,
-           loaded: dict[tuple[str, str], bool] | None = None, processes: Iterable[Process] = ()) -> list:
+           loaded: dict[tuple[str, str], bool] | None = None, processes: Iterable[Process] = (),
+           hosts: dict[str, tuple[bool, int]] | None = None) -> list:
     """The scrape-time gauges: backends {name: up}, budget (spent, limit, reserved), GPU samples, whether the
     shared-state Redis answers (absent without REDIS_URL), this month's spend per configured key, which local
-    models are loaded {(model, backend): loaded}, and the gunicorn processes' memory and CPU. Circuits are a
-    worker gauge (Telemetry.circuit)."""
+    models are loaded {(model, backend): loaded}, the gunicorn processes' memory and CPU, and with several Ollama
+    hosts each one's {url: (up, calls in flight)}. Circuits are a worker gauge (Telemetry.circuit)."""
     up = GaugeMetricFamily("api_gateway_backend_up", "1 when the backend answers its health check", labels=["backend"])
     for name, ok in sorted(backends.items()):
         up.add_metric([name], 1.0 if ok else 0.0)
@@ -241,6 +242,15 @@ def gauges(backends: dict[str, bool], budget: tuple[float, float | None] | None,
         for (model, backend), is_loaded in sorted(loaded.items()):
             warm.add_metric([model, backend], 1.0 if is_loaded else 0.0)
         out.append(warm)
+    if hosts:  # several Ollama hosts (OLLAMA_URLS: the configured list, a bounded label)
+        host_up = GaugeMetricFamily("api_gateway_ollama_host_up", "1 when the Ollama host answered its last "
+                                    "health check", labels=["host"])
+        busy = GaugeMetricFamily("api_gateway_ollama_host_in_flight", "Calls in flight on the Ollama host, "
+                                 "every worker and replica", labels=["host"])
+        for url, (ok, in_flight) in sorted(hosts.items()):
+            host_up.add_metric([url], 1.0 if ok else 0.0)
+            busy.add_metric([url], float(in_flight))
+        out += [host_up, busy]
     processes = list(processes)
     if processes:
         rss = GaugeMetricFamily("api_gateway_process_resident_memory_bytes", "Resident memory of each gunicorn "

@@ -83,8 +83,14 @@ def metrics():
                 state = up.model_state(m)
                 if state.available and state.warm is not None:
                     loaded[(m.name, m.backend)] = state.warm
+        pool = getattr(up.backends.get("ollama"), "pool", None)
+        hosts = None
+        if pool is not None and not pool.single:
+            busy = pool.in_flight()
+            hosts = {h.url: (bool(h.health and h.health.ok), busy.get(h.url, 0)) for h in pool.hosts}
         return gauges(backends, budget, svc.gpu.report().gpus, redis.ping() if redis is not None else None,
-                      key_spend, loaded, gunicorn_processes() if os.environ.get("PROMETHEUS_MULTIPROC_DIR") else ())
+                      key_spend, loaded, gunicorn_processes() if os.environ.get("PROMETHEUS_MULTIPROC_DIR") else (),
+                      hosts)
 
     return Response(render(sample), mimetype="text/plain; version=0.0.4; charset=utf-8")
 

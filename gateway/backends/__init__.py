@@ -16,7 +16,11 @@ def build_backends(settings: Settings) -> dict[str, Backend]:
     configured = settings.configured_backends
     backends: dict[str, Backend] = {}
     if "ollama" in configured:
-        backends["ollama"] = OllamaBackend(settings.ollama, keep_alive=settings.ollama_keep_alive)
+        backends["ollama"] = OllamaBackend(settings.ollama, keep_alive=settings.ollama_keep_alive,
+                                           urls=settings.ollama_urls,
+                                           breaker=(settings.breaker_failure_threshold,
+                                                    settings.breaker_cooldown_seconds),
+                                           health_max_age=settings.health_cache_seconds)
     if "anthropic" in configured:
         backends["anthropic"] = AnthropicBackend(settings.anthropic)
     if "openai_compat" in configured:

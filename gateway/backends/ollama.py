@@ -17,6 +17,7 @@ from collections.abc import Iterator
 
 from .. import fastjson
 from ..billing import Meter
+from ..breaker import CircuitBreaker
 from ..catalog import ModelSpec
 from ..chat import (
     ChatRequest,
@@ -32,6 +33,7 @@ from ..chat import (
 from ..config import BackendSettings
 from .base import Backend, BackendError, BackendHealth, Embeddings, ModelState, http_error, token_logprobs
 from .http_pool import HttpPool, Reply
+from .ollama_hosts import Hold, Host, HostPool
 
 _FINISH = {"stop": "stop", "length": "length"}
 # Ollama's capability names (/api/show) and the gateway's; any model takes a JSON schema (`format`).
@@ -41,13 +43,18 @@ _CAPABILITIES = {"tools": "tools", "vision": "vision"}
 class OllamaBackend(Backend):
     name = "ollama"
 
-    def __init__(self, settings: BackendSettings, keep_alive: str = "30m"):
+    def __init__(self, settings: BackendSettings, keep_alive: str = "30m", urls: tuple[str, ...] = (),
+                 breaker: tuple[int, float] = (5, 30.0), health_max_age: float = 10.0):
+        """urls: several hosts (OLLAMA_URLS); none: settings.url alone. breaker: each host's (failures,
+        cool-down) when there are several (gateway/backends/ollama_hosts.py)."""
         self.url = settings.url
         self.settings = settings
         self.timeout = settings.timeout
         self.keep_alive = keep_alive
-        self.http = HttpPool(self.name, self.url, connect_timeout=settings.connect_timeout,
-                             read_timeout=settings.timeout)
+        self.pool = HostPool([Host(url, HttpPool(self.name, url, connect_timeout=settings.connect_timeout,
+                                                 read_timeout=settings.timeout), CircuitBreaker(*breaker))
+                              for url in (urls or (settings.url,))], self._host_health, health_max_age)
+        self.http = self.pool.hosts[0].http
         self._shown: dict[tuple[str, str], frozenset[str] | None] = {}  # (model, digest) -> /api/show capabilities
 
     def complete(self, model: ModelSpec, request: ChatRequest, max_tokens: int, logprobs: bool = False,
@@ -57,8 +64,12 @@ class OllamaBackend(Backend):
         if model.paid:
             return super().complete(model, request, max_tokens, logprobs, meter)
         meter = Meter() if meter is None else meter
-        reply = self._post(model, self._body(model, request, max_tokens, logprobs, stream=False))
-        data = reply.json(total_timeout=self.timeout)
+        hold = Hold(self.pool, _base(model.id))
+        try:
+            reply = self._post(model, self._body(model, request, max_tokens, logprobs, stream=False), hold)
+            data = reply.json(total_timeout=self.timeout)
+        finally:
+            hold.release()
         if "error" in data:
             raise BackendError("server_error", "ollama: error reported in the answer", status=reply.status,
                                billable=True, upstream_message=str(data["error"])[:300])
@@ -97,8 +108,8 @@ class OllamaBackend(Backend):
             body["format"] = fmt.schema if fmt.type == "json_schema" else "json"
         return body
 
-    def _post(self, model: ModelSpec, body: dict, path: str = "/api/chat") -> Reply:
-        reply = self.http.request("POST", path, body)
+    def _post(self, model: ModelSpec, body: dict, hold: Hold, path: str = "/api/chat") -> Reply:
+        reply = self.pool.send(hold, "POST", path, body)
         if reply.status == 404:
             reply.close()
             raise BackendError("model_not_found", f"model {model.id!r} is not installed on Ollama "
@@ -111,7 +122,12 @@ class OllamaBackend(Backend):
                meter: Meter | None = None) -> Iterator[StreamDelta]:
         meter = Meter() if meter is None else meter
         meter.streamed = True
-        reply = self._post(model, self._body(model, request, max_tokens, logprobs))
+        hold = Hold(self.pool, _base(model.id))  # its host's lease lasts as long as the stream
+        try:
+            reply = self._post(model, self._body(model, request, max_tokens, logprobs), hold)
+        except BaseException:
+            hold.release()
+            raise
         lines = reply.lines()
         calls = 0
         try:
@@ -144,16 +160,31 @@ class OllamaBackend(Backend):
             raise BackendError("connection", "ollama: stream ended before its final line", billable=True)
         finally:
             lines.close()
+            hold.release()
 
     def health(self) -> BackendHealth:
+        """Every host's; several: up while one is, a model installed (loaded) where any host has it (loaded)."""
+        if self.pool.single:
+            return self._host_health(self.pool.hosts[0])
+        self.pool.refresh(force=True)
+        up = [h for h in self.pool.hosts if h.health.ok]
+        models: dict[str, ModelState] = {}
+        for h in up:
+            for name, state in h.health.models.items():
+                seen = models.get(name)
+                models[name] = state if seen is None or (state.warm and not seen.warm) else seen
+        detail = "; ".join(f"{h.url}: {h.health.detail}" for h in self.pool.hosts)
+        return BackendHealth(bool(up), f"{len(up)} of {len(self.pool.hosts)} hosts up ({detail})", models)
+
+    def _host_health(self, host: Host) -> BackendHealth:
         wait = min(2.0, self.timeout)  # a health check never waits longer than a chat call would
         try:
-            tags = self.http.request("GET", "/api/tags", read_timeout=wait)
+            tags = host.http.request("GET", "/api/tags", read_timeout=wait)
             if not tags.ok:
                 tags.close()
                 return BackendHealth(False, f"HTTP {tags.status} from /api/tags")
             installed = tags.json(total_timeout=wait).get("models") or []
-            ps = self.http.request("GET", "/api/ps", read_timeout=wait)
+            ps = host.http.request("GET", "/api/ps", read_timeout=wait)
             loaded = (ps.json(total_timeout=wait).get("models") or []) if ps.ok else []
             ps.close()
         except BackendError as exc:
@@ -173,7 +204,11 @@ class OllamaBackend(Backend):
         body: dict = {"model": model.id, "input": inputs, "keep_alive": self.keep_alive}
         if dimensions:
             body["dimensions"] = dimensions
-        data = self._post(model, body, "/api/embed").json(total_timeout=self.timeout)
+        hold = Hold(self.pool, _base(model.id))
+        try:
+            data = self._post(model, body, hold, "/api/embed").json(total_timeout=self.timeout)
+        finally:
+            hold.release()
         vectors = data.get("embeddings") if isinstance(data, dict) else None
         if not isinstance(vectors, list) or len(vectors) != len(inputs) or not all(
                 isinstance(v, list) and v for v in vectors):
@@ -192,7 +227,9 @@ class OllamaBackend(Backend):
         key = (model.id, state.digest)
         if key not in self._shown:
             try:
-                reply = self.http.request("POST", "/api/show", {"model": model.id}, read_timeout=min(2.0, self.timeout))
+                having = next((h for h in self.pool.hosts if _base(model.id) in h.models()), self.pool.hosts[0])
+                reply = having.http.request("POST", "/api/show", {"model": model.id},
+                                            read_timeout=min(2.0, self.timeout))
                 shown = reply.json(total_timeout=2.0) if reply.ok else {}
                 if not reply.ok:
                     reply.close()
@@ -202,7 +239,7 @@ class OllamaBackend(Backend):
         return self._shown[key]
 
     def close(self) -> None:
-        self.http.close()
+        self.pool.close()
 
     def model_state(self, health: BackendHealth, model: ModelSpec) -> ModelState:
         if not health.ok:

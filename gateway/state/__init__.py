@@ -15,6 +15,7 @@ from ..config import Settings
 from .budget import Ledger, Limits, MemoryLedger, RedisLedger
 from .cache import Cache, MemoryCache, RedisCache
 from .decisions import DecisionLog, MemoryDecisionLog, RedisDecisionLog
+from .hosts import HostLeases, MemoryHostLeases, RedisHostLeases
 from .ratelimit import (
     ConcurrencyCap,
     MemoryConcurrencyCap,
@@ -39,6 +40,7 @@ class State:
     rate_limiter: RateLimiter
     concurrency: ConcurrencyCap
     decisions: DecisionLog
+    hosts: HostLeases  # calls in flight per Ollama host (several hosts: which one a call goes to)
     redis: RedisStore | None = None
 
     @property
@@ -71,10 +73,12 @@ def build_state(settings: Settings) -> State:
             stats=RedisStats(store), ledger=RedisLedger(store, limits), limits=limits, cache=RedisCache(store),
             rate_limiter=RedisRateLimiter(store, settings.rate_limit_rpm, settings.rate_limit_tpm),
             concurrency=RedisConcurrencyCap(store, caps, lease_ttl),
-            decisions=RedisDecisionLog(store, settings.decision_log_max), redis=store)
+            decisions=RedisDecisionLog(store, settings.decision_log_max), hosts=RedisHostLeases(store, lease_ttl),
+            redis=store)
     log.warning("no REDIS_URL: stats, spend, budgets, cache and rate limits are per process; "
                 "run a single worker (GATEWAY_WORKERS=1) or set REDIS_URL")
     return State(
         stats=InMemoryStats(), ledger=MemoryLedger(limits), limits=limits, cache=MemoryCache(),
         rate_limiter=MemoryRateLimiter(settings.rate_limit_rpm, settings.rate_limit_tpm),
-        concurrency=MemoryConcurrencyCap(caps, lease_ttl), decisions=MemoryDecisionLog(settings.decision_log_max))
+        concurrency=MemoryConcurrencyCap(caps, lease_ttl), decisions=MemoryDecisionLog(settings.decision_log_max),
+        hosts=MemoryHostLeases(lease_ttl))

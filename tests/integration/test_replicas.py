@@ -84,3 +84,22 @@ def test_key_limits_and_ollama_slots_across_three_replicas(replicas, ollama, sam
     other = spread(urls, [{"prompt": f"Define {i}.", "strategy": "local-only"} for i in range(5)], key=OTHER)
     assert [r.status_code for r in other] == [200] * 5, "another key's minute is its own"
     assert ollama.max_inflight == 2, "two slots for the whole fleet, leased through Redis"
+
+
+def test_calls_in_flight_per_ollama_host_are_counted_across_replicas(replicas):
+    """Two Ollama hosts, both with the model loaded, three replicas: the host with the fewest calls in flight
+    is chosen from counts every replica shares (leases in Redis), so 8 simultaneous calls split 4 and 4; counted
+    per replica, each would see its own few calls and pile more onto one host."""
+    from tests.fakes import FakeOllama
+
+    hosts = [FakeOllama(loaded=("tinyllama",)), FakeOllama(loaded=("tinyllama",))]
+    try:
+        for h in hosts:
+            h.default = Script(delay=1.0)
+        urls = replicas(OLLAMA_URLS=",".join(h.url for h in hosts))
+        answers = spread(urls, [{"prompt": f"What is {i}?", "model": "tinyllama"} for i in range(8)])
+        assert [r.status_code for r in answers] == [200] * 8
+        assert [len(h.calls("/api/chat")) for h in hosts] == [4, 4]
+    finally:
+        for h in hosts:
+            h.close()
