@@ -22,6 +22,9 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 PAID_FALLBACKS = ("refuse", "cloud")
 
 
+HOST_POLICIES = ("smart", "round_robin", "first")
+
+
 class ConfigError(ValueError):
     """An environment variable has a value the gateway cannot run with."""
 
@@ -57,6 +60,7 @@ class Settings:
     log_level: str = "INFO"
     ollama_keep_alive: str = "30m"
     ollama_urls: tuple[str, ...] = ()        # several Ollama hosts (OLLAMA_URLS); () : OLLAMA_URL alone
+    ollama_host_policy: str = "smart"        # smart | round_robin | first (the last two: to compare against)
     retry_backoff_seconds: float = 0.5
     retry_after_max_seconds: float = 10.0
     breaker_failure_threshold: int = 5
@@ -150,6 +154,7 @@ class Settings:
             log_level=r.choice("LOG_LEVEL", "INFO", LOG_LEVELS, upper=True),
             ollama_keep_alive=r.text("OLLAMA_KEEP_ALIVE", "30m"),
             ollama_urls=ollama_urls if len(ollama_urls) > 1 else (),
+            ollama_host_policy=r.choice("OLLAMA_HOST_POLICY", "smart", HOST_POLICIES),
             retry_backoff_seconds=r.number("RETRY_BACKOFF_SECONDS", 0.5, low=0),
             retry_after_max_seconds=r.number("RETRY_AFTER_MAX_SECONDS", 10.0, low=0),
             breaker_failure_threshold=int(r.number("BREAKER_FAILURE_THRESHOLD", 5, low=1)),

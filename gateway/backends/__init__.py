@@ -20,7 +20,8 @@ def build_backends(settings: Settings) -> dict[str, Backend]:
                                            urls=settings.ollama_urls,
                                            breaker=(settings.breaker_failure_threshold,
                                                     settings.breaker_cooldown_seconds),
-                                           health_max_age=settings.health_cache_seconds)
+                                           health_max_age=settings.health_cache_seconds,
+                                           host_policy=settings.ollama_host_policy)
     if "anthropic" in configured:
         backends["anthropic"] = AnthropicBackend(settings.anthropic)
     if "openai_compat" in configured:

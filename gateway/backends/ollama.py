@@ -44,7 +44,7 @@ class OllamaBackend(Backend):
     name = "ollama"
 
     def __init__(self, settings: BackendSettings, keep_alive: str = "30m", urls: tuple[str, ...] = (),
-                 breaker: tuple[int, float] = (5, 30.0), health_max_age: float = 10.0):
+                 breaker: tuple[int, float] = (5, 30.0), health_max_age: float = 10.0, host_policy: str = "smart"):
         """urls: several hosts (OLLAMA_URLS); none: settings.url alone. breaker: each host's (failures,
         cool-down) when there are several (gateway/backends/ollama_hosts.py)."""
         self.url = settings.url
@@ -53,7 +53,7 @@ class OllamaBackend(Backend):
         self.keep_alive = keep_alive
         self.pool = HostPool([Host(url, HttpPool(self.name, url, connect_timeout=settings.connect_timeout,
                                                  read_timeout=settings.timeout), CircuitBreaker(*breaker))
-                              for url in (urls or (settings.url,))], self._host_health, health_max_age)
+                              for url in (urls or (settings.url,))], self._host_health, health_max_age, host_policy)
         self.http = self.pool.hosts[0].http
         self._shown: dict[tuple[str, str], frozenset[str] | None] = {}  # (model, digest) -> /api/show capabilities
 

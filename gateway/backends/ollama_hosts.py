@@ -9,6 +9,7 @@ same call. With one host nothing of this runs: the call goes straight to it.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable
@@ -58,21 +59,34 @@ class Hold:
 
 
 class HostPool:
-    def __init__(self, hosts: list[Host], check: Callable[[Host], BackendHealth], max_age: float = 10.0):
-        """check: a host's health (its /api/tags and /api/ps), asked again when older than max_age seconds."""
-        self.hosts, self.check, self.max_age = hosts, check, max_age
+    def __init__(self, hosts: list[Host], check: Callable[[Host], BackendHealth], max_age: float = 10.0,
+                 policy: str = "smart"):
+        """check: a host's health (its /api/tags and /api/ps), asked again when older than max_age seconds.
+        policy: smart (above); round_robin or first (the first host that has the model) are what simpler
+        gateways do, kept to measure against (scripts/bench/bench_capacity.py)."""
+        self.hosts, self.check, self.max_age, self.policy = hosts, check, max_age, policy
+        self._turn = itertools.count()
         self.single = len(hosts) == 1
         self.leases: HostLeases | None = None  # the shared counts, attached by the service
         self._checking = threading.Lock()
 
     def refresh(self, force: bool = False) -> None:
-        """Each host's health, when stale: one thread asks, the others go on with what is known."""
-        if not self._checking.acquire(blocking=force):
+        """Each host's health, when stale, asked off the request path (a host that does not answer takes its
+        connect timeout); before the first check ended, calls wait for it: choosing blind sends them to hosts
+        without the model loaded. force: now, on this thread (the backend's own health check)."""
+        blind = any(h.health is None for h in self.hosts)
+        if force or blind:
+            self._check(force, blocking=True)
+        elif any(time.monotonic() - h.checked_at >= self.max_age for h in self.hosts) and not self._checking.locked():
+            threading.Thread(target=self._check, args=(False, False), daemon=True, name="ollama-hosts").start()
+
+    def _check(self, force: bool, blocking: bool) -> None:
+        if not self._checking.acquire(blocking=blocking):
             return
         try:
             now = time.monotonic()
             for host in self.hosts:
-                if force or now - host.checked_at >= self.max_age:
+                if force or host.health is None or now - host.checked_at >= self.max_age:
                     host.health, host.checked_at = self.check(host), time.monotonic()
         finally:
             self._checking.release()
@@ -86,10 +100,14 @@ class HostPool:
         having = [h for h in usable if h.has(model)] or usable  # none known to have it: Ollama says 404
         if not having:
             raise BackendError("connection", "ollama: every host is down or its circuit open")
-        by_latency = sorted(range(len(having)), key=lambda i: having[i].latency or 0.0)
-        rank = {i: r for r, i in enumerate(by_latency)}
-        candidates = [(h.url, 0 if h.models().get(model, ModelState(False, False)).warm else 1, rank[i])
-                      for i, h in enumerate(having)]
+        if self.policy == "smart":
+            by_latency = sorted(range(len(having)), key=lambda i: having[i].latency or 0.0)
+            rank = {i: r for r, i in enumerate(by_latency)}
+            candidates = [(h.url, 0 if h.models().get(model, ModelState(False, False)).warm else 1, rank[i])
+                          for i, h in enumerate(having)]
+        else:  # counted all the same (the metrics), chosen without looking: one candidate
+            pick = having[next(self._turn) % len(having)] if self.policy == "round_robin" else having[0]
+            having, candidates = [pick], [(pick.url, 0, 0)]
         if self.leases is None:
             return having[min(range(len(having)), key=lambda i: candidates[i][1:])], ""
         index, lease, _ = self.leases.take(candidates)
