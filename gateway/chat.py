@@ -119,6 +119,8 @@ class ChatRequest:
     cache_system: str = ""
     cache_tools: str = ""
     prompt_cache: bool = True
+    # X-Priority: how long it may wait for a busy local slot before it spills (gateway/dispatch.py)
+    priority: str = "normal"
 
     @property
     def needs(self) -> frozenset[str]:

@@ -36,6 +36,7 @@ from .upstreams import Upstreams
 log = logging.getLogger("gateway.dispatch")
 
 # The final status when every attempt failed, by the kind of the last failure.
+_PRIORITY_WAIT = {"high": 0.25, "normal": 1.0, "low": 3.0}
 _FINAL = {
     "timeout": (UpstreamTimeout, "upstream_timeout"),
     "connect_timeout": (UpstreamTimeout, "upstream_timeout"),
@@ -188,15 +189,19 @@ class Dispatcher:
                     raise
                 t0 = self.clock()
                 lease = self.state.concurrency.acquire(
-                    choice.backend, min(self.settings.concurrency_wait_seconds, max(0.0, deadline - t0)))
+                    choice.backend, min(self._slot_wait(request, decision), max(0.0, deadline - t0)))
                 if lease != "":  # "" is an uncapped backend: no slot to wait for
                     self.waited(choice.backend, self.clock() - t0, lease is not None)
                 if lease is None:
                     breaker.release()
                     self._release(reservation)
-                    last = BackendError("overloaded", f"{choice.backend}: concurrency cap reached")
+                    waited = self.clock() - t0
+                    busy = (f"all {self.state.concurrency.caps.get(choice.backend, 0)} {choice.backend} slots "
+                            f"busy for {waited:.1f} s")
+                    last = BackendError("overloaded", busy,
+                                        retry_after=max(1.0, self.settings.concurrency_wait_seconds))
                     attempts.append(Attempt(model.name, choice.backend, "skipped", "concurrency_cap",
-                                            latency_seconds=round(self.clock() - t0, 4)))
+                                            latency_seconds=round(waited, 4), detail=busy))
                     break
                 meter = Meter()
                 try:
@@ -358,6 +363,15 @@ class Dispatcher:
         """The client's error when every attempt failed, the last with `last` (embeddings use it too)."""
         return self._final(last, attempts)
 
+    def _slot_wait(self, request: ChatRequest, decision: Decision) -> float:
+        """How long a call waits for a capped backend's slot before the next model is tried: local-only has
+        nowhere else to go (it waits to the deadline), cost-aware would rather wait than pay (twice as long);
+        X-Priority high spills soonest (a quarter), low waits longest (three times)."""
+        if decision.strategy == "local-only":
+            return self.settings.request_deadline_seconds
+        base = self.settings.concurrency_wait_seconds * (2.0 if decision.strategy == "cost-aware" else 1.0)
+        return base * _PRIORITY_WAIT.get(request.priority, 1.0)
+
     def _final(self, last: BackendError | None, attempts: list[Attempt], local_refused: bool = False) -> GatewayError:
         listed = [a.as_dict() for a in attempts]
         skipped = [a for a in attempts if a.error_type == "circuit_open"]
@@ -365,10 +379,11 @@ class Dispatcher:
         if local_refused and (skipped or last is not None):
             # The local models this prompt was routed to are down: say so, and that no paid model was tried.
             why = "their circuit is open" if last is None else f"last: {last.message}"
+            busy = last is not None and last.kind == "overloaded" and last.retry_after  # slots full, not down
             return ServiceUnavailable(f"the local models this prompt was routed to failed ({why}); PAID_FALLBACK="
                                       "refuse keeps it off paid models: try again shortly, or ask for a cloud "
-                                      "model or tier to pay for it", headers={"Retry-After": str(max(1, round(retry
-                                      or self.settings.breaker_cooldown_seconds)))},
+                                      "model or tier to pay for it", headers={"Retry-After": str(max(1, round(
+                                          busy or retry or self.settings.breaker_cooldown_seconds)))},
                                       attempts=listed, error_type="local_unavailable")
         if last is None:
             headers = {"Retry-After": str(max(1, round(retry)))} if skipped else {}
@@ -412,6 +427,8 @@ def answered_reason(decision: Decision, model: ModelSpec, attempts: list[Attempt
     else:
         what = f"failed ({first.error_type})" if first.outcome == "error" else f"was skipped ({first.error_type})"
     paid = ", a paid fallback (PAID_FALLBACK=cloud)" if _paid_fallback(decision, model, attempts, decided_paid) else ""
+    if first is not None and first.error_type == "concurrency_cap":  # "all 3 ollama slots busy for 2.1 s"
+        return f"{decision.reason}; {first.detail}: spilled to {model.name}{paid}"
     return f"{decision.reason}; {decision.model} {what}: answered by {model.name}{paid}"
 
 

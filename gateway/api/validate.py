@@ -16,6 +16,8 @@ from ..errors import BadRequest, InvalidParameter, PayloadTooLarge
 from ..service import CachePolicy
 from . import structured
 
+# X-Priority: high spills to the next model soonest, low waits longest for a local slot.
+PRIORITIES = ("high", "normal", "low")
 
 def json_object() -> dict:
     """The request body as a JSON object, whatever the Content-Type (curl users forget it)."""
@@ -78,6 +80,12 @@ def build_request(settings: Settings, messages: tuple[Message, ...], *, model: A
     header = request.headers.get("X-Gateway-Prompt-Cache", "").strip().lower()
     if header in ("off", "false", "0", "no"):
         structured_fields = {**structured_fields, "prompt_cache": False}
+    priority = request.headers.get("X-Priority", "normal").strip().lower() or "normal"
+    if priority not in PRIORITIES:
+        raise InvalidParameter(f"header X-Priority must be one of {', '.join(PRIORITIES)}, got {priority[:20]!r}",
+                               param="X-Priority")
+    if priority != "normal":
+        structured_fields = {**structured_fields, "priority": priority}
     return ChatRequest(messages=messages, model=model or "auto", strategy=strategy, system=system,
                        max_tokens=max_tokens, temperature=float(temperature) if temperature is not None else None,
                        stop=stop, dry_run=dry_run, stream=stream, request_id=request_id, api_key_id=api_key_id,

@@ -101,6 +101,8 @@ class MemoryRateLimiter:
 
 
 class ConcurrencyCap(Protocol):
+    caps: dict[str, int]  # backend -> slots across every worker and replica (0: uncapped)
+
     def acquire(self, backend: str, wait: float) -> str | None:
         """A lease id, or None when no slot freed up within `wait` seconds."""
 

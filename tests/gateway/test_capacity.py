@@ -1,0 +1,81 @@
+"""Local capacity as a routing input: with every capped local slot busy (OLLAMA_MAX_CONCURRENCY), a request
+waits up to a bound that depends on its strategy and X-Priority, then spills to the next model when the money
+rules allow (PAID_FALLBACK=cloud: a prompt decided local is paid for only when the operator said so), saying
+why; else a 503 with Retry-After. Never an unbounded wait."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from tests.fakes import Script
+
+SIMPLE = "What is Python?"
+
+
+@pytest.fixture
+def busy(ollama):
+    """The one local slot held by a call that takes `seconds`."""
+    threads = []
+
+    def hold(client, seconds: float):
+        ollama.queue(Script(delay=seconds))
+        t = threading.Thread(target=lambda: client.post("/api/v1/chat", json={"prompt": "Hold the slot.",
+                                                                              "model": "tinyllama"}))
+        t.start()
+        threads.append(t)
+        deadline = time.monotonic() + 5
+        while ollama.inflight < 1:
+            assert time.monotonic() < deadline, "the first call never reached Ollama"
+            time.sleep(0.01)
+
+    yield hold
+    for t in threads:
+        t.join()
+
+
+def test_a_full_fleet_spills_to_the_cloud_and_says_why(make_app, busy, ollama, claude):
+    client = make_app(OLLAMA_MAX_CONCURRENCY="1", CONCURRENCY_WAIT_SECONDS="0.3", PAID_FALLBACK="cloud").test_client()
+    before = client.get("/metrics").get_data(as_text=True)
+    busy(client, 2.0)
+    r = client.post("/api/v1/chat", json={"prompt": SIMPLE})
+    body = r.get_json()
+    assert r.status_code == 200 and body["backend"] == "anthropic", body
+    reason = body["routing"]["reason"]
+    assert "all 1 ollama slots busy for 0.3 s: spilled to claude" in reason, reason
+    assert body["routing"]["attempts"][0]["error_type"] == "concurrency_cap"
+    from tests.gateway.test_observability import sample
+    after = client.get("/metrics").get_data(as_text=True)
+    spilled = lambda t: sample(t, "api_gateway_fallbacks_total", kind="capacity")  # noqa: E731
+    assert spilled(after) == spilled(before) + 1
+    assert len(ollama.calls("/api/chat")) == 1  # only the call that held the slot
+
+
+def test_without_paid_fallback_the_wait_ends_in_a_503_with_retry_after(make_app, busy, ollama, claude):
+    client = make_app(OLLAMA_MAX_CONCURRENCY="1", CONCURRENCY_WAIT_SECONDS="0.3").test_client()  # PAID_FALLBACK=refuse
+    busy(client, 2.0)
+    r = client.post("/api/v1/chat", json={"prompt": SIMPLE})
+    assert r.status_code == 503 and r.headers["Retry-After"] == "1"
+    assert "ollama slots busy" in r.get_json()["error"]["message"] and claude.requests == []
+
+
+def test_priority_sets_how_long_a_request_waits_for_a_slot(make_app, busy, ollama, claude):
+    """The slot frees after 1 s. Waiting 0.8 s (normal) x 0.25 (high): spilled; x 3 (low): the slot frees first."""
+    client = make_app(OLLAMA_MAX_CONCURRENCY="1", CONCURRENCY_WAIT_SECONDS="0.8", PAID_FALLBACK="cloud").test_client()
+    busy(client, 1.0)
+    high = client.post("/api/v1/chat", json={"prompt": SIMPLE}, headers={"X-Priority": "high"}).get_json()
+    assert high["backend"] == "anthropic" and "busy for 0.2 s" in high["routing"]["reason"]
+    low = client.post("/api/v1/chat", json={"prompt": SIMPLE}, headers={"X-Priority": "low"}).get_json()
+    assert low["backend"] == "ollama" and low["model"] == "tinyllama"
+
+
+def test_a_bad_priority_is_a_clear_error_in_each_protocols_shape(make_app):
+    client = make_app().test_client()
+    native = client.post("/api/v1/chat", json={"prompt": SIMPLE}, headers={"X-Priority": "urgent"})
+    assert native.status_code == 422 and "X-Priority must be one of high, normal, low" in \
+        native.get_json()["error"]["message"] and native.get_json()["request_id"]
+    openai = client.post("/v1/chat/completions", headers={"X-Priority": "urgent"},
+                         json={"model": "auto", "messages": [{"role": "user", "content": SIMPLE}]})
+    assert openai.status_code == 422 and openai.get_json()["error"]["param"] == "X-Priority"
