@@ -80,7 +80,9 @@ def traffic(url: str, ollama, claude, i: int) -> None:
 def test_every_panel_returns_data_and_every_alert_parses(gunicorn, prometheus, redis_server, ollama, claude,
                                                           fake_gpu, tmp_path):
     url, _, _ = gunicorn(REDIS_URL=redis_server.url, BUDGET_MONTHLY_USD="0.05", CACHE_TTL_SECONDS="60",
-                         GATEWAY_WORKERS="2", OLLAMA_MAX_CONCURRENCY="4", **fake_gpu)
+                         GATEWAY_WORKERS="2", OLLAMA_MAX_CONCURRENCY="4", **fake_gpu,
+                         # two hosts (the per-host panels): the same fake Ollama by two names
+                         OLLAMA_URLS=f"{ollama.url},{ollama.url.replace('127.0.0.1', 'localhost')}")
     prom = prometheus(url.removeprefix("http://"))
     wait_for(prom, 'up{job="api-gateway"} == 1')
     for i in range(4):  # several scrapes apart, so every rate() has two points that differ
