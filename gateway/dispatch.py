@@ -79,11 +79,13 @@ class Dispatcher:
     def __init__(self, settings: Settings, upstreams: Upstreams, state: State, charge: Charge | None = None,
                  sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
                  refused: Callable[[str], None] | None = None,
-                 waited: Callable[[str, float, bool], None] | None = None):
+                 waited: Callable[[str, float, bool], None] | None = None,
+                 queued: Callable[[str, int], None] | None = None):
         self.settings, self.upstreams, self.state = settings, upstreams, state
         self.charge = charge or self._record_charge
         self.refused = refused or (lambda model: None)  # a reservation the budget refused (the metric)
         self.waited = waited or (lambda backend, seconds, got: None)  # a capped backend's slot wait (the metric)
+        self.queued = queued or (lambda backend, delta: None)  # requests waiting for a slot now (the metric)
         self.sleep, self.clock = sleep, clock
         self.catalog = settings.catalog
         # PAID_FALLBACK=refuse matters only where a paid model could be called at all
@@ -188,8 +190,15 @@ class Dispatcher:
                     breaker.release()
                     raise
                 t0 = self.clock()
-                lease = self.state.concurrency.acquire(
-                    choice.backend, min(self._slot_wait(request, decision), max(0.0, deadline - t0)))
+                capped = self.state.concurrency.caps.get(choice.backend, 0) > 0
+                if capped:
+                    self.queued(choice.backend, 1)
+                try:
+                    lease = self.state.concurrency.acquire(
+                        choice.backend, min(self._slot_wait(request, decision), max(0.0, deadline - t0)))
+                finally:
+                    if capped:
+                        self.queued(choice.backend, -1)
                 if lease != "":  # "" is an uncapped backend: no slot to wait for
                     self.waited(choice.backend, self.clock() - t0, lease is not None)
                 if lease is None:

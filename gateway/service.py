@@ -50,7 +50,8 @@ class GatewayService:
                                    (*(t.name for t in catalog.tiers), EMBEDDING),
                                    (m.name for m in (*catalog.models, *catalog.embedding_models) if m.paid))
         self.dispatcher = Dispatcher(settings, self.upstreams, self.state, charge=self.charge,
-                                     refused=self.telemetry.budget_refusal, waited=self.telemetry.slot_wait)
+                                     refused=self.telemetry.budget_refusal, waited=self.telemetry.slot_wait,
+                                     queued=self.telemetry.slot_queue)
         self.stats = self.state.stats
         self.cloud_reference = _reference_cloud_model(settings)
         self.gpu = GpuMonitor(settings.gpu_sample_seconds)
@@ -60,6 +61,7 @@ class GatewayService:
         ollama = self.upstreams.backends.get("ollama")
         if ollama is not None and hasattr(ollama, "pool"):  # several hosts: calls in flight counted in Redis
             ollama.pool.leases = self.state.hosts
+            ollama.pool.on_cold = self.telemetry.cold_load
         self.closers: list = []  # what else stops with the service (the batch runner)
 
     # ------------------------------------------------------------------ admission and routing

@@ -87,6 +87,10 @@ class _Metrics:
                                        "worst case reserved): refused, or moved to the next model", ["model"])
         self.in_flight = Gauge("api_gateway_in_flight_requests", "Chat requests being served now",
                                multiprocess_mode="livesum")
+        self.slot_queue = Gauge("api_gateway_slot_waiting", "Requests waiting now for a capped backend's slot",
+                                ["backend"], multiprocess_mode="livesum")
+        self.cold_loads = Counter("api_gateway_ollama_cold_loads", "Calls sent to an Ollama host that did not have "
+                                  "the model loaded (it loads it first): several hosts only", ["host"])
         # Set by each worker when its breaker opens or closes; a scrape shows the most of the live workers', so
         # one worker's open circuit reads open whichever worker answers.
         self.circuit = Gauge("api_gateway_circuit_open", "1 while the backend's circuit breaker is open (or probing) "
@@ -201,6 +205,13 @@ class Telemetry:
 
     def first_token(self, model: str, backend: str, seconds: float) -> None:
         self._labels(self.m.ttft, self._model(model), self._backend(backend)).observe(seconds)
+
+    def slot_queue(self, backend: str, delta: int) -> None:
+        self._labels(self.m.slot_queue, self._backend(backend)).inc(delta)
+
+    def cold_load(self, host: str) -> None:
+        """host: one of OLLAMA_URLS (bounded by the configuration)."""
+        self._labels(self.m.cold_loads, host).inc()
 
     def slot_wait(self, backend: str, seconds: float, got: bool) -> None:
         self._labels(self.m.slot_wait, self._backend(backend), "true" if got else "false").observe(seconds)

@@ -68,6 +68,7 @@ class HostPool:
         self._turn = itertools.count()
         self.single = len(hosts) == 1
         self.leases: HostLeases | None = None  # the shared counts, attached by the service
+        self.on_cold: Callable[[str], None] = lambda url: None  # a call sent where the model is not loaded
         self._checking = threading.Lock()
 
     def refresh(self, force: bool = False) -> None:
@@ -109,9 +110,13 @@ class HostPool:
             pick = having[next(self._turn) % len(having)] if self.policy == "round_robin" else having[0]
             having, candidates = [pick], [(pick.url, 0, 0)]
         if self.leases is None:
-            return having[min(range(len(having)), key=lambda i: candidates[i][1:])], ""
-        index, lease, _ = self.leases.take(candidates)
-        return having[index], lease
+            index, lease = min(range(len(having)), key=lambda i: candidates[i][1:]), ""
+        else:
+            index, lease, _ = self.leases.take(candidates)
+        chosen = having[index]
+        if not chosen.models().get(model, ModelState(False, False)).warm:
+            self.on_cold(chosen.url)
+        return chosen, lease
 
     def send(self, hold: Hold, method: str, path: str, body: dict):
         """The request on the chosen host; a host that refused the connection is marked and the next tried."""

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from tests.fakes import Script
+from tests.gateway.test_observability import sample
 
 SIMPLE = "What is Python?"
 
@@ -40,13 +41,18 @@ def test_a_full_fleet_spills_to_the_cloud_and_says_why(make_app, busy, ollama, c
     client = make_app(OLLAMA_MAX_CONCURRENCY="1", CONCURRENCY_WAIT_SECONDS="0.3", PAID_FALLBACK="cloud").test_client()
     before = client.get("/metrics").get_data(as_text=True)
     busy(client, 2.0)
+    waiting = []
+    watcher = threading.Thread(target=lambda: (time.sleep(0.15), waiting.append(sample(
+        client.get("/metrics").get_data(as_text=True), "api_gateway_slot_waiting", backend="ollama"))))
+    watcher.start()
     r = client.post("/api/v1/chat", json={"prompt": SIMPLE})
+    watcher.join()
+    assert waiting == [1.0], "the waiting request is visible while it waits"
     body = r.get_json()
     assert r.status_code == 200 and body["backend"] == "anthropic", body
     reason = body["routing"]["reason"]
     assert "all 1 ollama slots busy for 0.3 s: spilled to claude" in reason, reason
     assert body["routing"]["attempts"][0]["error_type"] == "concurrency_cap"
-    from tests.gateway.test_observability import sample
     after = client.get("/metrics").get_data(as_text=True)
     spilled = lambda t: sample(t, "api_gateway_fallbacks_total", kind="capacity")  # noqa: E731
     assert spilled(after) == spilled(before) + 1

@@ -318,7 +318,7 @@ def test_every_panel_uses_only_metrics_the_gateway_exports():
                 "api_gateway_redis_up", "api_gateway_key_spend_dollars", "api_gateway_slot_wait_seconds_bucket",
                 "api_gateway_model_loaded", "api_gateway_process_resident_memory_bytes",
                 "api_gateway_process_cpu_seconds_total", "api_gateway_ollama_host_in_flight",
-                "api_gateway_ollama_host_up",
+                "api_gateway_ollama_host_up", "api_gateway_slot_waiting", "api_gateway_ollama_cold_loads_total",
                 "api_gateway_requests_total", "api_gateway_request_duration_seconds_bucket",
                 "api_gateway_upstream_duration_seconds_bucket", "api_gateway_time_to_first_token_seconds_bucket",
                 "api_gateway_cost_total", "api_gateway_savings_total", "api_gateway_tokens_total",

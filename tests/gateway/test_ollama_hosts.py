@@ -37,12 +37,19 @@ def test_a_call_goes_to_a_host_that_has_the_model(make_app, hosts):
 
 
 def test_loaded_before_cold(make_app, hosts):
+    from tests.gateway.test_observability import sample
+
     a, b = hosts
     b.loaded = {"tinyllama"}  # a would have to load it first
     client = make_app(OLLAMA_URLS=f"{a.url},{b.url}").test_client()
+    cold = lambda: sample(client.get("/metrics").get_data(as_text=True),  # noqa: E731
+                          "api_gateway_ollama_cold_loads_total", host=a.url)
     for _ in range(3):
         assert chat(client, model="tinyllama").status_code == 200
     assert len(b.calls("/api/chat")) == 3 and a.calls("/api/chat") == []
+    assert chat(client, model="phi").status_code == 200  # loaded nowhere: a cold load, counted
+    assert cold() + sample(client.get("/metrics").get_data(as_text=True), "api_gateway_ollama_cold_loads_total",
+                           host=b.url) == 1
 
 
 def test_calls_in_flight_spread_over_the_hosts(make_app, hosts):
