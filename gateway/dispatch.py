@@ -195,7 +195,8 @@ class Dispatcher:
                     self.queued(choice.backend, 1)
                 try:
                     lease = self.state.concurrency.acquire(
-                        choice.backend, min(self._slot_wait(request, decision), max(0.0, deadline - t0)))
+                        choice.backend, min(self._slot_wait(request, decision), max(0.0, deadline - t0)),
+                        request.api_key_id or "")
                 finally:
                     if capped:
                         self.queued(choice.backend, -1)

@@ -66,6 +66,7 @@ class FakeServer:
         self.requests: list[Recorded] = []
         self._lock = threading.Lock()
         self.inflight = self.max_inflight = 0  # concurrent requests now / at most, to prove concurrency
+        self.posts_inflight = self.max_posts_inflight = 0  # the same for model calls only (POST), health aside
         self.aborted = 0  # responses the client hung up on before they were complete
         # What a real provider would bill: per accepted generation, [input tokens, output tokens written to the
         # socket] (a client that leaves mid-answer is still billed what was generated).
@@ -95,6 +96,9 @@ class FakeServer:
                                                   body))
                     fake.inflight += 1
                     fake.max_inflight = max(fake.max_inflight, fake.inflight)
+                    if method == "POST":
+                        fake.posts_inflight += 1
+                        fake.max_posts_inflight = max(fake.max_posts_inflight, fake.posts_inflight)
                 try:
                     fake.handle(self, method, self.path.split("?")[0], body)
                 except (BrokenPipeError, ConnectionResetError):
@@ -103,6 +107,7 @@ class FakeServer:
                 finally:
                     with fake._lock:
                         fake.inflight -= 1
+                        fake.posts_inflight -= method == "POST"
 
             def do_GET(self):
                 self._dispatch("GET")
@@ -139,7 +144,7 @@ class FakeServer:
             self.requests.clear()
             self.bills.clear()
             self._epoch += 1
-            self.max_inflight = self.aborted = 0
+            self.max_inflight = self.max_posts_inflight = self.aborted = 0
         self.default = Script()
 
     def calls(self, path: str) -> list[Recorded]:

@@ -21,10 +21,11 @@ def busy(ollama):
     """The one local slot held by a call that takes `seconds`."""
     threads = []
 
-    def hold(client, seconds: float):
+    def hold(client, seconds: float, key: str | None = None):
         ollama.queue(Script(delay=seconds))
         t = threading.Thread(target=lambda: client.post("/api/v1/chat", json={"prompt": "Hold the slot.",
-                                                                              "model": "tinyllama"}))
+                                                                              "model": "tinyllama"},
+                                                        headers={"X-API-Key": key} if key else {}))
         t.start()
         threads.append(t)
         deadline = time.monotonic() + 5
@@ -85,3 +86,46 @@ def test_a_bad_priority_is_a_clear_error_in_each_protocols_shape(make_app):
     openai = client.post("/v1/chat/completions", headers={"X-Priority": "urgent"},
                          json={"model": "auto", "messages": [{"role": "user", "content": SIMPLE}]})
     assert openai.status_code == 422 and openai.get_json()["error"]["param"] == "X-Priority"
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["one_process", "redis"])
+def test_a_free_slot_goes_round_the_waiting_keys(make_app, busy, ollama, redis_server, shared):
+    """Key A has three requests waiting, key B one that came later: the slots go A, B, A, A. A queue in arrival
+    order would serve B last; one key's burst cannot starve another key."""
+    env = {"GATEWAY_API_KEYS": "key-a,key-b,key-h", "OLLAMA_MAX_CONCURRENCY": "1", "CONCURRENCY_WAIT_SECONDS": "30"}
+    if shared:
+        env["REDIS_URL"] = redis_server.url
+    client = make_app(**env).test_client()
+    ollama.default = Script(delay=0.15)
+    busy(client, 0.6, key="key-h")
+    threads = []
+    for key, prompt in (("key-a", "A1"), ("key-a", "A2"), ("key-a", "A3"), ("key-b", "B1")):
+        threads.append(threading.Thread(target=lambda k=key, p=prompt: client.post(
+            "/api/v1/chat", json={"prompt": f"Say {p}.", "model": "tinyllama"}, headers={"X-API-Key": k})))
+        threads[-1].start()
+        time.sleep(0.08)  # arrival order: A1, A2, A3, then B1
+    for t in threads:
+        t.join()
+    served = [c.body["messages"][-1]["content"].removeprefix("Say ").removesuffix(".")
+              for c in ollama.calls("/api/chat")][1:]
+    assert served == ["A1", "B1", "A2", "A3"], served
+
+
+def test_the_queue_is_bounded():
+    from gateway.state.ratelimit import MemoryConcurrencyCap, RedisConcurrencyCap
+
+    cap = MemoryConcurrencyCap({"ollama": 1})
+    held = cap.acquire("ollama", 0)
+    bound = RedisConcurrencyCap.queue_bound(1)
+    waiting = [threading.Thread(target=cap.acquire, args=("ollama", 1.0, f"k{i}")) for i in range(bound)]
+    for t in waiting:
+        t.start()
+    deadline = time.monotonic() + 5
+    while len(cap._waiting["ollama"]) < bound:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert cap.acquire("ollama", 30.0, "late") is None  # full: refused at once, not after 30 s
+    assert len(cap._waiting["ollama"]) == bound
+    cap.release("ollama", held)
+    for t in waiting:
+        t.join()

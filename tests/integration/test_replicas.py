@@ -83,7 +83,7 @@ def test_key_limits_and_ollama_slots_across_three_replicas(replicas, ollama, sam
     assert sorted(r.status_code for r in first) == [200] * 5 + [429] * 7  # 5 a minute, whichever replica
     other = spread(urls, [{"prompt": f"Define {i}.", "strategy": "local-only"} for i in range(5)], key=OTHER)
     assert [r.status_code for r in other] == [200] * 5, "another key's minute is its own"
-    assert ollama.max_inflight == 2, "two slots for the whole fleet, leased through Redis"
+    assert ollama.max_posts_inflight == 2, "two slots for the whole fleet, leased through Redis"
 
 
 def test_calls_in_flight_per_ollama_host_are_counted_across_replicas(replicas):

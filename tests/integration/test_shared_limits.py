@@ -59,7 +59,7 @@ def test_the_ollama_cap_holds_across_workers(gunicorn, redis_server, ollama):
         if len(served_by(log, [r.headers["X-Request-ID"] for r in answers])) == 2:
             break
     assert len(served_by(log, [r.headers["X-Request-ID"] for r in answers])) == 2, "one worker took every call"
-    assert {r.status_code for r in answers} == {200} and ollama.max_inflight == 1
+    assert {r.status_code for r in answers} == {200} and ollama.max_posts_inflight == 1
 
 
 def test_requests_per_minute_hold_across_workers(gunicorn, redis_server, ollama, same_minute):
