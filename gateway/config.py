@@ -61,6 +61,7 @@ class Settings:
     ollama_keep_alive: str = "30m"
     ollama_urls: tuple[str, ...] = ()        # several Ollama hosts (OLLAMA_URLS); () : OLLAMA_URL alone
     ollama_host_policy: str = "smart"        # smart | round_robin | first (the last two: to compare against)
+    key_priorities: dict = field(default_factory=dict)  # API key id -> high | normal | low (KEY_PRIORITIES)
     retry_backoff_seconds: float = 0.5
     retry_after_max_seconds: float = 10.0
     breaker_failure_threshold: int = 5
@@ -155,6 +156,7 @@ class Settings:
             ollama_keep_alive=r.text("OLLAMA_KEEP_ALIVE", "30m"),
             ollama_urls=ollama_urls if len(ollama_urls) > 1 else (),
             ollama_host_policy=r.choice("OLLAMA_HOST_POLICY", "smart", HOST_POLICIES),
+            key_priorities=r.priorities("KEY_PRIORITIES"),
             retry_backoff_seconds=r.number("RETRY_BACKOFF_SECONDS", 0.5, low=0),
             retry_after_max_seconds=r.number("RETRY_AFTER_MAX_SECONDS", 10.0, low=0),
             breaker_failure_threshold=int(r.number("BREAKER_FAILURE_THRESHOLD", 5, low=1)),
@@ -217,6 +219,17 @@ class _Reader:
     def keys(self, name: str) -> tuple[str, ...]:
         """A comma-separated list of secrets."""
         return tuple(k.strip() for k in (self.text(name, "") or "").split(",") if k.strip())
+
+    def priorities(self, name: str) -> dict[str, str]:
+        """KEY_ID=high|normal|low, comma-separated (a key's id: the SHA-256 prefix stats and logs show)."""
+        out = {}
+        for part in self.keys(name):
+            key, _, level = part.partition("=")
+            if not key.strip() or level.strip() not in ("high", "normal", "low"):
+                self.errors.append(f"{name}: {part[:40]!r} must be KEY_ID=high, normal or low")
+            else:
+                out[key.strip()] = level.strip()
+        return out
 
     def urls(self, name: str) -> tuple[str, ...]:
         """A comma-separated list of http(s) URLs, each checked, without duplicates."""

@@ -80,7 +80,9 @@ def build_request(settings: Settings, messages: tuple[Message, ...], *, model: A
     header = request.headers.get("X-Gateway-Prompt-Cache", "").strip().lower()
     if header in ("off", "false", "0", "no"):
         structured_fields = {**structured_fields, "prompt_cache": False}
-    priority = request.headers.get("X-Priority", "normal").strip().lower() or "normal"
+    # the header, else the key's own (KEY_PRIORITIES), else normal
+    priority = request.headers.get("X-Priority", "").strip().lower() or settings.key_priorities.get(
+        api_key_id or "", "normal")
     if priority not in PRIORITIES:
         raise InvalidParameter(f"header X-Priority must be one of {', '.join(PRIORITIES)}, got {priority[:20]!r}",
                                param="X-Priority")

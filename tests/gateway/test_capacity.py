@@ -129,3 +129,19 @@ def test_the_queue_is_bounded():
     cap.release("ollama", held)
     for t in waiting:
         t.join()
+
+
+def test_a_keys_own_priority_applies_unless_the_request_says_otherwise(make_app, busy, ollama, claude):
+    from gateway.api.hooks import key_id
+    from gateway.config import ConfigError, Settings
+
+    client = make_app(GATEWAY_API_KEYS="key-batch,key-app,key-h", KEY_PRIORITIES=f"{key_id('key-batch')}=high",
+                      OLLAMA_MAX_CONCURRENCY="1", CONCURRENCY_WAIT_SECONDS="0.8", PAID_FALLBACK="cloud").test_client()
+    busy(client, 1.0, key="key-h")
+    quick = client.post("/api/v1/chat", json={"prompt": SIMPLE}, headers={"X-API-Key": "key-batch"}).get_json()
+    assert quick["backend"] == "anthropic" and "busy for 0.2 s" in quick["routing"]["reason"]  # its own: high
+    patient = client.post("/api/v1/chat", json={"prompt": SIMPLE},
+                          headers={"X-API-Key": "key-batch", "X-Priority": "low"}).get_json()
+    assert patient["backend"] == "ollama"  # the header wins
+    with pytest.raises(ConfigError, match="KEY_PRIORITIES"):
+        Settings.from_env({"KEY_PRIORITIES": "abc=urgent"})
