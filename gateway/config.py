@@ -184,7 +184,10 @@ class Settings:
             cache_shared_across_keys=r.flag("CACHE_SHARED_ACROSS_KEYS", False),
             rate_limit_rpm=int(r.number("RATE_LIMIT_RPM", 0, low=0)),
             rate_limit_tpm=int(r.number("RATE_LIMIT_TPM", 0, low=0)),
-            ollama_max_concurrency=int(r.number("OLLAMA_MAX_CONCURRENCY", 0, low=0)),
+            # unset with several hosts and OLLAMA_NUM_PARALLEL: the fleet's slots (each host's parallel slots)
+            ollama_max_concurrency=int(r.number("OLLAMA_MAX_CONCURRENCY", 0, low=0)) or (
+                len(ollama_urls) * int(r.number("OLLAMA_NUM_PARALLEL", 0, low=0, high=256))
+                if len(ollama_urls) > 1 else 0),
             concurrency_wait_seconds=r.number("CONCURRENCY_WAIT_SECONDS", 10.0, low=0),
             decision_log_max=int(r.number("DECISION_LOG_MAX", 10000, low=10)),
             metrics_token=r.text("METRICS_TOKEN", None),

@@ -5,6 +5,7 @@ the same call and its breaker opens; health is every host's; nothing changes wit
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -135,3 +136,27 @@ def test_each_host_in_the_metrics(make_app, hosts, unused_port):
     assert sample(text, "api_gateway_ollama_host_up", host=a.url) == 1
     assert sample(text, "api_gateway_ollama_host_up", host=down) == 0
     assert sample(text, "api_gateway_ollama_host_in_flight", host=a.url) == 0  # the call gave its lease back
+
+
+def test_the_fleets_slots_cap_calls_when_each_hosts_slots_are_known(make_app, hosts, claude):
+    """OLLAMA_NUM_PARALLEL=1 on two hosts and no OLLAMA_MAX_CONCURRENCY: two calls at once, the third finds
+    every slot busy, waits, then spills (PAID_FALLBACK=cloud) saying so."""
+    a, b = hosts
+    a.loaded = b.loaded = {"tinyllama"}
+    a.default = b.default = Script(delay=1.0)
+    client = make_app(OLLAMA_URLS=f"{a.url},{b.url}", OLLAMA_NUM_PARALLEL="1", CONCURRENCY_WAIT_SECONDS="0.2",
+                      PAID_FALLBACK="cloud").test_client()
+    assert client.application.extensions["gateway"].state.concurrency.caps["ollama"] == 2
+    answers: list = []
+    threads = [threading.Thread(target=lambda: answers.append(chat(client, model="tinyllama"))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 5
+    while a.posts_inflight + b.posts_inflight < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    third = client.post("/api/v1/chat", json={"prompt": SIMPLE}).get_json()
+    for t in threads:
+        t.join()
+    assert [r.status_code for r in answers] == [200, 200]
+    assert third["backend"] == "anthropic" and "all 2 ollama slots busy" in third["routing"]["reason"]
