@@ -93,7 +93,7 @@ def main() -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("check").add_argument("url")
     p = sub.add_parser("pull")
-    p.add_argument("url")
+    p.add_argument("url", help="an Ollama URL, or several comma-separated (\"$OLLAMA_URLS\")")
     p.add_argument("models", nargs="+")
     g = sub.add_parser("gpu-truth")
     where = g.add_mutually_exclusive_group(required=True)
@@ -102,8 +102,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.command == "check":
         return check(args.url)
-    if args.command == "pull":
-        return pull(args.url, args.models)
+    if args.command == "pull":  # URL, or several comma-separated (OLLAMA_URLS): each host gets every model
+        return max(pull(url.strip(), args.models) for url in args.url.split(",") if url.strip())
     return gpu_truth(args.url, args.compose)
 
 

@@ -364,6 +364,20 @@ def test_external_ollama_unreachable_is_a_clear_error(unused_port, tmp_path):
     assert out.returncode != 0 and "no Ollama answers" in out.stderr and "OLLAMA_HOST=0.0.0.0" in out.stderr
 
 
+def test_pull_onto_each_of_several_hosts(ollama):
+    from tests.fakes import FakeOllama
+
+    other = FakeOllama(installed=(), loaded=())
+    try:
+        ollama.installed = {"tinyllama"}
+        cmd = [sys.executable, "scripts/ollama_tools.py", "pull", f"{ollama.url},{other.url}", "phi"]
+        out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0 and out.stdout.count("phi: success") == 2
+        assert "phi" in ollama.installed and other.installed == {"phi"}
+    finally:
+        other.close()
+
+
 def test_pull_into_an_external_ollama(ollama):
     ollama.installed = {"tinyllama"}
     cmd = [sys.executable, "scripts/ollama_tools.py", "pull", ollama.url, "phi", "mistral"]
