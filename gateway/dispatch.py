@@ -190,17 +190,15 @@ class Dispatcher:
                     breaker.release()
                     raise
                 t0 = self.clock()
-                capped = self.state.concurrency.caps.get(choice.backend, 0) > 0
-                if capped:
+                lease: str | None = ""  # an uncapped backend: no slot to wait for (nothing asked on its path)
+                if self.state.concurrency.caps.get(choice.backend, 0) > 0:
                     self.queued(choice.backend, 1)
-                try:
-                    lease = self.state.concurrency.acquire(
-                        choice.backend, min(self._slot_wait(request, decision), max(0.0, deadline - t0)),
-                        request.api_key_id or "")
-                finally:
-                    if capped:
+                    try:
+                        lease = self.state.concurrency.acquire(
+                            choice.backend, min(self._slot_wait(request, decision), max(0.0, deadline - t0)),
+                            request.api_key_id or "")
+                    finally:
                         self.queued(choice.backend, -1)
-                if lease != "":  # "" is an uncapped backend: no slot to wait for
                     self.waited(choice.backend, self.clock() - t0, lease is not None)
                 if lease is None:
                     breaker.release()

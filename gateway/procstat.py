@@ -22,14 +22,21 @@ class Process:
     cpu_seconds: float   # user + system
 
 
-def _read(pid: int, role: str) -> Process | None:
+def _stat(pid: int | str) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (field 3 on), or None once the process is gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             raw = f.read().decode("ascii", "replace")
     except OSError:
-        return None  # exited since it was listed
+        return None
     # The command name (field 2) is in parentheses and may hold spaces: fields are counted after its ")".
-    fields = raw[raw.rfind(")") + 2:].split()
+    return raw[raw.rfind(")") + 2:].split()
+
+
+def _read(pid: int, role: str) -> Process | None:
+    fields = _stat(pid)
+    if fields is None:
+        return None  # exited since it was listed
     utime, stime, rss = int(fields[11]), int(fields[12]), int(fields[21])
     return Process(pid, role, rss * _PAGE, (utime + stime) / _TICKS)
 
@@ -43,12 +50,8 @@ def _children(parent: int) -> list[int]:
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat", "rb") as f:
-                    raw = f.read().decode("ascii", "replace")
-            except OSError:
-                continue
-            if int(raw[raw.rfind(")") + 2:].split()[1]) == parent:
+            fields = _stat(entry)
+            if fields is not None and int(fields[1]) == parent:
                 found.append(int(entry))
     return found
 

@@ -132,10 +132,13 @@ def test_each_host_in_the_metrics(make_app, hosts, unused_port):
     down = f"http://127.0.0.1:{unused_port}"
     client = make_app(OLLAMA_URLS=f"{a.url},{down}").test_client()
     assert chat(client, model="tinyllama").status_code == 200
+    streamed = chat(client, model="tinyllama", stream=True)
+    streamed.get_data()
+    streamed.close()  # a stream holds its host's lease until it ends, then gives it back
     text = client.get("/metrics").get_data(as_text=True)
     assert sample(text, "api_gateway_ollama_host_up", host=a.url) == 1
     assert sample(text, "api_gateway_ollama_host_up", host=down) == 0
-    assert sample(text, "api_gateway_ollama_host_in_flight", host=a.url) == 0  # the call gave its lease back
+    assert sample(text, "api_gateway_ollama_host_in_flight", host=a.url) == 0  # both calls gave their leases back
 
 
 def test_the_fleets_slots_cap_calls_when_each_hosts_slots_are_known(make_app, hosts, claude):
