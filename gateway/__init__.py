@@ -17,7 +17,7 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
 
     `config` may be a Settings, a mapping read like the environment (tests), or None (os.environ).
     """
-    from .api import anthropic, batches, embeddings, native, openai, ops, responses
+    from .api import anthropic, batches, embeddings, feedback, native, openai, ops, responses
     from .api.client_address import ClientAddress
     from .api.errors import register_error_handlers
     from .api.hooks import register_hooks
@@ -34,10 +34,13 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
     app.json = FastJSONProvider(app)
     app.extensions["gateway"] = svc = GatewayService(settings)
     _batches(app, svc)
+    if settings.router != "heuristic" or settings.catalog.routing.target_quality is not None:
+        svc.calibrator.start()  # refreshes the version in force; refits from labels (gateway/calibration/)
 
     register_hooks(app)
     register_error_handlers(app)
     app.register_blueprint(native.bp)
+    app.register_blueprint(feedback.bp)
     app.register_blueprint(openai.bp)
     app.register_blueprint(anthropic.bp)
     app.register_blueprint(responses.bp)

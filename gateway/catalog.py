@@ -136,6 +136,9 @@ class RoutingConfig:
     gpu_upgrades: dict[str, tuple[str, int]] = field(default_factory=dict)
     # strategy cascade: a local answer whose mean token log-probability is lower goes to the cloud (None: off)
     cascade_min_mean_logprob: float | None = None
+    # the share of the cloud model's quality to keep: the gateway calibrates the cloud threshold to it from
+    # labelled traffic (gateway/calibration/); None: the tiers' max_score decide
+    target_quality: float | None = None
 
 
 @dataclass(frozen=True)
@@ -360,10 +363,20 @@ def _routing(r: dict, source: str) -> RoutingConfig:
         gpu_upgrades={str(tier): (str(u["model"]), int(u["min_free_mb"]))
                       for tier, u in (r.get("gpu_upgrade") or {}).items()},
         cascade_min_mean_logprob=_min_mean_logprob(r.get("cascade") or {}, source),
+        target_quality=_target_quality(r.get("target_quality"), source),
     )
     if not 0 < cfg.short_words < cfg.long_words:
         raise CatalogError(f"{source}: routing.length: 0 < short_words < long_words required")
     return cfg
+
+
+def _target_quality(value: object, source: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
+        raise CatalogError(f"{source}: routing.target_quality must be a share of the cloud model's quality between 0 "
+                           f"and 1 (e.g. 0.95) or null, got {value!r}")
+    return float(value)
 
 
 def _min_mean_logprob(cascade: dict, source: str) -> float | None:

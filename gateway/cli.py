@@ -1,5 +1,7 @@
-"""Operator CLI: `python -m gateway route "prompt" [--explain] [--strategy S] [--model M]`, and
-`python -m gateway check`: is the configuration valid (what ./deploy-all.sh reload asks before reloading)?
+"""Operator CLI: `python -m gateway route "prompt" [--explain] [--strategy S] [--model M]`,
+`python -m gateway check`: is the configuration valid (what ./deploy-all.sh reload asks before reloading)?,
+and `python -m gateway calibration status|refit|rollback [--to VERSION]|resume`: the learning router's
+versions in Redis (gateway/calibration/), which every worker and replica follows within seconds.
 
 Prints the routing decision and its alternatives (a dry run) without a server and without calling
 any model, using the same configuration the gateway would: the environment, then the stack's .env (read
@@ -84,6 +86,42 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _calibration(args: argparse.Namespace) -> int:
+    from .calibration.runtime import Calibrator
+    from .state import StateUnavailable, build_state
+
+    settings = Settings.from_env(_environment(args.env_file))
+    if not settings.redis_url:
+        print("error: the calibration lives in Redis (REDIS_URL); without it each gateway process keeps its own",
+              file=sys.stderr)
+        return 2
+    state = build_state(settings)
+    calibrator = Calibrator(settings, state, None, None, shadow=False)
+    try:
+        if args.action == "rollback":
+            result = calibrator.rollback(args.to)
+            print(f"rolled back to {result['version']} (from {result['from'] or 'shipped'}); refits held until "
+                  "`python -m gateway calibration resume`")
+        elif args.action == "resume":
+            print(f"refits resumed; in force: {calibrator.resume()['version']}")
+        elif args.action == "refit":
+            done = calibrator.refit(force=True)
+            print(f"published {done['version']} from {done['labels']} labels in {done['seconds']} s" if done
+                  else "nothing to refit: no labels yet (or another refit is running)")
+        else:
+            calibrator.refresh()
+            print(json.dumps(calibrator.report(), indent=2))
+    except StateUnavailable as exc:
+        print(f"error: Redis did not answer ({exc})", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        state.close()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gateway", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -97,9 +135,13 @@ def main(argv: list[str] | None = None) -> int:
     route.add_argument("--env-file", default=".env", help="the stack's settings (default .env; \"\" for none)")
     check = sub.add_parser("check", help="validate the configuration the gateway would start with")
     check.add_argument("--env-file", default=".env", help="the stack's settings (default .env; \"\" for none)")
+    cal = sub.add_parser("calibration", help="the learning router: status, refit, rollback, resume")
+    cal.add_argument("action", choices=("status", "refit", "rollback", "resume"))
+    cal.add_argument("--to", default=None, help="rollback: this version (from status' history), or 'shipped'")
+    cal.add_argument("--env-file", default=".env", help="the stack's settings (default .env; \"\" for none)")
     args = parser.parse_args(argv)
     try:
-        return _check(args) if args.command == "check" else _route(args)
+        return {"check": _check, "route": _route, "calibration": _calibration}[args.command](args)
     except (ConfigError, CatalogError) as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2

@@ -99,6 +99,15 @@ class Settings:
     trusted_proxies: tuple = ()              # TRUSTED_PROXIES: the edge's CIDRs, whose X-Forwarded-For is believed
     gpu_sample_seconds: float = 5.0
     stream_send_timeout_seconds: float = 30.0  # a client that reads nothing of a stream this long is cut off
+    key_strategies: dict = field(default_factory=dict)  # API key id -> its strategy (KEY_STRATEGIES)
+    # The learning router (gateway/calibration/): feedback kept this long per request (0: no feedback), shadow
+    # labels for this share of requests within this monthly budget (both 0: off), refits this often
+    feedback_ttl_seconds: int = 172800
+    calibration_rate: float = 0.0
+    calibration_budget_usd: float = 0.0
+    calibration_refit_seconds: float = 600.0
+    calibration_max_labels: int = 10000
+    calibration_keep_prompts: bool = False   # keep labelled prompts' text too (opt-in; SECURITY.md)
 
     @property
     def longest_call_seconds(self) -> float:
@@ -195,6 +204,13 @@ class Settings:
             trusted_proxies=r.networks("TRUSTED_PROXIES"),
             gpu_sample_seconds=r.number("GPU_SAMPLE_SECONDS", 5.0, low=0.5),
             stream_send_timeout_seconds=r.number("STREAM_SEND_TIMEOUT_SECONDS", 30.0, low=1, high=3600),
+            key_strategies=r.strategies("KEY_STRATEGIES"),
+            feedback_ttl_seconds=int(r.number("FEEDBACK_TTL_SECONDS", 172800, low=0, high=90 * 86400)),
+            calibration_rate=r.number("CALIBRATION_RATE", 0.0, low=0, high=1),
+            calibration_budget_usd=r.number("CALIBRATION_BUDGET_USD", 0.0, low=0),
+            calibration_refit_seconds=r.number("CALIBRATION_REFIT_SECONDS", 600.0, low=1),
+            calibration_max_labels=int(r.number("CALIBRATION_MAX_LABELS", 10000, low=100, high=200000)),
+            calibration_keep_prompts=r.flag("CALIBRATION_KEEP_PROMPTS", False),
         )
         r.raise_if_errors()
         return settings
@@ -232,6 +248,17 @@ class _Reader:
                 self.errors.append(f"{name}: {part[:40]!r} must be KEY_ID=high, normal or low")
             else:
                 out[key.strip()] = level.strip()
+        return out
+
+    def strategies(self, name: str) -> dict[str, str]:
+        """KEY_ID=STRATEGY, comma-separated: a key's routing strategy (local-only: its prompts never leave)."""
+        out = {}
+        for part in self.keys(name):
+            key, _, strategy = part.partition("=")
+            if not key.strip() or strategy.strip() not in STRATEGIES:
+                self.errors.append(f"{name}: {part[:40]!r} must be KEY_ID=one of {', '.join(STRATEGIES)}")
+            else:
+                out[key.strip()] = strategy.strip()
         return out
 
     def urls(self, name: str) -> tuple[str, ...]:

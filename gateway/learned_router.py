@@ -86,7 +86,16 @@ class LearnedRouter:
     def load(cls, path: str | Path) -> LearnedRouter:
         """Read a weights file; ValueError says what is wrong with it."""
         try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ValueError(f"{path}: not a learned-router weights file ({type(exc).__name__}: {exc})") from None
+        return cls.from_json(text, str(path))
+
+    @classmethod
+    def from_json(cls, text: str, where: str = "weights") -> LearnedRouter:
+        """A weights file's text (from disk, or a refit version kept in Redis); ValueError if it is not one."""
+        try:
+            data = json.loads(text)
             if data.get("format") != FORMAT:
                 raise ValueError(f"format is {data.get('format')!r}, expected {FORMAT!r}")
             if data.get("features") != FEATURES:
@@ -101,18 +110,25 @@ class LearnedRouter:
             return cls(buckets, {int(k): float(v) for k, v in data["weights"].items()}, float(data["bias"]),
                        knots, float(data.get("hybrid_weight", 0.5)), str(data["version"]),
                        dict(data.get("trained_on", {})))
-        except (OSError, KeyError, TypeError, json.JSONDecodeError) as exc:
-            raise ValueError(f"{path}: not a learned-router weights file ({type(exc).__name__}: {exc})") from None
+        except (KeyError, TypeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{where}: not a learned-router weights file ({type(exc).__name__}: {exc})") from None
         except ValueError as exc:
-            raise ValueError(f"{path}: {exc}") from None
+            raise ValueError(f"{where}: {exc}") from None
 
     def probability(self, prompt: str) -> float:
+        return self.probability_of(features(prompt, self.buckets))
+
+    def probability_of(self, x: dict[int, float]) -> float:
+        """The probability for features already computed (a calibration label keeps them, not the prompt)."""
         w = self.weights
-        return _sigmoid(self.bias + sum(w.get(i, 0.0) * v for i, v in features(prompt, self.buckets).items()))
+        return _sigmoid(self.bias + sum(w.get(i, 0.0) * v for i, v in x.items()))
 
     def score(self, prompt: str) -> float:
         """The probability mapped through the calibration knots (linear in between), in [0, 1]."""
         return round(_calibrate(self.probability(prompt), self.calibration), 4)
+
+    def score_of(self, x: dict[int, float]) -> float:
+        return round(_calibrate(self.probability_of(x), self.calibration), 4)
 
     def to_json(self) -> str:
         """The weights file: readable header, then the weights on one line (they are most of the file)."""

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 from .backends import BackendError, build_backends
 from .billing import charged_usage
+from .calibration.runtime import Calibrator
 from .catalog import EMBEDDING, ModelSpec
 from .chat import Attempt, ChatRequest, Completion, EmbedOutcome, EmbedRequest, Outcome, ToolCall, Usage
 from .config import Settings
@@ -63,6 +64,8 @@ class GatewayService:
             ollama.pool.leases = self.state.hosts
             ollama.pool.on_cold = self.telemetry.cold_load
         self.closers: list = []  # what else stops with the service (the batch runner)
+        self.calibrator = Calibrator(settings, self.state, self.upstreams, self.telemetry)
+        self.closers.append(self.calibrator.close)
 
     # ------------------------------------------------------------------ admission and routing
     def admit(self, request: ChatRequest) -> None:
@@ -96,16 +99,20 @@ class GatewayService:
             except StateUnavailable:
                 if self.settings.redis_failure_policy == "local-only":
                     block = UNGUARDED
+        in_force = self.calibrator.current
+        key_strategy = self.settings.key_strategies.get(request.api_key_id) if request is not None and \
+            self.settings.key_strategies else None
         return RoutingContext(
             catalog=self.settings.catalog,
             configured_backends=frozenset(self.upstreams.backends),
             deployment_tier=self.settings.deployment_tier,
-            default_strategy=self.settings.routing_strategy,
+            default_strategy=key_strategy or self.settings.routing_strategy,
             open_circuits=self.upstreams.open_circuits(),
             missing_models=self.upstreams.missing_models(),
             budget_used_fraction=used, budget_remaining_usd=remaining, paid_block_reason=block,
             gpu_free_mb=self._gpu_free_mb(),
-            router=self.settings.router, learned=self.settings.learned,
+            router=self.settings.router, learned=in_force.model,
+            thresholds=in_force.thresholds, router_version=in_force.version,
             paid_fallback=self.settings.paid_fallback,
             capabilities=self.upstreams.capabilities() if request is not None and (
                 request.needs or request.image_urls) else {},
@@ -119,6 +126,9 @@ class GatewayService:
         return None if free is None else free // 2**20
 
     def decide(self, request: ChatRequest) -> Decision:
+        if self.settings.key_strategies and request.strategy != "local-only" and \
+                self.settings.key_strategies.get(request.api_key_id) == "local-only":
+            request = replace(request, strategy="local-only")  # the key's prompts never leave, whatever it asks
         return decide(request, self.context(request))
 
     def count_input_tokens(self, request: ChatRequest, decision: Decision) -> int | None:
@@ -303,6 +313,8 @@ class GatewayService:
         model = self.settings.catalog.model(outcome.model)
         self.stats.record(outcome, local=model is not None and not model.paid, key_id=request.api_key_id)
         self._record_spend(outcome, request)
+        if outcome.decision is not None:
+            self.calibrator.observe(request, outcome, outcome.decision.router_version)
         if self.settings.rate_limit_tpm:  # the input estimate was counted on admission
             usage = outcome.completion.usage
             self.state.rate_limiter.add_tokens(request.api_key_id or ANONYMOUS, usage.input_tokens
@@ -355,6 +367,7 @@ class GatewayService:
         # where it went, fallbacks included, without the request's own log line.
         entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "request_id": request.request_id,
                  "key_id": request.api_key_id or "", "strategy": decision.strategy, "score": round(decision.score, 4),
+                 "router_version": decision.router_version,
                  "decided_tier": decision.tier, "decided_model": decision.model,
                  "reason": (outcome.reason if outcome is not None and outcome.reason else decision.reason)}
         if request.needs:
@@ -415,6 +428,8 @@ class GatewayService:
             "by_key": _group(totals, "key:"),
             # paid answers to prompts decided for a local model whose call failed (PAID_FALLBACK=cloud)
             "paid_fallback_usd": round(totals.get("tag:paid_fallback", 0.0), 8),
+            # shadow answers and judgements for the learning router (CALIBRATION_BUDGET_USD), in spent_usd too
+            "calibration_usd": round(totals.get("tag:calibration", 0.0), 8),
             # reservations still open at the end of their lifetime, charged their worst case
             "expired_reservations_usd": round(totals.get("expired", 0.0), 8),
             "cloud_reference_model": self.cloud_reference.name if self.cloud_reference else None,

@@ -12,9 +12,10 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
+from .calibration.labels import cluster_of
 from .catalog import Catalog, ModelSpec, RoutingConfig, TierSpec
 from .chat import STRATEGIES, ChatRequest
 from .errors import BadRequest, InvalidParameter, ServiceUnavailable, UnknownModel
@@ -173,6 +174,10 @@ class RoutingContext:
     # What models can do as their upstream reports it (Ollama's /api/show), by model name; a model not
     # here has the capabilities configs/models.yaml gives it.
     capabilities: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    # The learning router (gateway/calibration/): the cloud threshold calibrated to routing.target_quality,
+    # "*" and per task cluster (empty: the tiers' max_score decide), and the version in force
+    thresholds: Mapping[str, float] = field(default_factory=dict)
+    router_version: str = ""
 
 
 @dataclass(frozen=True)
@@ -199,12 +204,14 @@ class Decision:
     alternatives: tuple[Choice, ...] = ()
     strategy: str = "auto"
     explicit: bool = False
-    # A bounded label for metrics: complexity, explicit_model, explicit_tier, cloud_first, local_only,
+    # A bounded label for metrics: complexity, calibrated (routing.target_quality's threshold decided), explicit_model,
+    # explicit_tier, cloud_first, local_only,
     # budget, budget_conserve, paid_paused, unavailable, capability (the tier's models lack what the request
     # needs) or local_unavailable.
     reason_code: str = "complexity"
     # The capabilities that kept models out of the plan (a bounded label for metrics), e.g. ("tools",).
     exclusions: tuple[str, ...] = ()
+    router_version: str = ""  # the learned weights and calibration the decision used (the decision log shows it)
 
     @property
     def plan(self) -> tuple[Choice, ...]:
@@ -301,13 +308,17 @@ def decide(request: ChatRequest, context: RoutingContext) -> Decision:
     if target != "auto":
         model = context.catalog.model(target)
         if model is not None:
-            return _explicit_model(p, model, score, factors)
+            return _versioned(_explicit_model(p, model, score, factors), context)
         tier = context.catalog.tier(target)
         if tier is None:
             names = [m.name for m in context.catalog.models] + [t.name for t in context.catalog.tiers]
             raise UnknownModel(f"unknown model or tier {target!r}; known: auto, {', '.join(names)}", param="model")
-        return _explicit_tier(p, tier, score, factors)
-    return _by_complexity(p, score, factors)
+        return _versioned(_explicit_tier(p, tier, score, factors), context)
+    return _versioned(_by_complexity(p, score, factors), context)
+
+
+def _versioned(d: Decision, ctx: RoutingContext) -> Decision:
+    return replace(d, router_version=ctx.router_version) if ctx.router_version else d
 
 
 def _explicit_model(p: _Planner, m: ModelSpec, score: float, factors: dict) -> Decision:
@@ -384,6 +395,9 @@ def _by_complexity(p: _Planner, score: float, factors: dict) -> Decision:
         return _cascade(p, tiers, wanted, score, factors)
     bound = f" < {tiers[wanted].max_score:.2f}" if tiers[wanted].max_score < 1.0 else ""
     reason = f"complexity {score:.2f}{bound} -> tier {tiers[wanted].name}"
+    calibrated = _calibrated(p, tiers, score)
+    if calibrated is not None:
+        wanted, reason = calibrated
     allow_paid = p.strategy != "local-only"
     if allow_paid and _tier_paid(p, tiers[wanted]):
         blocked = _paid_blocked(p, next(iter(p.tier_models(tiers[wanted])), None))
@@ -406,11 +420,33 @@ def _by_complexity(p: _Planner, score: float, factors: dict) -> Decision:
         models = [m for m in models if not m.paid or m.tier == tiers[start].name] or models
     if not models or models[0].tier != tiers[wanted].name:
         p.unavailable_note(list(p.cat.models_in(tiers[wanted].name)))
-        if p.code == "complexity":
+        if p.code in ("complexity", "calibrated"):
             p.code = "capability" if p.excluded else "unavailable"
         if models:
             reason += f", answered by tier {models[0].tier}"
     return _decision(p, models, score, factors, reason)
+
+
+def _calibrated(p: _Planner, tiers: list[TierSpec], score: float) -> tuple[int, str] | None:
+    """routing.target_quality: the calibrated threshold, not the tiers' max_score, says local or cloud; below
+    it the local tiers keep their own bands (the most capable local tier takes the rest)."""
+    if not p.ctx.thresholds:
+        return None
+    cluster = cluster_of(p.req.prompt)
+    threshold = p.ctx.thresholds.get(cluster, p.ctx.thresholds.get("*"))
+    local = [i for i, t in enumerate(tiers) if not _tier_paid(p, t)]
+    paid = [i for i, t in enumerate(tiers) if _tier_paid(p, t)]
+    if threshold is None or not local or not paid:
+        return None
+    target = p.cat.routing.target_quality or 0.0
+    if score >= threshold:
+        p.code = "calibrated"
+        return paid[0], (f"complexity {score:.2f} >= {threshold:.4f}, the {cluster} threshold calibrated to keep "
+                         f"{target:.0%} of the cloud's quality -> tier {tiers[paid[0]].name}")
+    wanted = next((i for i in local if score < tiers[i].max_score), local[-1])
+    p.code = "calibrated"
+    return wanted, (f"complexity {score:.2f} < {threshold:.4f}, the {cluster} threshold calibrated to keep "
+                    f"{target:.0%} of the cloud's quality -> tier {tiers[wanted].name}")
 
 
 def _cascade(p: _Planner, tiers: list[TierSpec], wanted: int, score: float, factors: dict) -> Decision:
@@ -500,8 +536,10 @@ def _keep_local(p: _Planner, models: list[ModelSpec]) -> list[ModelSpec]:
 
 def _decision(p: _Planner, models: list[ModelSpec], score: float, factors: dict, reason: str) -> Decision:
     models = _keep_local(p, models)
+    # 400 when no model this request could ever get (enabled, configured, allowed by its strategy) can take it
     if not models and p.excluded and not any(p.lacks(m) is None for m in p.cat.models if m.backend in p.ctx.
-                                             configured_backends and p.enabled(p.cat.tier(m.tier))):
+                                             configured_backends and p.enabled(p.cat.tier(m.tier))
+                                             and not (m.paid and p.strategy == "local-only")):
         raise _no_capable_model(p)
     if not models:
         detail = "; ".join(dict.fromkeys(p.notes)) or "no model has a configured backend"

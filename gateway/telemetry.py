@@ -91,6 +91,10 @@ class _Metrics:
                                 ["backend"], multiprocess_mode="livesum")
         self.cold_loads = Counter("api_gateway_ollama_cold_loads", "Calls sent to an Ollama host that did not have "
                                   "the model loaded (it loads it first): several hosts only", ["host"])
+        self.shadow = Counter("api_gateway_shadow_labels", "Shadow labels for the learning router: labelled (by "
+                              "judge), skipped, failed or dropped, with why", ["result", "reason"])
+        self.calibration_cost = Counter("api_gateway_calibration_cost", "USD paid for shadow answers and "
+                                        "judgements (also in api_gateway_cost)", ["model"])
         # Set by each worker when its breaker opens or closes; a scrape shows the most of the live workers', so
         # one worker's open circuit reads open whichever worker answers.
         self.circuit = Gauge("api_gateway_circuit_open", "1 while the backend's circuit breaker is open (or probing) "
@@ -203,6 +207,14 @@ class Telemetry:
         """What a failed paid try was charged (gateway/billing.py): spend like any other."""
         self._labels(self.m.cost, self._model(model)).inc(cost)
 
+    def shadow(self, result: str, reason: str) -> None:
+        """result: labelled, skipped, failed, dropped; reason: a judge, a BackendError kind or a fixed word."""
+        self._labels(self.m.shadow, result, reason if reason.isidentifier() else OTHER).inc()
+
+    def shadow_cost(self, model: str, cost: float) -> None:
+        self._labels(self.m.cost, self._model(model)).inc(cost)
+        self._labels(self.m.calibration_cost, self._model(model)).inc(cost)
+
     def first_token(self, model: str, backend: str, seconds: float) -> None:
         self._labels(self.m.ttft, self._model(model), self._backend(backend)).observe(seconds)
 
@@ -232,7 +244,7 @@ class Telemetry:
 def gauges(backends: dict[str, bool], budget: tuple[float, float | None] | None,
            gpus: Iterable, redis_up: bool | None = None, key_spend: dict[str, float] | None = None,
            loaded: dict[tuple[str, str], bool] | None = None, processes: Iterable[Process] = (),
-           hosts: dict[str, tuple[bool, int]] | None = None) -> list:
+           hosts: dict[str, tuple[bool, int]] | None = None, calibration: dict | None = None) -> list:
     """The scrape-time gauges: backends {name: up}, budget (spent, limit, reserved), GPU samples, whether the
     shared-state Redis answers (absent without REDIS_URL), this month's spend per configured key, which local
     models are loaded {(model, backend): loaded}, the gunicorn processes' memory and CPU, and with several Ollama
@@ -272,6 +284,8 @@ def gauges(backends: dict[str, bool], budget: tuple[float, float | None] | None,
             rss.add_metric([str(p.pid), p.role], float(p.rss_bytes))
             cpu.add_metric([str(p.pid), p.role], p.cpu_seconds)
         out += [rss, cpu]
+    if calibration is not None:
+        out += _calibration_gauges(calibration)
     if redis_up is not None:
         out.append(GaugeMetricFamily("api_gateway_redis_up", "1 when the shared-state Redis answers a PING",
                                      value=1.0 if redis_up else 0.0))
@@ -298,6 +312,43 @@ def gauges(backends: dict[str, bool], budget: tuple[float, float | None] | None,
             if value is not None:
                 fam.add_metric([f"{g.index}:{g.name}"], float(value))
         out.append(fam)
+    return out
+
+
+def _calibration_gauges(c: dict) -> list:
+    """The learning router (gateway/calibration/runtime.py Calibrator.gauges())."""
+    out = [GaugeMetricFamily("api_gateway_calibration_labels", "Labels kept for the learning router (feedback "
+                             "and shadow)", value=float(c["labels"])),
+           GaugeMetricFamily("api_gateway_calibration_target_quality", "routing.target_quality (0: not set)",
+                             value=float(c["target"] or 0.0)),
+           GaugeMetricFamily("api_gateway_calibration_spend_dollars", "Shadow answers and judgements this UTC "
+                             "month (USD)", value=float(c["spent"])),
+           GaugeMetricFamily("api_gateway_calibration_budget_dollars", "CALIBRATION_BUDGET_USD",
+                             value=float(c["budget"])),
+           GaugeMetricFamily("api_gateway_calibration_drifted", "1 when the newest labels fall short of the target "
+                             "at the threshold in force", value=1.0 if c["drifted"] else 0.0)]
+    used = GaugeMetricFamily("api_gateway_calibration_labels_used", "Labels the version in force learned from, "
+                             "by source", labels=["source"])
+    for source, n in sorted(c["used"].items()):
+        used.add_metric([source if source.isidentifier() else OTHER], float(n))
+    out.append(used)
+    est = c["estimate"]
+    if est:
+        quality = GaugeMetricFamily("api_gateway_calibration_quality", "Estimated share of the cloud model's quality "
+                                    "kept at the threshold in force, with its interval", labels=["bound"])
+        share = GaugeMetricFamily("api_gateway_calibration_cloud_share", "Estimated share of requests sent to the "
+                                  "cloud at the threshold in force, with its interval", labels=["bound"])
+        for fam, key in ((quality, "quality"), (share, "cloud_share")):
+            fam.add_metric(["estimate"], float(est[key]))
+            fam.add_metric(["lower"], float(est[f"{key}_interval"][0]))
+            fam.add_metric(["upper"], float(est[f"{key}_interval"][1]))
+        out += [quality, share]
+    if c["thresholds"]:
+        th = GaugeMetricFamily("api_gateway_calibration_threshold", "Score at or above which a prompt goes to the "
+                               "cloud, by task cluster (* : the rest)", labels=["cluster"])
+        for cluster, value in sorted(c["thresholds"].items()):
+            th.add_metric([cluster], float(value))
+        out.append(th)
     return out
 
 

@@ -259,6 +259,33 @@ def check_env(path: Path, required: bool) -> tuple[list[Finding], dict[str, str]
     return out or [Finding("ok", f"{path.name}: secrets set")], values
 
 
+def check_learning(env: dict[str, str]) -> list[Finding]:
+    """The learning router's settings (docs/routing.md): what it will do, and what does not add up."""
+    def number(name: str, default: float) -> float | None:
+        try:
+            return float(env.get(name) or default)
+        except ValueError:
+            return None
+
+    rate, budget = number("CALIBRATION_RATE", 0), number("CALIBRATION_BUDGET_USD", 0)
+    ttl = number("FEEDBACK_TTL_SECONDS", 172800)
+    if rate is None or budget is None or ttl is None or not 0 <= rate <= 1 or budget < 0 or ttl < 0:
+        return [Finding("fail", "CALIBRATION_RATE must be 0..1, CALIBRATION_BUDGET_USD and FEEDBACK_TTL_SECONDS "
+                                f"numbers >= 0 (got {env.get('CALIBRATION_RATE')!r}, "
+                                f"{env.get('CALIBRATION_BUDGET_USD')!r}, {env.get('FEEDBACK_TTL_SECONDS')!r})",
+                        "fix them in .env")]
+    feedback = f"feedback kept {ttl / 3600:g} h" if ttl else "feedback off"
+    if not rate:
+        return [Finding("ok", f"learning router: {feedback}; shadow labels off (CALIBRATION_RATE=0, "
+                              f"CALIBRATION_BUDGET_USD={budget:g})")]
+    if not budget:
+        return [Finding("warn", f"learning router: {feedback}; CALIBRATION_RATE={rate:g} but CALIBRATION_BUDGET_USD=0: "
+                                "only cloud answers get a (free, local) shadow; local answers get none",
+                        "set CALIBRATION_BUDGET_USD to what shadow answers may cost a month")]
+    return [Finding("ok", f"learning router: {feedback}; shadow labels for {rate:.1%} of answers within "
+                          f"${budget:g} a month (CALIBRATION_RATE, CALIBRATION_BUDGET_USD)")]
+
+
 def check_gpu(tier: Tier, cpu_ok: bool = False) -> list[Finding]:
     smi = run(["nvidia-smi", "-L"]) if shutil.which("nvidia-smi") else None
     if smi is None or smi.returncode != 0 or "GPU" not in smi.stdout:
@@ -316,7 +343,7 @@ def main() -> int:
     if args.mode == "docker":
         tier = load(args.tier, preset=env.get("MODEL_PRESET"))
         findings = check_docker() + check_disk(tier) + check_memory(tier) + check_gpu(tier, args.cpu) + findings
-    findings += check_clock()
+    findings += check_learning(env) + check_clock()
     marks = {"ok": "ok  ", "warn": "warn", "fail": "FAIL"}
     for f in findings:
         if f.level == "ok" and args.quiet:

@@ -88,9 +88,13 @@ def metrics():
         if pool is not None and not pool.single:
             busy = pool.in_flight()
             hosts = {h.url: (bool(h.health and h.health.ok), busy.get(h.url, 0)) for h in pool.hosts}
+        try:
+            calibration = svc.calibrator.gauges()
+        except StateUnavailable:
+            calibration = None
         return gauges(backends, budget, svc.gpu.report().gpus, redis.ping() if redis is not None else None,
                       key_spend, loaded, gunicorn_processes() if os.environ.get("PROMETHEUS_MULTIPROC_DIR") else (),
-                      hosts)
+                      hosts, calibration)
 
     return Response(render(sample), mimetype="text/plain; version=0.0.4; charset=utf-8")
 

@@ -1,4 +1,5 @@
-"""What workers share: stats, spend and budgets, the response cache, rate limits, the decision log.
+"""What workers share: stats, spend and budgets, the response cache, rate limits, the decision log, the
+learning router's labels and versions.
 
 Each store has one interface and two implementations: Redis (shared by every worker and replica) and
 in-process (one worker only). build_state picks them from REDIS_URL; nothing else imports redis.
@@ -9,11 +10,12 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..config import Settings
 from .budget import Ledger, Limits, MemoryLedger, RedisLedger
 from .cache import Cache, MemoryCache, RedisCache
+from .calibration import CalibrationStore, MemoryCalibrationStore, RedisCalibrationStore
 from .decisions import DecisionLog, MemoryDecisionLog, RedisDecisionLog
 from .hosts import HostLeases, MemoryHostLeases, RedisHostLeases
 from .ratelimit import (
@@ -42,6 +44,7 @@ class State:
     decisions: DecisionLog
     hosts: HostLeases  # calls in flight per Ollama host (several hosts: which one a call goes to)
     redis: RedisStore | None = None
+    calibration: CalibrationStore = field(default_factory=MemoryCalibrationStore)  # the learning router's
 
     @property
     def shared(self) -> bool:
@@ -74,7 +77,7 @@ def build_state(settings: Settings) -> State:
             rate_limiter=RedisRateLimiter(store, settings.rate_limit_rpm, settings.rate_limit_tpm),
             concurrency=RedisConcurrencyCap(store, caps, lease_ttl),
             decisions=RedisDecisionLog(store, settings.decision_log_max), hosts=RedisHostLeases(store, lease_ttl),
-            redis=store)
+            redis=store, calibration=RedisCalibrationStore(store))
     log.warning("no REDIS_URL: stats, spend, budgets, cache and rate limits are per process; "
                 "run a single worker (GATEWAY_WORKERS=1) or set REDIS_URL")
     return State(

@@ -79,6 +79,22 @@ def test_each_blocking_problem_has_its_message_and_fix(doctor, setup, message, f
     assert message in out.stdout and fix in out.stdout
 
 
+@pytest.mark.parametrize(("env", "level", "message"), [
+    ({}, "ok", "learning router: feedback kept 48 h; shadow labels off (CALIBRATION_RATE=0, CALIBRATION_BUDGET_USD=0)"),
+    ({"CALIBRATION_RATE": "0.05", "CALIBRATION_BUDGET_USD": "20"}, "ok",
+     "shadow labels for 5.0% of answers within $20 a month"),
+    ({"CALIBRATION_RATE": "0.05"}, "warn", "CALIBRATION_RATE=0.05 but CALIBRATION_BUDGET_USD=0"),
+    ({"CALIBRATION_RATE": "5"}, "FAIL", "CALIBRATION_RATE must be 0..1"),
+    ({"FEEDBACK_TTL_SECONDS": "0"}, "ok", "learning router: feedback off"),
+])
+def test_doctor_shows_the_learning_routers_settings(doctor, env, level, message):
+    doctor.env_file.write_text(GOOD_ENV + "".join(f"{k}={v}\n" for k, v in env.items()))
+    out = doctor()
+    line = next(li for li in out.stdout.splitlines() if "learning router" in li or "CALIBRATION_RATE must" in li)
+    assert line.startswith(f"[{level}") and message in line, out.stdout
+    assert out.returncode == (1 if level == "FAIL" else 0)
+
+
 def test_a_busy_port_names_its_variable(doctor):
     port = int(doctor.ports["GRAFANA_PORT"])
     with socket.socket() as s:

@@ -47,6 +47,8 @@ class Script:
     tool_calls: list[dict] | None = None
     # Ollama before 0.12.10: tool calls without ids.
     no_call_ids: bool = False
+    # Answer only once the test sets this event (what a caller does meanwhile shows it did not wait)
+    hold: threading.Event | None = None
 
 
 @dataclass
@@ -235,6 +237,8 @@ class FakeServer:
         """Apply delay/drop/raw body. Returns True when the response is already fully handled."""
         if script.delay:
             time.sleep(script.delay)
+        if script.hold is not None:
+            script.hold.wait(30)
         if script.drop:
             self.cut(h)
             return True

@@ -328,7 +328,12 @@ def test_every_panel_uses_only_metrics_the_gateway_exports():
                 "api_gateway_budget_reserved_dollars", "api_gateway_budget_refusals_total",
                 "api_gateway_in_flight_requests", "api_gateway_gpu_utilization_ratio",
                 "api_gateway_gpu_memory_used_bytes", "api_gateway_gpu_memory_total_bytes",
-                "api_gateway_gpu_temperature_celsius", "api_gateway_gpu_power_watts"}
+                "api_gateway_gpu_temperature_celsius", "api_gateway_gpu_power_watts",
+                # the learning router (gateway/telemetry.py _calibration_gauges)
+                "api_gateway_calibration_quality", "api_gateway_calibration_cloud_share",
+                "api_gateway_calibration_target_quality", "api_gateway_calibration_labels",
+                "api_gateway_calibration_labels_used", "api_gateway_calibration_threshold",
+                "api_gateway_calibration_spend_dollars", "api_gateway_calibration_drifted"}
     import re
 
     for dash, title, expr in panel_queries():

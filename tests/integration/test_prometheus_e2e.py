@@ -77,10 +77,35 @@ def traffic(url: str, ollama, claude, i: int) -> None:
     post({"prompt": DESIGN, "model": "claude-sonnet", "max_tokens": 30000})  # 429 budget_exceeded
 
 
+def seed_calibration(redis_url: str, tmp_path: Path) -> str:
+    """Labels a learning router would have gathered (prompts scoring over 0.4 the local model got wrong), and a
+    catalog with a quality target: the gateway's refit job calibrates from them while the test runs, so the
+    learning router's panels have a calibration to show (the shadow path: tests/gateway/test_learning_router.py)."""
+    import redis as redis_py
+
+    from gateway.calibration.labels import Label
+    from gateway.learned_router import features
+    from gateway.state.calibration import RedisCalibrationStore
+    from gateway.state.store import RedisStore
+
+    store = RedisCalibrationStore(RedisStore(redis_py.Redis.from_url(redis_url, decode_responses=True)))
+    for i in range(80):
+        h = i / 80
+        label = Label(features(f"synthetic prompt {i}", 2**14), h, 0.0 if h > 0.4 else 1.0, 1.0, 1.0, "shadow",
+                      "general", time.time())
+        store.put_label(f"seed{i}", label.as_dict(), label.time)
+    catalog = tmp_path / "models.yaml"
+    catalog.write_text((ROOT / "configs" / "models.yaml").read_text().replace("  target_quality: null",
+                                                                               "  target_quality: 0.95"))
+    return str(catalog)
+
+
 def test_every_panel_returns_data_and_every_alert_parses(gunicorn, prometheus, redis_server, ollama, claude,
                                                           fake_gpu, tmp_path):
+    catalog = seed_calibration(redis_server.url, tmp_path)
     url, _, _ = gunicorn(REDIS_URL=redis_server.url, BUDGET_MONTHLY_USD="0.05", CACHE_TTL_SECONDS="60",
                          GATEWAY_WORKERS="2", OLLAMA_MAX_CONCURRENCY="4", **fake_gpu,
+                         MODELS_CONFIG=catalog, CALIBRATION_REFIT_SECONDS="1",
                          # two hosts (the per-host panels): the same fake Ollama by two names
                          OLLAMA_URLS=f"{ollama.url},{ollama.url.replace('127.0.0.1', 'localhost')}")
     prom = prometheus(url.removeprefix("http://"))
