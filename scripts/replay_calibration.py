@@ -173,7 +173,7 @@ def run_bench(name: str, items, all_items, args) -> dict:
     prior = train_router.build(groups) if groups else LearnedRouter.load(ROOT / "configs" / "router" / "learned.json")
     bench = Bench(name, items, prior, args.quick)
     held = bench.held_items()
-    randoms = [metrics([random.Random(s).random() for _ in held], held) for s in range(10)]
+    randoms = [metrics([rnd.random() for _ in held], held) for rnd in map(random.Random, range(10))]
     baselines = {"random": {k: round(statistics.fmean(r[k] for r in randoms), 4) for k in randoms[0]},
                  "length": metrics([float(bench.rows[i][5]) for i in bench.held], held)}
     result = {"baselines": baselines, "held_out": len(bench.held), "streamed": len(bench.pool),

@@ -13,24 +13,24 @@ import re
 from array import array
 from dataclasses import dataclass, field
 
-from ..learned_router import DENSE
+from ..learned_router import DENSE, FEATURES
 
 SOURCES = ("feedback", "shadow", "replay")
 CLUSTERS = ("code", "choice", "math", "general")
 
 _CHOICES = re.compile(r"(?m)^\s*\(?[A-Da-d][.)]\s")
 _CODE = re.compile(r"```|\bdef |\bclass |\bfunction\b|;\s*$|\{\s*$|#include|\bSELECT\b", re.MULTILINE)
-_NUMBER = re.compile(r"\d")
+_CODE_HINTS = ("```", "def ", "class ", "function", ";", "{", "#include", "SELECT")  # none: no regex pass
 
 
 def cluster_of(prompt: str) -> str:
     """The prompt's task cluster, cheap and stable: thresholds are calibrated per cluster where it has labels."""
     head = prompt[:4096]
-    if _CODE.search(head):
+    if any(h in head for h in _CODE_HINTS) and _CODE.search(head):
         return "code"
-    if len(_CHOICES.findall(head)) >= 3:
+    if "\n" in head and len(_CHOICES.findall(head)) >= 3:
         return "choice"
-    if len(_NUMBER.findall(head)) >= 2:
+    if sum(map(head.count, "0123456789")) >= 2:
         return "math"
     return "general"
 
@@ -65,11 +65,18 @@ class Label:
 def encode_features(x: dict[int, float]) -> dict:
     """Compact: the word buckets all carry the same value (1/sqrt(n)), so the indices (base64 of uint32) and
     that value, then the dense counts. About 3 bytes a word."""
-    dense_from = max(x) - len(DENSE) + 1 if x else 0
-    grams = array("I", sorted(i for i in x if i < dense_from))
+    keys = sorted(x)  # the dense counts have the highest indices (buckets .. buckets + 4)
+    dense_from = keys[-len(DENSE)] if len(keys) >= len(DENSE) else 0
+    grams = array("I", keys[:-len(DENSE)])
     value = x[grams[0]] if grams else 0.0
-    return {"b": dense_from, "g": base64.b64encode(grams.tobytes()).decode(), "v": round(value, 6),
+    return {"b": dense_from, "f": FEATURES, "g": base64.b64encode(grams.tobytes()).decode(), "v": round(value, 6),
             "d": [round(x.get(dense_from + i, 0.0), 6) for i in range(len(DENSE))]}
+
+
+def same_space(encoded: dict, buckets: int) -> bool:
+    """Features computed the way the model in use computes them (a retrained model with other buckets or
+    feature code cannot learn from older labels)."""
+    return encoded.get("b") == buckets and encoded.get("f") == FEATURES
 
 
 def decode_features(d: dict) -> dict[int, float]:

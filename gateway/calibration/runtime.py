@@ -27,7 +27,7 @@ from ..smart_router import Decision, estimate_complexity
 from ..state import StateUnavailable
 from ..state.budget import month_of
 from . import calibrate, sampler
-from .labels import Label, cluster_of, decode_features, encode_features, feedback_label
+from .labels import Label, cluster_of, decode_features, encode_features, feedback_label, same_space
 from .shadow import Job, ShadowRunner
 
 log = logging.getLogger("gateway.calibration")
@@ -121,7 +121,8 @@ class Calibrator:
         if not self.store.lock(300):
             return None
         try:
-            rows = self.store.labels(self.settings.calibration_max_labels)
+            rows = [r for r in self.store.labels(self.settings.calibration_max_labels)
+                    if same_space(r["x"], self.buckets)]
             if not rows:
                 return None
             newest = max(r.get("t", 0.0) for r in rows)
@@ -164,7 +165,7 @@ class Calibrator:
         out = []
         for r in self.store.recent(calibrate.TRAFFIC):
             p = float(r.get("p", 0.0))
-            if p < 1.0 and not r.get("l"):  # the unlabelled, weighted back for the sampler's thinning
+            if p < 1.0 and not r.get("l") and same_space(r["x"], self.buckets):  # unlabelled, weighted back
                 out.append(Label(decode_features(r["x"]), float(r["h"]), 0.0, 0.0, 1.0 / (1.0 - p), "traffic",
                                  str(r.get("c", "general"))))
         return out
@@ -224,7 +225,9 @@ class Calibrator:
         if self.settings.calibration_keep_prompts:
             record["prompt"] = prompt[:8192]
         sampled = p > 0 and random.random() < p
-        recent = {"x": record["x"], "h": heuristic, "c": cluster, "p": round(p, 6), "l": sampled}
+        # the traffic sample matters only to a calibration (the share a threshold sends to the cloud)
+        recent = {"x": record["x"], "h": heuristic, "c": cluster, "p": round(p, 6), "l": sampled} \
+            if self.target is not None else None
         self.store.remember(request.request_id, record, self.settings.feedback_ttl_seconds, recent)
         if sampled:
             label = Label(x, heuristic, 0.0, 0.0, 1.0 / p, "shadow", cluster,

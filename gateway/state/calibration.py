@@ -25,11 +25,14 @@ HISTORY = 50
 _K = f"{PREFIX}cal:"
 
 RECENT = 2000  # requests whose features are kept as a sample of recent traffic (calibrate.TRAFFIC)
-# A write (RedisStore.writer): ["cal_req", key, ttl seconds (0: none), record as JSON, recent list, its entry]
+# A write (RedisStore.writer): ["cal_req", key, ttl seconds (0: none), record, recent list, its entry or null].
+# The record and entry travel as JSON objects inside the batch and are encoded here: no JSON string in JSON.
 _REMEMBER = f"""
-if tonumber(op[3]) > 0 then redis.call('SET', op[2], op[4], 'EX', op[3]) end
-redis.call('LPUSH', op[5], op[6])
-redis.call('LTRIM', op[5], 0, {RECENT - 1})
+if tonumber(op[3]) > 0 then redis.call('SET', op[2], cjson.encode(op[4]), 'EX', op[3]) end
+if op[6] ~= cjson.null then
+  redis.call('LPUSH', op[5], cjson.encode(op[6]))
+  redis.call('LTRIM', op[5], 0, {RECENT - 1})
+end
 """
 # Reserve a shadow call's worst case within the month's calibration budget: KEYS[1] spend key; ARGV amount, budget
 _RESERVE = """
@@ -42,8 +45,9 @@ return 1
 
 
 class CalibrationStore(Protocol):
-    def remember(self, request_id: str, record: dict[str, Any], ttl: int, recent: dict[str, Any]) -> None:
-        """Keep the request's record for feedback (ttl 0: not) and its features among the recent traffic."""
+    def remember(self, request_id: str, record: dict[str, Any], ttl: int, recent: dict[str, Any] | None) -> None:
+        """Keep the request's record for feedback (ttl 0: not) and its features among the recent traffic
+        (None: not)."""
     def recent(self, limit: int) -> list[dict[str, Any]]: ...
     def request(self, request_id: str) -> dict[str, Any] | None: ...
     def put_feedback(self, request_id: str, feedback: dict[str, Any], ttl: int) -> bool:
@@ -71,10 +75,9 @@ class RedisCalibrationStore:
         self.store = store
         store.writer("cal_req", _REMEMBER)
 
-    def remember(self, request_id: str, record: dict[str, Any], ttl: int, recent: dict[str, Any]) -> None:
+    def remember(self, request_id: str, record: dict[str, Any], ttl: int, recent: dict[str, Any] | None) -> None:
         # batched with the request's other writes (one round trip, sent before the answer)
-        self.store.write("cal_req", f"{_K}req:{request_id}", ttl, fastjson.dumps(record) if ttl else "",
-                         f"{_K}recent", fastjson.dumps(recent))
+        self.store.write("cal_req", f"{_K}req:{request_id}", ttl, record if ttl else 0, f"{_K}recent", recent)
 
     def recent(self, limit: int) -> list[dict[str, Any]]:
         return [json.loads(r) for r in self.store.run(lambda r: r.lrange(f"{_K}recent", 0, limit - 1))]
@@ -194,9 +197,10 @@ class MemoryCalibrationStore:
         self._spend: dict[str, float] = {}
         self._locked = 0.0
 
-    def remember(self, request_id: str, record: dict[str, Any], ttl: int, recent: dict[str, Any]) -> None:
+    def remember(self, request_id: str, record: dict[str, Any], ttl: int, recent: dict[str, Any] | None) -> None:
         with self._lock:
-            self._recent.appendleft(recent)
+            if recent is not None:
+                self._recent.appendleft(recent)
             if not ttl:
                 return
             now = self.clock()
