@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 from .calibration.labels import cluster_of
@@ -308,17 +308,13 @@ def decide(request: ChatRequest, context: RoutingContext) -> Decision:
     if target != "auto":
         model = context.catalog.model(target)
         if model is not None:
-            return _versioned(_explicit_model(p, model, score, factors), context)
+            return _explicit_model(p, model, score, factors)
         tier = context.catalog.tier(target)
         if tier is None:
             names = [m.name for m in context.catalog.models] + [t.name for t in context.catalog.tiers]
             raise UnknownModel(f"unknown model or tier {target!r}; known: auto, {', '.join(names)}", param="model")
-        return _versioned(_explicit_tier(p, tier, score, factors), context)
-    return _versioned(_by_complexity(p, score, factors), context)
-
-
-def _versioned(d: Decision, ctx: RoutingContext) -> Decision:
-    return replace(d, router_version=ctx.router_version) if ctx.router_version else d
+        return _explicit_tier(p, tier, score, factors)
+    return _by_complexity(p, score, factors)
 
 
 def _explicit_model(p: _Planner, m: ModelSpec, score: float, factors: dict) -> Decision:
@@ -339,7 +335,8 @@ def _explicit_model(p: _Planner, m: ModelSpec, score: float, factors: dict) -> D
                          error_type="capability_unavailable")
     c = p.choice(m)
     return Decision(m.tier, m.name, m.backend, score, factors, f"model {m.name} requested explicitly",
-                    c.estimated_cost, (), p.strategy, explicit=True, reason_code="explicit_model")
+                    c.estimated_cost, (), p.strategy, explicit=True, reason_code="explicit_model",
+                    router_version=p.ctx.router_version)
 
 
 def _no_capable_model(p: _Planner) -> BadRequest:
@@ -554,4 +551,5 @@ def _decision(p: _Planner, models: list[ModelSpec], score: float, factors: dict,
     full = reason + (f" ({'; '.join(notes)})" if notes else "")
     c = p.choice(first)
     return Decision(first.tier, first.name, first.backend, score, factors, full, c.estimated_cost,
-                    tuple(p.choice(m) for m in rest), p.strategy, reason_code=p.code, exclusions=tuple(p.excluded))
+                    tuple(p.choice(m) for m in rest), p.strategy, reason_code=p.code, exclusions=tuple(p.excluded),
+                    router_version=p.ctx.router_version)

@@ -287,8 +287,9 @@ class Calibrator:
         month = month_of(time.time())
         pub = self.published
         counts: dict[str, int] = {}
-        for r in self.store.labels(self.settings.calibration_max_labels):
-            counts[r.get("s", "shadow")] = counts.get(r.get("s", "shadow"), 0) + 1
+        for label_id in self.store.label_ids():  # ids only: "fb:" feedback, "sh:" shadow
+            source = _SOURCES.get(label_id[:3], "other")
+            counts[source] = counts.get(source, 0) + 1
         return {
             "router": self.settings.router, "target_quality": self.target, "version": self.current.version,
             "refits_held": self.store.held(), "refit_every_seconds": self.settings.calibration_refit_seconds,
@@ -310,6 +311,9 @@ class Calibrator:
                 "estimate": est, "thresholds": self.current.thresholds,
                 "drifted": bool((pub.get("drift") or {}).get("drifted")),
                 "spent": self.store.spend(month_of(time.time())), "budget": self.settings.calibration_budget_usd}
+
+
+_SOURCES = {"fb:": "feedback", "sh:": "shadow"}
 
 
 def _plain(request: ChatRequest) -> bool:

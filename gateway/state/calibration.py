@@ -56,6 +56,7 @@ class CalibrationStore(Protocol):
     def labels(self, limit: int) -> list[dict[str, Any]]:
         """The newest `limit` labels, oldest first."""
     def label_count(self) -> int: ...
+    def label_ids(self) -> list[str]: ...
     def trim(self, keep: int) -> None: ...
     def publish(self, version: str, payload: dict[str, Any], summary: dict[str, Any]) -> None: ...
     def current(self) -> str | None: ...
@@ -108,6 +109,9 @@ class RedisCalibrationStore:
 
     def label_count(self) -> int:
         return int(self.store.run(lambda r: r.zcard(f"{_K}label_times")))
+
+    def label_ids(self) -> list[str]:
+        return list(self.store.run(lambda r: r.zrange(f"{_K}label_times", 0, -1)))
 
     def trim(self, keep: int) -> None:
         def cut(r):
@@ -233,6 +237,10 @@ class MemoryCalibrationStore:
 
     def label_count(self) -> int:
         return len(self._labels)
+
+    def label_ids(self) -> list[str]:
+        with self._lock:
+            return list(self._labels)
 
     def trim(self, keep: int) -> None:
         with self._lock:
