@@ -176,10 +176,11 @@ class Calibrator:
         current = self.store.current()
         history = [h for h in self.store.history() if h.get("event") == "refit"]
         if to is None:
-            older = [h["version"] for h in history if h["version"] != current]
+            if current is None:
+                raise ValueError("the shipped weights are in force: nothing before them (--to VERSION picks one "
+                                 "from the history)")
             idx = next((i for i, h in enumerate(history) if h["version"] == current), None)
-            to = history[idx + 1]["version"] if idx is not None and idx + 1 < len(history) else \
-                (older[0] if older and idx is None else SHIPPED)
+            to = history[idx + 1]["version"] if idx is not None and idx + 1 < len(history) else SHIPPED
         if to != SHIPPED and self.store.payload(to) is None:
             raise ValueError(f"version {to!r} is not kept (the history keeps the last 50)")
         self.store.set_current(None if to == SHIPPED else to, {"event": "rollback", "version": to, "from": current,

@@ -330,6 +330,8 @@ def test_a_refit_is_shared_by_every_replica_and_can_be_rolled_back(make_app, red
     monkeypatch.setenv("MODELS_CONFIG", catalog(tmp_path))
     assert cli(["calibration", "rollback", "--env-file", ""]) == 0
     assert "rolled back to shipped" in capsys.readouterr().out
+    assert cli(["calibration", "rollback", "--env-file", ""]) == 2  # nothing before the shipped weights
+    assert "nothing before them" in capsys.readouterr().err
     svc_b.calibrator.refresh()
     assert svc_b.calibrator.current.version == shipped
     assert ask(b.test_client(), prompt="Prove the lemma about invariant 998")["backend"] == "ollama"
@@ -344,7 +346,8 @@ def test_a_refit_is_shared_by_every_replica_and_can_be_rolled_back(make_app, red
     assert cli(["calibration", "rollback", "--env-file", "", "--to", "no-such-version"]) == 2
     capsys.readouterr()
     assert cli(["calibration", "status", "--env-file", ""]) == 0
-    status = json.loads(capsys.readouterr().out)
+    out = capsys.readouterr().out  # the report, after any log line the test's gateways wrote to stdout
+    status = json.loads(out[out.index("\n{\n") + 1:] if not out.startswith("{\n") else out)
     assert status["version"] == version and status["labels"]["total"] == 130
     assert [h["event"] for h in status["history"][:5]] == ["rollback", "refit", "resume", "rollback", "refit"]
 
