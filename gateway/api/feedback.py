@@ -51,6 +51,9 @@ def feedback():
         raise InvalidParameter(f"'comment' must be a string of at most {MAX_COMMENT} characters", param="comment")
     if svc.settings.feedback_ttl_seconds <= 0:
         raise NotFound("feedback is off on this gateway (FEEDBACK_TTL_SECONDS=0)", error_type="feedback_off")
+    if not svc.calibrator.learns:
+        raise NotFound("nothing on this gateway learns from feedback: set ROUTER=learned or hybrid, or "
+                       "routing.target_quality in configs/models.yaml (docs/routing.md)", error_type="feedback_off")
     if comment:
         given["comment"] = comment
     result = svc.calibrator.feedback(request_id.strip(), g.api_key_id, g.admin, given)

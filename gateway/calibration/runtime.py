@@ -64,8 +64,16 @@ class Calibrator:
             if shadow and settings.calibration_rate > 0 else None
 
     @property
+    def learns(self) -> bool:
+        """Something learns from labels: a learned router to refit, a target to calibrate, or shadow labels to
+        gather. Otherwise (the default: ROUTER=heuristic, no target) nothing is kept per request, so plain chat
+        pays nothing for a router that is not learning."""
+        return self.settings.router != "heuristic" or self.target is not None or self.shadow is not None
+
+    @property
     def remembers(self) -> bool:
-        return self.settings.feedback_ttl_seconds > 0 or self.shadow is not None or self.target is not None
+        return self.learns and (self.settings.feedback_ttl_seconds > 0 or self.shadow is not None
+                                or self.target is not None)
 
     # ------------------------------------------------------------------ background
     def start(self) -> None:

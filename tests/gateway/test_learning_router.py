@@ -22,6 +22,7 @@ from tests.fakes import Script
 K1, K2, ADMIN = "key-one", "key-two", "admin-key"
 H1, H2, HA = ({"Authorization": f"Bearer {k}"} for k in (K1, K2, ADMIN))
 KEYS = {"GATEWAY_API_KEYS": f"{K1},{K2}", "GATEWAY_ADMIN_KEYS": ADMIN}
+LEARN = {**KEYS, "ROUTER": "hybrid"}  # a router that learns from feedback
 SHADOW = {**KEYS, "CALIBRATION_RATE": "1", "CALIBRATION_BUDGET_USD": "1"}
 SUM = "What is 17 + 25? Reply with the number."
 
@@ -66,7 +67,7 @@ def ask(client, prompt=SUM, headers=H1, **body):
 
 
 def test_feedback_is_for_the_callers_own_answers_and_replaces_its_label(make_app):
-    app = make_app(**KEYS)
+    app = make_app(**LEARN)
     c = app.test_client()
     rid = ask(c)["request_id"]
     r = c.post("/api/v1/feedback", json={"request_id": rid, "label": "good"}, headers=H2)
@@ -103,7 +104,7 @@ def test_feedback_is_for_the_callers_own_answers_and_replaces_its_label(make_app
     ({"request_id": "r", "label": "good", "rating": 5}, 422, "rating"),
 ])
 def test_bad_feedback_gets_a_clear_error_in_the_native_shape(make_app, body, status, param):
-    c = make_app(**KEYS).test_client()
+    c = make_app(**LEARN).test_client()
     r = c.post("/api/v1/feedback", json=body, headers=H1)
     assert r.status_code == status
     err = r.get_json()
@@ -111,7 +112,7 @@ def test_bad_feedback_gets_a_clear_error_in_the_native_shape(make_app, body, sta
 
 
 def test_a_cloud_answer_rated_bad_is_kept_but_says_nothing_about_routing(make_app):
-    c = make_app(**KEYS).test_client()
+    c = make_app(**LEARN).test_client()
     rid = ask(c, model="claude-sonnet")["request_id"]
     body = c.post("/api/v1/feedback", json={"request_id": rid, "label": "bad"}, headers=H1).get_json()
     assert body["learned_from"] is False and "preferred" in body["note"]
@@ -119,8 +120,20 @@ def test_a_cloud_answer_rated_bad_is_kept_but_says_nothing_about_routing(make_ap
         "label"] == {"local": 1.0, "cloud": 1.0}
 
 
+def test_a_gateway_that_learns_nothing_keeps_nothing_per_request(make_app):
+    """The default (ROUTER=heuristic, no quality target, no shadow labels): plain chat pays nothing for
+    feedback it could not learn from, and feedback says so."""
+    app = make_app(**KEYS)
+    c = app.test_client()
+    rid = ask(c)["request_id"]
+    r = c.post("/api/v1/feedback", json={"request_id": rid, "label": "good"}, headers=H1)
+    assert r.status_code == 404 and r.get_json()["error"]["type"] == "feedback_off"
+    assert "ROUTER=learned or hybrid" in r.get_json()["error"]["message"]
+    assert app.extensions["gateway"].state.calibration.request(rid) is None
+
+
 def test_feedback_can_be_turned_off(make_app):
-    c = make_app(**KEYS, FEEDBACK_TTL_SECONDS="0").test_client()
+    c = make_app(**LEARN, FEEDBACK_TTL_SECONDS="0").test_client()
     rid = ask(c)["request_id"]
     r = c.post("/api/v1/feedback", json={"request_id": rid, "label": "good"}, headers=H1)
     assert r.status_code == 404 and r.get_json()["error"]["type"] == "feedback_off"
@@ -146,7 +159,7 @@ def test_what_is_kept_to_learn_from_is_features_not_text(make_app, redis_server,
 
 
 def test_prompts_are_kept_only_when_the_operator_opts_in(make_app):
-    app = make_app(**KEYS, CALIBRATION_KEEP_PROMPTS="true")
+    app = make_app(**LEARN, CALIBRATION_KEEP_PROMPTS="true")
     c = app.test_client()
     rid = ask(c, prompt="Translate 'good morning' into Basque")["request_id"]
     c.post("/api/v1/feedback", json={"request_id": rid, "label": "bad"}, headers=H1)
