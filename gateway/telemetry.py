@@ -208,7 +208,8 @@ class Telemetry:
         self._labels(self.m.cost, self._model(model)).inc(cost)
 
     def shadow(self, result: str, reason: str) -> None:
-        """result: labelled, skipped, failed, dropped; reason: a judge, a BackendError kind or a fixed word."""
+        """result: labelled, skipped, failed, dropped; reason: the judge (exact, pairwise, pairwise_split: a
+        verdict that flipped with the order, the judge's own noise), a BackendError kind or a fixed word."""
         self._labels(self.m.shadow, result, reason if reason.isidentifier() else OTHER).inc()
 
     def shadow_cost(self, model: str, cost: float) -> None:

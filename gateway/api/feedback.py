@@ -3,8 +3,10 @@
   POST /api/v1/feedback     {request_id, score 0..1 | label good|bad | preferred local|cloud, comment?}
   GET  /api/v1/calibration  labels, estimate, threshold in force and its history, version (admin keys)
 
-Feedback is for the caller's own requests: another key's request id, an unknown one and an expired one all
-answer the same 404, so a key cannot learn which ids exist. Posting again replaces the request's one label.
+Feedback is for the caller's own requests, admin keys included: another key's request id, an unknown one and
+an expired one all answer the same 404, so a key cannot learn which ids exist (records are kept under the key:
+X-Request-ID is the client's to choose, and two keys sending the same id never touch each other's). Posting
+again replaces the request's one label.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ def feedback():
                        "routing.target_quality in configs/models.yaml (docs/routing.md)", error_type="feedback_off")
     if comment:
         given["comment"] = comment
-    result = svc.calibrator.feedback(request_id.strip(), g.api_key_id, g.admin, given)
+    result = svc.calibrator.feedback(request_id.strip(), g.api_key_id, given)
     if result is None:
         raise NotFound(f"no answered request {request_id.strip()[:100]!r} of this key in the last "
                        f"{svc.settings.feedback_ttl_seconds // 3600} h (feedback is kept that long)",

@@ -56,6 +56,11 @@ def verdict(reply: str) -> str:
     return word[0] if word and word[0] in ("A", "B", "TIE") else "TIE"
 
 
+def consistent(local_first: str, local_second: str) -> bool:
+    """The same verdict in both orders (A then B, B then A, or a tie both times)."""
+    return {"A": "B", "B": "A", "TIE": "TIE"}[local_first] == local_second
+
+
 def combine(local_first: str, local_second: str) -> tuple[float, float]:
     """The two verdicts (local answer shown first, then second) as (local, cloud) quality."""
     if local_first == "B" and local_second == "A":  # the cloud's answer won in both orders

@@ -237,7 +237,8 @@ class Calibrator:
         # the traffic sample matters only to a calibration (the share a threshold sends to the cloud)
         recent = {"x": record["x"], "h": heuristic, "c": cluster, "p": round(p, 6), "l": sampled} \
             if self.target is not None else None
-        self.store.remember(request.request_id, record, self.settings.feedback_ttl_seconds, recent)
+        self.store.remember(_scoped(request.api_key_id, request.request_id), record,
+                            self.settings.feedback_ttl_seconds, recent)
         if sampled:
             label = Label(x, heuristic, 0.0, 0.0, 1.0 / p, "shadow", cluster,
                           meta={"version": version, "answered_by": outcome.model})
@@ -268,15 +269,16 @@ class Calibrator:
         self.store.put_label(label_id, label.as_dict(), label.time or time.time())
 
     # ------------------------------------------------------------------ feedback and report
-    def feedback(self, request_id: str, caller: str | None, admin: bool, given: dict) -> dict | None:
+    def feedback(self, request_id: str, caller: str | None, given: dict) -> dict | None:
         """Store a user's feedback on an answered request; None when the request is unknown to this caller
         (expired, never answered, or another key's). Idempotent: the request's one label is replaced."""
-        record = self.store.request(request_id)
-        if record is None or not (admin or record.get("k", "") == (caller or "")):
+        scoped = _scoped(caller, request_id)  # a request id is the client's to choose: keys never share one
+        record = self.store.request(scoped)
+        if record is None or record.get("k", "") != (caller or ""):
             return None
         qualities = feedback_label(bool(record.get("paid")), score=given.get("score"), label=given.get("label"),
                                    preferred=given.get("preferred"))
-        first = self.store.put_feedback(request_id, {**given, "time": _now(), "by": caller or ""},
+        first = self.store.put_feedback(scoped, {**given, "time": _now()},
                                         max(self.settings.feedback_ttl_seconds, 3600))
         if qualities is not None:
             meta = {"version": record.get("v"), "answered_by": record.get("m")}
@@ -284,7 +286,7 @@ class Calibrator:
                 meta["prompt"] = record["prompt"]
             label = Label(decode_features(record["x"]), float(record["h"]), qualities[0], qualities[1], 1.0,
                           "feedback", str(record.get("c", "general")), time.time(), meta)
-            self.add_label(f"fb:{request_id}", label)
+            self.add_label(f"fb:{scoped}", label)
         return {"request_id": request_id, "accepted": True, "replaced": not first,
                 "learned_from": qualities is not None, "answered_by": record.get("m"),
                 **({"label": {"local": qualities[0], "cloud": qualities[1]}} if qualities else
@@ -323,6 +325,11 @@ class Calibrator:
 
 
 _SOURCES = {"fb:": "feedback", "sh:": "shadow"}
+
+
+def _scoped(key_id: str | None, request_id: str) -> str:
+    """The request as stored: under its key (X-Request-ID is the client's: two keys may send the same id)."""
+    return f"{key_id or '-'}:{request_id}"
 
 
 def _plain(request: ChatRequest) -> bool:

@@ -93,11 +93,12 @@ class ShadowRunner:
             if first is None or second is None:
                 return
             qualities = judge.combine(first, second)  # the second was asked with the cloud's answer as A
-            how = "pairwise"
+            # a verdict that flips with the order: the share of these measures how noisy the judge is
+            how = "pairwise" if judge.consistent(first, second) else "pairwise_split"
         label = replace(job.label, local=qualities[0], cloud=qualities[1], weight=1.0 / job.probability,
                         source="shadow", time=time.time(), meta={**job.label.meta, "judge": how,
                                                                  "other_model": job.other.name})
-        self.on_label(f"sh:{job.request.request_id}", label)
+        self.on_label(f"sh:{job.request.api_key_id or '-'}:{job.request.request_id}", label)
         self.telemetry.shadow("labelled", how)
 
     def _judge(self, model: ModelSpec, prompt: str, first: str, second: str) -> str | None:

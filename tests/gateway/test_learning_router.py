@@ -87,9 +87,24 @@ def test_feedback_is_for_the_callers_own_answers_and_replaces_its_label(make_app
     assert again["replaced"] is True
     [label] = labels(app)  # one label per request, the latest feedback's
     assert (label["l"], label["c"], label["s"], label["w"]) == (0.0, 1.0, "feedback", 1.0)
-    # an admin key may rate any key's answer (operators reviewing traffic)
-    assert c.post("/api/v1/feedback", json={"request_id": rid, "score": 0.9}, headers=HA).status_code == 200
+    # an admin key's requests are its own too: it cannot rate another key's
+    assert c.post("/api/v1/feedback", json={"request_id": rid, "score": 0.9}, headers=HA).status_code == 404
+    assert c.post("/api/v1/feedback", json={"request_id": rid, "score": 0.9}, headers=H1).status_code == 200
     assert labels(app)[0]["l"] == 1.0
+
+
+def test_two_keys_sending_the_same_request_id_never_touch_each_others_feedback(make_app, ollama):
+    """X-Request-ID is the client's to choose: key two reusing key one's id gets its own record and label."""
+    app = make_app(**LEARN)
+    c = app.test_client()
+    same = {"X-Request-ID": "shared-id-0001"}
+    ollama.queue(Script(reply="one"), Script(reply="two"))
+    assert ask(c, headers={**H1, **same})["request_id"] == "shared-id-0001"
+    ask(c, headers={**H2, **same})
+    one = c.post("/api/v1/feedback", json={"request_id": "shared-id-0001", "label": "good"}, headers=H1).get_json()
+    two = c.post("/api/v1/feedback", json={"request_id": "shared-id-0001", "label": "bad"}, headers=H2).get_json()
+    assert one["replaced"] is two["replaced"] is False  # two first ratings, not one replacing the other
+    assert sorted(lb["l"] for lb in labels(app)) == [0.0, 1.0]
 
 
 @pytest.mark.parametrize(("body", "status", "param"), [
@@ -129,7 +144,7 @@ def test_a_gateway_that_learns_nothing_keeps_nothing_per_request(make_app):
     r = c.post("/api/v1/feedback", json={"request_id": rid, "label": "good"}, headers=H1)
     assert r.status_code == 404 and r.get_json()["error"]["type"] == "feedback_off"
     assert "ROUTER=learned or hybrid" in r.get_json()["error"]["message"]
-    assert app.extensions["gateway"].state.calibration.request(rid) is None
+    assert app.extensions["gateway"].state.calibration.request(f"{key_id(K1)}:{rid}") is None
 
 
 def test_feedback_can_be_turned_off(make_app):
@@ -200,18 +215,19 @@ def test_a_wrong_local_answer_is_labelled_so(make_app, ollama, claude):
     assert (label["l"], label["c"], label["m"]["judge"]) == (0.0, 1.0, "exact")
 
 
-@pytest.mark.parametrize(("first", "second", "local"), [
-    ("B", "A", 0.0),    # the cloud's answer won in both orders
-    ("A", "B", 1.0),    # the local one did
-    ("B", "B", 1.0),    # order-dependent: a tie, and a tie is good enough
+@pytest.mark.parametrize(("first", "second", "local", "how"), [
+    ("B", "A", 0.0, "pairwise"),        # the cloud's answer won in both orders
+    ("A", "B", 1.0, "pairwise"),        # the local one did
+    ("B", "B", 1.0, "pairwise_split"),  # order-dependent: a tie (good enough), counted as the judge's noise
 ])
-def test_answers_that_cannot_be_compared_are_judged_in_both_orders(make_app, ollama, claude, first, second, local):
+def test_answers_that_cannot_be_compared_are_judged_in_both_orders(make_app, ollama, claude, first, second, local,
+                                                                   how):
     app = make_app(**SHADOW)
     ollama.queue(Script(reply="Rain on the tin roof"))
     claude.queue(Script(reply="Soft rain, grey morning"), Script(reply=first), Script(reply=second))
     ask(app.test_client(), prompt="Write a haiku about rain")
     [label] = until(lambda: labels(app))
-    assert (label["l"], label["m"]["judge"]) == (local, "pairwise")
+    assert (label["l"], label["m"]["judge"]) == (local, how)
     _, judge_1, judge_2 = claude.calls("/v1/messages")
     text_1, text_2 = (json.dumps(j.body["messages"]) for j in (judge_1, judge_2))
     # the first judgement shows the local answer as A, the second as B

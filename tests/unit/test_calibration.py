@@ -169,6 +169,7 @@ def test_a_pairwise_verdict_counts_only_when_it_holds_in_both_orders():
     assert judge.combine("A", "B") == (1.0, 1.0)    # the local one won both ways
     assert judge.combine("B", "B") == (1.0, 1.0)    # "whatever came second": order-dependent, a tie
     assert judge.combine("TIE", "A") == (1.0, 1.0)
+    assert judge.consistent("B", "A") and judge.consistent("TIE", "TIE") and not judge.consistent("B", "B")
     assert judge.verdict("B.") == "B" and judge.verdict("I think TIE") == "TIE" and judge.verdict("??") == "TIE"
 
 
