@@ -96,7 +96,7 @@ def _calibration(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     state = build_state(settings)
-    calibrator = Calibrator(settings, state, None, None, shadow=False)
+    calibrator = Calibrator(settings, state)
     try:
         if args.action == "rollback":
             result = calibrator.rollback(args.to)

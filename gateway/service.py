@@ -64,7 +64,7 @@ class GatewayService:
             ollama.pool.leases = self.state.hosts
             ollama.pool.on_cold = self.telemetry.cold_load
         self.closers: list = []  # what else stops with the service (the batch runner)
-        self.calibrator = Calibrator(settings, self.state, self.upstreams, self.telemetry)
+        self.calibrator = Calibrator(settings, self.state, self.dispatcher, self.telemetry)
         self.closers.append(self.calibrator.close)
 
     # ------------------------------------------------------------------ admission and routing

@@ -47,9 +47,9 @@ class InForce:
 
 
 class Calibrator:
-    def __init__(self, settings, state, upstreams, telemetry, shadow: bool = True):
+    def __init__(self, settings, state, dispatcher=None, telemetry=None):
+        """dispatcher None (the CLI): no shadow labels, only the versions in Redis."""
         self.settings, self.state, self.store = settings, state, state.calibration
-        self.upstreams, self.telemetry = upstreams, telemetry
         self.prior: LearnedRouter | None = settings.learned
         self.target = settings.catalog.routing.target_quality
         self.buckets = self.prior.buckets if self.prior else BUCKETS
@@ -60,8 +60,8 @@ class Calibrator:
         self._thread: threading.Thread | None = None
         self._refit_due = time.monotonic() + settings.calibration_refit_seconds
         self._paid = {m.name for m in settings.catalog.models if m.paid}
-        self.shadow = ShadowRunner(settings, upstreams, state, telemetry, self.add_label) \
-            if shadow and settings.calibration_rate > 0 else None
+        self.shadow = ShadowRunner(settings, dispatcher, telemetry, self.add_label) \
+            if dispatcher is not None and settings.calibration_rate > 0 else None
 
     @property
     def learns(self) -> bool:
@@ -248,7 +248,7 @@ class Calibrator:
     def _shadow_models(self, decision: Decision, paid: bool) -> tuple[ModelSpec | None, ModelSpec | None]:
         """(the model that answers in the shadow, the judge): the cloud model for a local answer, the first
         local model of the plan for a cloud one; the judge is the cloud model, within the calibration budget."""
-        catalog, configured = self.settings.catalog, self.upstreams.backends
+        catalog, configured = self.settings.catalog, self.shadow.upstreams.backends
         cloud = next((m for t in reversed(catalog.tiers) for m in catalog.models_in(t.name)
                       if m.paid and m.backend in configured), None)
         if self.settings.calibration_budget_usd <= 0:

@@ -25,6 +25,8 @@ from ..backends import BackendError
 from ..billing import Meter, charged_usage
 from ..catalog import ModelSpec
 from ..chat import ChatRequest, Message
+from ..errors import GatewayError
+from ..state import StateUnavailable
 from ..state.budget import month_of
 from . import judge
 from .labels import Label
@@ -46,8 +48,11 @@ class Job:
 
 
 class ShadowRunner:
-    def __init__(self, settings, upstreams, state, telemetry, on_label: Callable[[str, Label], None]):
-        self.settings, self.upstreams, self.state, self.telemetry = settings, upstreams, state, telemetry
+    """The dispatcher's breakers, budget reservation and failure accounting, for calls no user waits for."""
+
+    def __init__(self, settings, dispatcher, telemetry, on_label: Callable[[str, Label], None]):
+        self.settings, self.dispatcher, self.telemetry = settings, dispatcher, telemetry
+        self.upstreams, self.state = dispatcher.upstreams, dispatcher.state
         self.on_label = on_label
         self._slots = threading.BoundedSemaphore(QUEUE)
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="shadow")
@@ -119,24 +124,17 @@ class ShadowRunner:
         worst, month, reservation = 0.0, month_of(time.time()), None
         if model.paid:
             worst = model.worst_cost(request.input_tokens_bound, cap)
-            if not self.state.calibration.reserve_spend(month, worst, self.settings.calibration_budget_usd):
+            why = self._reserve(model, month, worst)
+            if isinstance(why, str):
                 breaker.release()
-                self.telemetry.shadow("skipped", "calibration_budget")
+                self.telemetry.shadow("skipped", why)
                 return None
-            limits = self.state.limits
-            if limits.monthly_usd is not None:
-                reservation = self.state.ledger.reserve(None, worst, self.settings.longest_call_seconds,
-                                                        model=model.name, backend=model.backend)
-                if reservation is None:
-                    self.state.calibration.settle_spend(month, -worst)
-                    breaker.release()
-                    self.telemetry.shadow("skipped", "budget")
-                    return None
+            reservation = why
         meter = Meter()
         try:
             completion = backend.complete(model, request, cap, meter=meter)
         except BackendError as exc:
-            breaker.record_failure() if exc.kind != "client" else breaker.release()
+            self.dispatcher.account_failure(exc, model.backend, model.name, meter)  # as for a user's call
             usage = charged_usage(meter, exc.billable, request.input_tokens_bound, cap) if model.paid else None
             self._charge(model, month, worst, usage and model.usage_cost(usage), reservation)
             self.telemetry.shadow("failed", exc.kind)
@@ -144,6 +142,20 @@ class ShadowRunner:
         breaker.record_success()
         self._charge(model, month, worst, model.usage_cost(completion.usage) if model.paid else None, reservation)
         return completion.text
+
+    def _reserve(self, model: ModelSpec, month: str, worst: float):
+        """The worst case held within CALIBRATION_BUDGET_USD, then within the monthly budget (the dispatcher's
+        reservation, Redis-down policy included): the global reservation or None, else why it was refused."""
+        try:
+            if not self.state.calibration.reserve_spend(month, worst, self.settings.calibration_budget_usd):
+                return "calibration_budget"
+        except StateUnavailable:
+            return "redis_down"
+        try:
+            return self.dispatcher.reserve(None, model, worst)
+        except GatewayError as exc:  # 429 budget_exceeded, 503 budget_unguarded
+            self.state.calibration.settle_spend(month, -worst)
+            return "budget" if exc.type == "budget_exceeded" else exc.type
 
     def _charge(self, model: ModelSpec, month: str, worst: float, cost: float | None, reservation) -> None:
         if not model.paid:

@@ -277,10 +277,29 @@ def test_shadow_spend_stays_within_its_budget_and_is_counted_apart(make_app, oll
 
 
 def test_shadow_calls_respect_the_global_budget_too(make_app, ollama, claude):
-    app = make_app(**SHADOW, BUDGET_MONTHLY_USD="0.005")
-    ask(app.test_client())
-    time.sleep(0.3)
+    app = make_app(**SHADOW, BUDGET_MONTHLY_USD="0.005")  # under one shadow call's worst case (~$0.0103)
+    c = app.test_client()
+    skipped = 'api_gateway_shadow_labels_total{reason="budget",result="skipped"}'
+    before = counted(c, skipped)
+    ask(c)
+    until(lambda: counted(c, skipped) == before + 1)  # the shadow was offered and the budget said no
     assert claude.calls("/v1/messages") == []
+    # what the calibration budget held for it was given back
+    assert app.extensions["gateway"].state.calibration.spend(month_of(time.time())) == 0.0
+
+
+def test_a_shadow_call_the_upstream_refuses_never_opens_the_circuit_for_users(make_app, ollama, claude):
+    """A shadow call is the gateway's own: a 400 for it is not the backend's health. With a breaker that opens at
+    the first failure, the user's next cloud request must still get through."""
+    app = make_app(**SHADOW, BREAKER_FAILURE_THRESHOLD="1")
+    c = app.test_client()
+    failed = 'api_gateway_shadow_labels_total{reason="bad_request",result="failed"}'
+    before = counted(c, failed)
+    ollama.queue(Script(reply="42"))
+    claude.queue(Script(status=400, error_type="invalid_request_error"))
+    ask(c)
+    until(lambda: counted(c, failed) == before + 1)
+    assert ask(c, model="claude-sonnet")["backend"] == "anthropic"
 
 
 def test_a_local_only_key_is_never_shadowed_to_the_cloud(make_app, ollama, claude):
