@@ -5,7 +5,8 @@
 The model learns from every label kept (CALIBRATION_MAX_LABELS). The thresholds are chosen on out-of-fold
 scores (two halves, each scored by a model refit on the other), so the labels that trained the model do not
 flatter it, and on the newest WINDOW labels only (a sliding window: traffic drifts); drift is flagged when
-the newest quarter of them falls short of the target, at the threshold in force, beyond its bound.
+the labels that came after the version in force fall short of the target at its thresholds, beyond the
+bound.
 """
 
 from __future__ import annotations
@@ -26,12 +27,15 @@ TRAFFIC = 2000     # recent unlabelled requests whose scores turn a cloud share 
 
 @dataclass(frozen=True)
 class Calibration:
+    """One run's result; in force (gateway/calibration/runtime.py), with its version and publication time."""
     model: LearnedRouter | None                       # the refit model (None: the router learns nothing)
     thresholds: dict[str, float] = field(default_factory=dict)  # "*" and clusters -> score threshold
     estimate: th.Estimate | None = None
     by_cluster: dict[str, th.Estimate] = field(default_factory=dict)
     drift: dict | None = None
     labels: int = 0
+    version: str = ""
+    time: float = 0.0
 
     def threshold_for(self, cluster: str) -> float | None:
         return self.thresholds.get(cluster, self.thresholds.get("*"))
@@ -85,8 +89,7 @@ def run(prior: LearnedRouter | None, labels: Sequence[Label], *, router: str, ta
             if est is not None:
                 by_cluster[cluster] = est
                 thresholds[cluster] = _carry(est, [lb for lb in seen if lb.cluster == cluster], final)
-    drift = _drift([p for _, p in points], [lb.cluster for lb, _ in points], in_force or Calibration(
-        None, thresholds), target)
+    drift = _drift(recent, in_force, router, target) if in_force is not None else None
     return Calibration(model, thresholds, overall, by_cluster, drift, len(labels))
 
 
@@ -105,19 +108,17 @@ def _carry(est: th.Estimate, labels: Sequence[Label], score: Callable[[Label], f
     return ranked[-1][0]
 
 
-def _drift(points: list[th.Point], clusters: list[str], in_force: Calibration, target: float) -> dict | None:
-    newest = len(points) // 4
-    if newest < th.MIN_LABELS or not in_force.thresholds:
+def _drift(labels: Sequence[Label], in_force: Calibration, router: str, target: float) -> dict | None:
+    """How the version in force does on the labels that came after it (it never learned from them), scored by
+    its own model at its own thresholds: drifted when even the upper bound of that quality misses the target."""
+    fresh = [lb for lb in labels if lb.time > in_force.time]
+    if not in_force.thresholds or len(fresh) < th.MIN_LABELS:
         return None
-    recent = points[-newest:]
-    routed = [th.Point(p.score, p.local, p.cloud, p.weight) for p in recent]
-    quality, se, share, _ = _evaluate_each(routed, clusters[-newest:], in_force)
-    return {"labels": newest, "quality": round(quality, 4), "upper": round(quality + th.Z * se, 4),
+    score = scorer(router, in_force.model)
+    sent = []
+    for lb in fresh:
+        t = in_force.threshold_for(lb.cluster)
+        sent.append(th.Point(1.0 if t is not None and score(lb) >= t else 0.0, lb.local, lb.cloud, lb.weight))
+    quality, se, share, _ = th.evaluate(sent, 0.5)
+    return {"labels": len(fresh), "quality": round(quality, 4), "upper": round(quality + th.Z * se, 4),
             "cloud_share": round(share, 4), "drifted": quality + th.Z * se < target}
-
-
-def _evaluate_each(points: list[th.Point], clusters: list[str], cal: Calibration):
-    """Quality and cloud share with each point's own cluster threshold."""
-    sent = [th.Point(1.0 if p.score >= (cal.threshold_for(c) or th.NEVER) else 0.0, p.local, p.cloud, p.weight)
-            for p, c in zip(points, clusters, strict=True)]
-    return th.evaluate(sent, 0.5)

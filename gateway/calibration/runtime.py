@@ -1,6 +1,6 @@
 """The learning router at run time: what the request path asks of it, and the background work behind it.
 
-On the request path (cheap, no extra round trip): `in_force()` gives the model and thresholds the decision
+On the request path (cheap, no extra round trip): `current` is the model, thresholds and version the decision
 uses, read from memory; `observe()` keeps the answered request's features for feedback (batched with the
 request's other writes) and, for a sampled share, queues a shadow label (gateway/calibration/shadow.py).
 
@@ -18,7 +18,6 @@ import logging
 import random
 import threading
 import time
-from dataclasses import dataclass, field
 
 from ..catalog import ModelSpec
 from ..chat import ChatRequest, Outcome
@@ -36,16 +35,6 @@ BUCKETS = 2**14  # the feature space when no learned model is loaded (ROUTER=heu
 SHIPPED = "shipped"  # the version name of the weights the gateway started with
 
 
-@dataclass(frozen=True)
-class InForce:
-    version: str
-    model: LearnedRouter | None
-    thresholds: dict[str, float] = field(default_factory=dict)
-
-    def threshold_for(self, cluster: str) -> float | None:
-        return self.thresholds.get(cluster, self.thresholds.get("*"))
-
-
 class Calibrator:
     def __init__(self, settings, state, dispatcher=None, telemetry=None):
         """dispatcher None (the CLI): no shadow labels, only the versions in Redis."""
@@ -53,7 +42,7 @@ class Calibrator:
         self.prior: LearnedRouter | None = settings.learned
         self.target = settings.catalog.routing.target_quality
         self.buckets = self.prior.buckets if self.prior else BUCKETS
-        self.current = InForce(self.prior.version if self.prior else SHIPPED, self.prior)
+        self.current = self._shipped()  # the model, thresholds and version every decision uses
         self._loaded: str | None = None
         self.published: dict = {}  # the version in force's figures (not its weights)
         self._stop = threading.Event()
@@ -108,7 +97,7 @@ class Calibrator:
         if version == self._loaded:
             return
         if version is None:
-            self.current = InForce(self.prior.version if self.prior else SHIPPED, self.prior)
+            self.current = self._shipped()
             self.published = {}
         else:
             payload = self.store.payload(version)
@@ -116,10 +105,14 @@ class Calibrator:
                 return
             model = LearnedRouter.from_json(payload["model"], f"calibration {version}") if payload.get("model") \
                 else self.prior
-            self.current = InForce(version, model, dict(payload.get("thresholds") or {}))
+            self.current = calibrate.Calibration(model, dict(payload.get("thresholds") or {}), version=version,
+                                                 time=float(payload.get("time", 0.0)))
             self.published = {k: v for k, v in payload.items() if k != "model"}
         self._loaded = version
         log.info("routing with calibration version %s", self.current.version)
+
+    def _shipped(self) -> calibrate.Calibration:
+        return calibrate.Calibration(self.prior, version=self.prior.version if self.prior else SHIPPED)
 
     def refit(self, force: bool = False) -> dict | None:
         """Refit and publish a new version from the labels; None when there was nothing to do (no new
@@ -140,10 +133,9 @@ class Calibrator:
                 return None
             labels = sorted((Label.from_dict(r) for r in rows), key=lambda lb: lb.time)
             traffic = self._traffic()
-            in_force = calibrate.Calibration(self.current.model, self.current.thresholds)
             started = time.perf_counter()
             cal = calibrate.run(self.prior, labels, router=self.settings.router, target=self.target,
-                                traffic=traffic, in_force=in_force)
+                                traffic=traffic, in_force=self.current)
             seconds = round(time.perf_counter() - started, 3)
             learns = self.prior is not None and self.settings.router != "heuristic"
             digest = hashlib.sha256(repr(sorted(cal.thresholds.items())).encode()).hexdigest()[:6]
@@ -203,9 +195,6 @@ class Calibrator:
         return {"version": current or SHIPPED, "refits_held": False}
 
     # ------------------------------------------------------------------ request path
-    def in_force(self) -> InForce:
-        return self.current
-
     def observe(self, request: ChatRequest, outcome: Outcome, version: str) -> None:
         """An answered request: keep its features for feedback and maybe queue a shadow label."""
         if not self.remembers or not request.request_id:

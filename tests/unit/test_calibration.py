@@ -128,6 +128,29 @@ def test_calibration_needs_out_of_fold_labels_and_reads_the_share_on_traffic():
     assert heur.model is None and "*" in heur.thresholds
 
 
+def test_drift_is_judged_on_the_labels_that_came_after_the_version_in_force():
+    """Scored by the version in force at its own thresholds: labels it has not seen yet where it keeps local
+    answers that were wrong mean drift; older labels, which it learned from, say nothing."""
+    in_force = calibrate.Calibration(None, {"*": 0.5}, version="v1", time=100.0)
+
+    def batch(t, local_good, n=60):
+        return [Label({}, 0.1 + 0.8 * (i % 2), 1.0 if local_good or i % 2 else 0.0, 1.0, 1.0, "shadow", "general",
+                      t + i) for i in range(n)]
+
+    # below 0.5 the version keeps prompts local: those local answers now fail
+    drift = calibrate.run(None, batch(0.0, True) + batch(200.0, False), router="heuristic", target=0.95,
+                          in_force=in_force).drift
+    assert drift["drifted"] and drift["labels"] == 60 and drift["quality"] == 0.5 and drift["cloud_share"] == 0.5
+    steady = calibrate.run(None, batch(0.0, False) + batch(200.0, True), router="heuristic", target=0.95,
+                           in_force=in_force).drift
+    assert not steady["drifted"] and steady["labels"] == 60 and steady["quality"] == 1.0
+    # a threshold of 0.0 sends everything to the cloud (it is not "no threshold")
+    cloud_all = calibrate.Calibration(None, {"*": 0.0}, time=100.0)
+    assert calibrate.run(None, batch(200.0, False), router="heuristic", target=0.95,
+                         in_force=cloud_all).drift["cloud_share"] == 1.0
+    assert calibrate.run(None, batch(0.0, False), router="heuristic", target=0.95, in_force=in_force).drift is None
+
+
 def test_label_features_survive_storage_without_the_text():
     prompt = "Summarise the quarterly figures for ACME Corp, 2026 Q3"
     x = features(prompt, SHIPPED.buckets)
