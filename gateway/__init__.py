@@ -34,8 +34,7 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
     app.json = FastJSONProvider(app)
     app.extensions["gateway"] = svc = GatewayService(settings)
     _batches(app, svc)
-    if settings.router != "heuristic" or settings.catalog.routing.target_quality is not None:
-        svc.calibrator.start()  # refreshes the version in force; refits from labels (gateway/calibration/)
+    svc.calibrator.start()  # where something learns: the version in force, refits (gateway/calibration/)
 
     register_hooks(app)
     register_error_handlers(app)

@@ -165,7 +165,7 @@ class Settings:
             ollama_keep_alive=r.text("OLLAMA_KEEP_ALIVE", "30m"),
             ollama_urls=ollama_urls if len(ollama_urls) > 1 else (),
             ollama_host_policy=r.choice("OLLAMA_HOST_POLICY", "smart", HOST_POLICIES),
-            key_priorities=r.priorities("KEY_PRIORITIES"),
+            key_priorities=r.per_key("KEY_PRIORITIES", ("high", "normal", "low")),
             retry_backoff_seconds=r.number("RETRY_BACKOFF_SECONDS", 0.5, low=0),
             retry_after_max_seconds=r.number("RETRY_AFTER_MAX_SECONDS", 10.0, low=0),
             breaker_failure_threshold=int(r.number("BREAKER_FAILURE_THRESHOLD", 5, low=1)),
@@ -204,7 +204,7 @@ class Settings:
             trusted_proxies=r.networks("TRUSTED_PROXIES"),
             gpu_sample_seconds=r.number("GPU_SAMPLE_SECONDS", 5.0, low=0.5),
             stream_send_timeout_seconds=r.number("STREAM_SEND_TIMEOUT_SECONDS", 30.0, low=1, high=3600),
-            key_strategies=r.strategies("KEY_STRATEGIES"),
+            key_strategies=r.per_key("KEY_STRATEGIES", STRATEGIES),
             feedback_ttl_seconds=int(r.number("FEEDBACK_TTL_SECONDS", 172800, low=0, high=90 * 86400)),
             calibration_rate=r.number("CALIBRATION_RATE", 0.0, low=0, high=1),
             calibration_budget_usd=r.number("CALIBRATION_BUDGET_USD", 0.0, low=0),
@@ -239,26 +239,16 @@ class _Reader:
         """A comma-separated list of secrets."""
         return tuple(k.strip() for k in (self.text(name, "") or "").split(",") if k.strip())
 
-    def priorities(self, name: str) -> dict[str, str]:
-        """KEY_ID=high|normal|low, comma-separated (a key's id: the SHA-256 prefix stats and logs show)."""
+    def per_key(self, name: str, allowed: tuple[str, ...]) -> dict[str, str]:
+        """KEY_ID=VALUE, comma-separated (a key's id: the SHA-256 prefix stats and logs show), each value one of
+        `allowed`: KEY_PRIORITIES, KEY_STRATEGIES."""
         out = {}
         for part in self.keys(name):
-            key, _, level = part.partition("=")
-            if not key.strip() or level.strip() not in ("high", "normal", "low"):
-                self.errors.append(f"{name}: {part[:40]!r} must be KEY_ID=high, normal or low")
+            key, _, value = part.partition("=")
+            if not key.strip() or value.strip() not in allowed:
+                self.errors.append(f"{name}: {part[:40]!r} must be KEY_ID=one of {', '.join(allowed)}")
             else:
-                out[key.strip()] = level.strip()
-        return out
-
-    def strategies(self, name: str) -> dict[str, str]:
-        """KEY_ID=STRATEGY, comma-separated: a key's routing strategy (local-only: its prompts never leave)."""
-        out = {}
-        for part in self.keys(name):
-            key, _, strategy = part.partition("=")
-            if not key.strip() or strategy.strip() not in STRATEGIES:
-                self.errors.append(f"{name}: {part[:40]!r} must be KEY_ID=one of {', '.join(STRATEGIES)}")
-            else:
-                out[key.strip()] = strategy.strip()
+                out[key.strip()] = value.strip()
         return out
 
     def urls(self, name: str) -> tuple[str, ...]:

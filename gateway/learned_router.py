@@ -125,7 +125,7 @@ class LearnedRouter:
 
     def score(self, prompt: str) -> float:
         """The probability mapped through the calibration knots (linear in between), in [0, 1]."""
-        return round(_calibrate(self.probability(prompt), self.calibration), 4)
+        return self.score_of(features(prompt, self.buckets))
 
     def score_of(self, x: dict[int, float]) -> float:
         return round(_calibrate(self.probability_of(x), self.calibration), 4)
@@ -154,17 +154,21 @@ def _calibrate(p: float, knots: Sequence[tuple[float, float]]) -> float:
     return y0 + (y1 - y0) * (p - x0) / (x1 - x0)
 
 
-def quantile_knots(probabilities: Sequence[float], scores: Sequence[float], points: int = 21
-                   ) -> tuple[tuple[float, float], ...]:
+def quantile_knots(probabilities: Sequence[float], scores: Sequence[float], points: int = 21,
+                   min_step: float = 0.0) -> tuple[tuple[float, float], ...]:
     """Knots that map the q-quantile of the probabilities to the q-quantile of the heuristic's scores:
-    on the training prompts the learned router then sends the same share to each tier as the heuristic."""
+    on the training prompts the learned router then sends the same share to each tier as the heuristic.
+    min_step > 0: scores rise by at least that from knot to knot and stay under 1, so two prompts with different
+    probabilities never tie and a calibrated threshold can fall between any two (a refit, gateway/calibration/)."""
     ps, ss = sorted(probabilities), sorted(scores)
     knots: list[tuple[float, float]] = [(0.0, 0.0)]
     for k in range(points):
         q = k / (points - 1)
         p = ps[round(q * (len(ps) - 1))]
         s = ss[round(q * (len(ss) - 1))]
-        if p > knots[-1][0] and s >= knots[-1][1]:
+        if min_step:
+            s = max(s, knots[-1][1] + min_step)
+        if p > knots[-1][0] and s >= knots[-1][1] and (not min_step or s < 1.0):
             knots.append((p, s))
     if knots[-1][0] < 1.0:
         knots.append((1.0, 1.0))

@@ -100,13 +100,11 @@ class GatewayService:
                 if self.settings.redis_failure_policy == "local-only":
                     block = UNGUARDED
         in_force = self.calibrator.current
-        key_strategy = self.settings.key_strategies.get(request.api_key_id) if request is not None and \
-            self.settings.key_strategies else None
         return RoutingContext(
             catalog=self.settings.catalog,
             configured_backends=frozenset(self.upstreams.backends),
             deployment_tier=self.settings.deployment_tier,
-            default_strategy=key_strategy or self.settings.routing_strategy,
+            default_strategy=self.settings.routing_strategy,
             open_circuits=self.upstreams.open_circuits(),
             missing_models=self.upstreams.missing_models(),
             budget_used_fraction=used, budget_remaining_usd=remaining, paid_block_reason=block,
@@ -126,9 +124,11 @@ class GatewayService:
         return None if free is None else free // 2**20
 
     def decide(self, request: ChatRequest) -> Decision:
-        if self.settings.key_strategies and request.strategy != "local-only" and \
-                self.settings.key_strategies.get(request.api_key_id) == "local-only":
-            request = replace(request, strategy="local-only")  # the key's prompts never leave, whatever it asks
+        # KEY_STRATEGIES: the key's strategy where the request names none; local-only whatever it names (the
+        # key's prompts never leave)
+        own = self.settings.key_strategies.get(request.api_key_id) if self.settings.key_strategies else None
+        if own and request.strategy != own and (own == "local-only" or request.strategy is None):
+            request = replace(request, strategy=own)
         return decide(request, self.context(request))
 
     def count_input_tokens(self, request: ChatRequest, decision: Decision) -> int | None:

@@ -213,7 +213,7 @@ class Telemetry:
         self._labels(self.m.shadow, result, reason if reason.isidentifier() else OTHER).inc()
 
     def shadow_cost(self, model: str, cost: float) -> None:
-        self._labels(self.m.cost, self._model(model)).inc(cost)
+        self.charge(model, cost)  # spend like any other, and apart
         self._labels(self.m.calibration_cost, self._model(model)).inc(cost)
 
     def first_token(self, model: str, backend: str, seconds: float) -> None:

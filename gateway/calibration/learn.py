@@ -16,7 +16,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import replace
 
-from ..learned_router import LearnedRouter
+from ..learned_router import LearnedRouter, quantile_knots
 from .labels import Label
 
 ALPHA = 3.0        # smoothing of the counts (3 beat 1 and 6 in the replay)
@@ -54,26 +54,11 @@ def refit(prior: LearnedRouter, labels: Sequence[Label], *, alpha: float = ALPHA
             weights.pop(i, None)
     model = replace(prior, weights=weights)
     if len(labels) >= 30:  # the probability -> score map, re-read from the labels (the tiers keep their shares)
-        model = replace(model, calibration=spread_knots([model.probability_of(lb.x) for lb in labels],
-                                                        [lb.heuristic for lb in labels]))
+        knots = quantile_knots([round(model.probability_of(lb.x), 6) for lb in labels],
+                               [lb.heuristic for lb in labels], min_step=0.002)
+        model = replace(model, calibration=tuple((p, round(s, 4)) for p, s in knots))
     positives = sum(lb.cloud_better for lb in labels)
     digest = hashlib.sha256(f"{prior.version}/{len(labels)}/{sorted(weights.items())}".encode()).hexdigest()
     trained_on = {"prior": prior.version, "labels": len(labels), "cloud_better": positives}
     return replace(model, version=f"{prior.version.split('+')[0]}+{len(labels)}-{digest[:8]}", trained_on=trained_on)
 
-
-def spread_knots(probabilities: Sequence[float], scores: Sequence[float], points: int = 21
-                 ) -> tuple[tuple[float, float], ...]:
-    """Knots that map the q-quantile of the probabilities to the q-quantile of the heuristic's scores (the
-    tiers keep their shares), strictly increasing: two prompts with different probabilities never tie, so a
-    calibrated threshold can fall between any two."""
-    ps, ss = sorted(probabilities), sorted(scores)
-    knots = [(0.0, 0.0)]
-    for k in range(points):
-        q = k / (points - 1)
-        p = round(ps[round(q * (len(ps) - 1))], 6)
-        s = round(max(ss[round(q * (len(ss) - 1))], knots[-1][1] + 0.002 * (k > 0 or p > 0)), 4)
-        if p > knots[-1][0] and s < 1.0:
-            knots.append((p, s))
-    knots.append((1.0, 1.0))
-    return tuple(knots)

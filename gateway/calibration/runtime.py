@@ -51,13 +51,20 @@ class Calibrator:
         self._paid = {m.name for m in settings.catalog.models if m.paid}
         self.shadow = ShadowRunner(settings, dispatcher, telemetry, self.add_label) \
             if dispatcher is not None and settings.calibration_rate > 0 else None
+        self._cloud = self._cloud_model()
+        self._boundary = self._cloud_boundary()
 
     @property
     def learns(self) -> bool:
         """Something learns from labels: a learned router to refit, a target to calibrate, or shadow labels to
         gather. Otherwise (the default: ROUTER=heuristic, no target) nothing is kept per request, so plain chat
         pays nothing for a router that is not learning."""
-        return self.settings.router != "heuristic" or self.target is not None or self.shadow is not None
+        return self.refits or self.shadow is not None
+
+    @property
+    def refits(self) -> bool:
+        """A learned router to refit, or a target to calibrate: the background job has work."""
+        return self.settings.router != "heuristic" or self.target is not None
 
     @property
     def remembers(self) -> bool:
@@ -66,7 +73,8 @@ class Calibrator:
 
     # ------------------------------------------------------------------ background
     def start(self) -> None:
-        if self._thread is None:
+        """The background job, where it has work (`refits`); nothing otherwise."""
+        if self._thread is None and self.refits:
             self.refresh()
             self._thread = threading.Thread(target=self._loop, name="calibration", daemon=True)
             self._thread.start()
@@ -216,7 +224,7 @@ class Calibrator:
             if job_model is not None:
                 threshold = self.current.threshold_for(cluster)
                 if threshold is None:
-                    threshold = self._cloud_boundary()
+                    threshold = self._boundary
                 p = sampler.probability(decision.score, threshold, self.settings.calibration_rate)
         record = {"k": request.api_key_id or "", "m": outcome.model, "paid": paid, "x": encode_features(x),
                   "h": heuristic, "c": cluster, "s": decision.score, "v": version, "p": round(p, 6), "t": _now()}
@@ -234,19 +242,24 @@ class Calibrator:
             assert self.shadow is not None and job_model is not None
             self.shadow.offer(Job(request, outcome.completion.text, paid, job_model, judge_model, p, label))
 
+    def _cloud_model(self) -> ModelSpec | None:
+        """The model that answers and judges in the shadow of a local answer: the most capable tier's first paid
+        model with a configured backend, when there is a calibration budget to pay it from."""
+        if self.shadow is None or self.settings.calibration_budget_usd <= 0:
+            return None
+        catalog, configured = self.settings.catalog, self.shadow.upstreams.backends
+        return next((m for t in reversed(catalog.tiers) for m in catalog.models_in(t.name)
+                     if m.paid and m.backend in configured), None)
+
     def _shadow_models(self, decision: Decision, paid: bool) -> tuple[ModelSpec | None, ModelSpec | None]:
         """(the model that answers in the shadow, the judge): the cloud model for a local answer, the first
-        local model of the plan for a cloud one; the judge is the cloud model, within the calibration budget."""
-        catalog, configured = self.settings.catalog, self.shadow.upstreams.backends
-        cloud = next((m for t in reversed(catalog.tiers) for m in catalog.models_in(t.name)
-                      if m.paid and m.backend in configured), None)
-        if self.settings.calibration_budget_usd <= 0:
-            cloud = None
+        local model of the plan for a cloud one (free); the judge is the cloud model."""
         if not paid:
-            return cloud, cloud
-        local = next((catalog.model(c.model) for c in decision.plan
+            return self._cloud, self._cloud
+        configured = self.shadow.upstreams.backends if self.shadow is not None else {}
+        local = next((self.settings.catalog.model(c.model) for c in decision.plan
                       if c.model not in self._paid and c.backend in configured), None)
-        return local, cloud
+        return local, self._cloud
 
     def _cloud_boundary(self) -> float:
         """Without a calibrated threshold: the score at which the tiers send a prompt to the cloud."""
@@ -263,7 +276,7 @@ class Calibrator:
         (expired, never answered, or another key's). Idempotent: the request's one label is replaced."""
         scoped = _scoped(caller, request_id)  # a request id is the client's to choose: keys never share one
         record = self.store.request(scoped)
-        if record is None or record.get("k", "") != (caller or ""):
+        if record is None:
             return None
         qualities = feedback_label(bool(record.get("paid")), score=given.get("score"), label=given.get("label"),
                                    preferred=given.get("preferred"))
@@ -295,7 +308,7 @@ class Calibrator:
             "refits_held": self.store.held(), "refit_every_seconds": self.settings.calibration_refit_seconds,
             "labels": {"total": sum(counts.values()), "by_source": counts, "in_force_from": pub.get("labels", 0)},
             "threshold": {"in_force": self.current.thresholds or None,
-                          "tiers_boundary": None if self.current.thresholds else self._cloud_boundary()},
+                          "tiers_boundary": None if self.current.thresholds else self._boundary},
             "estimate": pub.get("estimate"), "by_cluster": pub.get("by_cluster", {}), "drift": pub.get("drift"),
             "history": self.store.history(),
             "shadow": {"rate": self.settings.calibration_rate, "budget_usd": self.settings.calibration_budget_usd,
@@ -303,8 +316,11 @@ class Calibrator:
             "feedback_ttl_seconds": self.settings.feedback_ttl_seconds,
         }
 
-    def gauges(self) -> dict:
-        """What /metrics shows of it (scrape time): one ZCARD and one GET, the rest from memory."""
+    def gauges(self) -> dict | None:
+        """What /metrics shows of it (scrape time): one ZCARD and one GET, the rest from memory; None (no
+        round trip, no series) where nothing learns."""
+        if not self.learns:
+            return None
         pub = self.published
         est = pub.get("estimate") or {}
         return {"labels": self.store.label_count(), "used": pub.get("by_source", {}), "target": self.target,

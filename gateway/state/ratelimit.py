@@ -27,7 +27,6 @@ if tpm > 0 then redis.call('INCRBY', KEYS[2], tokens); redis.call('EXPIRE', KEYS
 return 'ok'
 """
 
-# KEYS: lease zset; ARGV: lease id, now, cap, lease ttl
 # The slot cap with a fair queue. KEYS: leases (lease -> taken at), waiters (waiter -> arrived at), waiters'
 # last poll (waiter -> at), who waits (waiter -> key), when each key last got a slot (key -> at).
 # ARGV: lease, now, cap, ttl, key, the queue's bound. A free slot goes to the waiting key that got one longest

@@ -317,9 +317,20 @@ def test_a_local_only_key_is_never_shadowed_to_the_cloud(make_app, ollama, claud
     time.sleep(0.3)
     assert claude.calls("/v1/messages") == []
     assert labels(app) == []
-    # the same prompt from the other key, not local-only: shadowed
+    # the same prompt from the other key, not local-only: shadowed, and that is the only call the cloud ever saw
+    claude.queue(Script(reply="42"))  # answers compared exactly: one cloud call, no judge
     ask(c, prompt=SUM, headers=H2)
-    until(lambda: claude.calls("/v1/messages"))
+    until(lambda: labels(app))
+    [only] = claude.calls("/v1/messages")
+    assert "17 + 25" in json.dumps(only.body["messages"])
+
+
+def test_a_keys_own_strategy_is_its_default_and_a_request_may_name_another(make_app, claude):
+    app = make_app(**KEYS, KEY_STRATEGIES=f"{key_id(K1)}=cloud-first")
+    c = app.test_client()
+    assert ask(c)["routing"]["strategy"] == "cloud-first" and claude.calls("/v1/messages")
+    assert ask(c, strategy="auto")["routing"]["strategy"] == "auto"
+    assert ask(c, headers=H2)["routing"]["strategy"] == "auto"  # another key: the gateway's default
 
 
 def test_a_full_shadow_queue_drops_samples_and_answers_everyone(make_app, ollama, claude):

@@ -10,9 +10,9 @@ import pytest
 from gateway.calibration import calibrate, judge, sampler
 from gateway.calibration import threshold as th
 from gateway.calibration.labels import Label, cluster_of, decode_features, feedback_label
-from gateway.calibration.learn import refit, spread_knots
+from gateway.calibration.learn import refit
 from gateway.catalog import CatalogError, load_catalog
-from gateway.learned_router import LearnedRouter, features
+from gateway.learned_router import LearnedRouter, features, quantile_knots
 from tests.conftest import ROOT
 
 SHIPPED = LearnedRouter.load(ROOT / "configs" / "router" / "learned.json")
@@ -100,7 +100,7 @@ def test_a_refit_on_ten_thousand_labels_is_deterministic():
 
 
 def test_knots_after_a_refit_never_tie_two_probabilities():
-    knots = spread_knots([0.1, 0.2, 0.2, 0.3, 0.9], [0.0, 0.0, 0.0, 0.0, 0.5])
+    knots = quantile_knots([0.1, 0.2, 0.2, 0.3, 0.9], [0.0, 0.0, 0.0, 0.0, 0.5], min_step=0.002)
     assert all(b[0] > a[0] and b[1] > a[1] for a, b in itertools.pairwise(knots))
 
 
